@@ -1,0 +1,29 @@
+"""Per-token KL estimators to a reference policy (Schulman 2020, "Approximating KL divergence").
+
+``(logp [B,T], ref_logp [B,T]) -> [B,T]`` estimates of KL(π‖π_ref) from samples of π.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from grpozoo.registry import kl_estimators
+
+
+@kl_estimators.register("k1")
+def kl_k1(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """k1 = log π − log π_ref: unbiased, high variance, can be negative."""
+    return logp - ref_logp
+
+
+@kl_estimators.register("k2")
+def kl_k2(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """k2 = ½ (log π − log π_ref)²: biased, low variance, non-negative."""
+    return 0.5 * (logp - ref_logp) ** 2
+
+
+@kl_estimators.register("k3")
+def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """k3 = exp(log π_ref − log π) − (log π_ref − log π) − 1 (GRPO): unbiased and non-negative."""
+    delta = (ref_logp - logp).clamp(-20.0, 20.0)
+    return torch.exp(delta) - delta - 1.0

@@ -1,0 +1,148 @@
+"""``grpozoo train | recipes | eval``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from grpozoo.rewards import RewardError
+
+console = Console()
+
+# Errors that mean "bad input": shown as one clear line, without a traceback.
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, AttributeError, ImportError, RewardError)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recipe", help="recipe name (see `grpozoo recipes`); default grpo")
+    parser.add_argument("--model", help="smollm2-135m (embedded, default), a checkpoint directory, or a hub id")
+    parser.add_argument("--task", help="a reasoning-gym task name or a .jsonl/.parquet/.csv file")
+    parser.add_argument("--config", help="YAML file with any part of the run configuration")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one configuration value, e.g. --set rollout.group_size=8 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grpozoo", description="GRPO and its variants, as named recipes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model with a recipe")
+    _common(train)
+    train.add_argument("--steps", type=int, help="training steps (train.steps)")
+    train.add_argument("--output", help="run directory (default runs/<recipe>-<task>-<time>)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    sub.add_parser("recipes", help="list every recipe with its paper and what it changes")
+
+    ev = sub.add_parser("eval", help="held-out accuracy and pass@k of a model or a run's checkpoint")
+    _common(ev)
+    ev.add_argument("--run", help="a run directory: evaluates its latest checkpoint on its task")
+    ev.add_argument("--checkpoint", help="a specific checkpoint directory of --run")
+    ev.add_argument("--samples", type=int, help="samples per prompt (eval.samples)")
+    ev.add_argument("--temperature", type=float, help="sampling temperature; 0 is greedy (eval.temperature)")
+    ev.add_argument("--seed", type=int, help="sampling seed (eval.seed)")
+    ev.add_argument("--output", help="write the result as JSON here")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from grpozoo.config import deep_merge, load_yaml, parse_override, resolve_config, validate
+    from grpozoo.training import Trainer, fit
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        saved = run_dir / "config.yaml"
+        if not saved.exists():
+            raise FileNotFoundError(f"--resume {args.resume!r}: no config.yaml there; is it a run directory?")
+        data = load_yaml(saved)
+        for text in args.overrides + ([f"train.steps={args.steps}"] if args.steps else []):
+            data = deep_merge(data, parse_override(text))
+        cfg = validate(data)
+        trainer = Trainer(cfg, run_dir=run_dir, resume=True, console=console)
+        console.print(f"resuming {run_dir} at step {trainer.step}")
+    else:
+        cfg = resolve_config(args.config, args.overrides, recipe=args.recipe, model=args.model,
+                             task=args.task, steps=args.steps, output_dir=args.output)
+        trainer = Trainer(cfg, console=console)
+        console.print(f"[bold]grpozoo train[/] recipe={cfg.recipe} model={cfg.model.name} task={cfg.task.name} "
+                      f"steps={cfg.train.steps} → {trainer.run_dir}")
+    try:
+        fit(trainer, show_progress=not args.no_progress)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from grpozoo.recipes import all_recipes
+
+    table = Table(title="grpozoo recipes")
+    for column in ("recipe", "entry", "what it changes vs GRPO", "paper"):
+        table.add_column(column, overflow="fold")
+    for recipe in all_recipes():
+        table.add_row(recipe.name, recipe.entry, recipe.changes, recipe.citation)
+    console.print(table)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from grpozoo.config import deep_merge, load_yaml, parse_override, resolve_config, validate
+    from grpozoo.evaluation import evaluate
+    from grpozoo.tasks import make_task
+    from grpozoo.training import checkpoint as ckpt
+    from grpozoo.training.model import load_model, load_policy, load_tokenizer, resolve_model
+
+    overrides = list(args.overrides)
+    for key, value in (("eval.samples", args.samples), ("eval.temperature", args.temperature),
+                       ("eval.seed", args.seed)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if args.run:
+        run_dir = Path(args.run)
+        data = load_yaml(run_dir / "config.yaml")
+        for text in overrides:
+            data = deep_merge(data, parse_override(text))
+        cfg = validate(data)
+        checkpoint = Path(args.checkpoint) if args.checkpoint else ckpt.latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise FileNotFoundError(f"--run {args.run!r} has no checkpoint yet")
+        model, tokenizer = load_policy(cfg.model, cfg.train.device, init_from=checkpoint / "model")
+        source = str(checkpoint)
+    else:
+        cfg = resolve_config(args.config, overrides, recipe=args.recipe, model=args.model, task=args.task)
+        path = resolve_model(cfg.model.name)
+        model, tokenizer = load_model(path, cfg.model.dtype, cfg.train.device), load_tokenizer(path)
+        source = cfg.model.name
+    task = make_task(cfg.task)
+    e = cfg.eval
+    result = evaluate(model, tokenizer, task, samples=e.samples, temperature=e.temperature,
+                      max_new_tokens=cfg.rollout.max_new_tokens, seed=e.seed)
+    result = {"model": source, "task": cfg.task.name, "temperature": e.temperature, "seed": e.seed, **result}
+    table = Table(title=f"{source} on {cfg.task.name} (held-out)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = {"train": cmd_train, "recipes": cmd_recipes, "eval": cmd_eval}[args.command]
+    try:
+        return command(args)
+    except USER_ERRORS as error:
+        console.print(f"[bold red]error:[/] {error}")
+        return 2
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Validated run configuration: defaults < recipe < config file < ``--set`` overrides.
+
+Every section forbids unknown keys, and the error names the key, its section, a close match and
+the valid keys, so a typo fails at start-up rather than after an hour of rollouts.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from grpozoo.registry import did_you_mean
+
+
+class ConfigError(ValueError):
+    """A configuration value or key that cannot be used; the message says which and how to fix it."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraConfig(Section):
+    enabled: bool = True
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: str | list[str] = "all-linear"
+
+
+class ModelConfig(Section):
+    name: str = "smollm2-135m"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    lora: LoraConfig = LoraConfig()
+    gradient_checkpointing: bool = False
+
+
+class TaskConfig(Section):
+    name: str = "chain_sum"  # a reasoning-gym task name, or a .jsonl/.json/.parquet/.csv file
+    params: dict[str, Any] = Field(
+        default_factory=lambda: {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}
+    )
+    train_size: int = Field(1000, gt=0)
+    eval_size: int = Field(50, gt=0)
+    seed: int = 0
+    system_prompt: str | None = "Answer with just the final number."
+    answer_format: Literal["last_number", "boxed", "answer_tag", "full"] = "last_number"
+    instruction: str = ""  # appended to every question, e.g. "Put the answer in \\boxed{}."
+
+
+class RewardConfig(Section):
+    name: str  # a registered reward, or "module:function" / "path/to/file.py:function"
+    weight: float = 1.0
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RolloutConfig(Section):
+    prompts_per_step: int = Field(8, gt=0)
+    group_size: int = Field(4, gt=0)
+    max_new_tokens: int = Field(32, gt=0)
+    temperature: float = Field(1.0, gt=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+
+
+class ComponentConfig(Section):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class KLConfig(Section):
+    coef: float = Field(0.0, ge=0.0)
+    estimator: str = "k3"
+
+
+class AlgorithmConfig(Section):
+    advantage: ComponentConfig = ComponentConfig(name="grpo")
+    loss: ComponentConfig = ComponentConfig(name="ppo_clip")
+    aggregation: str = "token_mean"
+    kl: KLConfig = KLConfig()
+    selector: ComponentConfig = ComponentConfig(name="uniform")
+    num_iterations: int = Field(1, ge=1)
+
+
+class TrainConfig(Section):
+    steps: int = Field(24, gt=0)
+    learning_rate: float = Field(2e-4, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant_with_warmup"
+    warmup_steps: int = Field(2, ge=0)
+    micro_batch_tokens: int = Field(4096, gt=0)
+    seed: int = 0
+    checkpoint_every: int = Field(8, gt=0)
+    keep_checkpoints: int = Field(2, gt=0)
+    device: str = "cpu"
+    threads: int | None = None  # torch intra-op threads; None keeps torch's default
+
+
+class EvalConfig(Section):
+    at_start: bool = True  # measure held-out accuracy before the first step …
+    at_end: bool = True  # … and after the last, into eval.jsonl
+    samples: int = Field(4, gt=0)  # completions per held-out prompt
+    temperature: float = Field(1.0, ge=0.0)
+    seed: int = 1234
+
+
+class RunConfig(Section):
+    recipe: str = "grpo"
+    model: ModelConfig = ModelConfig()
+    task: TaskConfig = TaskConfig()
+    rewards: list[RewardConfig] = Field(default_factory=lambda: [RewardConfig(name="task")])
+    rollout: RolloutConfig = RolloutConfig()
+    algorithm: AlgorithmConfig = AlgorithmConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    output_dir: str | None = None  # default: runs/<recipe>-<task>-<time>
+
+    @field_validator("rewards")
+    @classmethod
+    def _at_least_one_reward(cls, value: list[RewardConfig]) -> list[RewardConfig]:
+        if not value:
+            raise ValueError("at least one reward is needed, e.g. rewards: [{name: task}]")
+        return value
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with ``override`` merged in; nested dicts merge, everything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"train.steps=10"`` -> ``{"train": {"steps": 10}}``; the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected dotted.key=value, e.g. --set train.steps=10")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    out: dict[str, Any] = value
+    for part in reversed(key.strip().split(".")):
+        if not part:
+            raise ConfigError(f"--set {text!r}: empty key segment in {key!r}")
+        out = {part: out}
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level, not {type(data).__name__}")
+    return data
+
+
+def _model_at(location: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The section model that owns the key at ``location`` (for listing its valid keys)."""
+    model: Any = RunConfig
+    for part in location[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        candidates = [annotation, *args]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def _explain(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        location = tuple(item["loc"])
+        dotted = ".".join(str(p) for p in location)
+        if item["type"] == "extra_forbidden":
+            owner = _model_at(location)
+            valid = list(owner.model_fields) if owner else []
+            lines.append(
+                f"unknown config key {dotted!r}.{did_you_mean(str(location[-1]), valid)} "
+                f"Valid keys here: {', '.join(valid)}"
+            )
+        else:
+            lines.append(f"config key {dotted!r} = {item.get('input')!r}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def validate(data: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_explain(error)) from None
+
+
+def resolve_config(
+    config_file: str | Path | None = None,
+    overrides: list[str] | None = None,
+    **shortcuts: Any,
+) -> RunConfig:
+    """Build the run configuration: defaults < recipe < config file < ``overrides`` < shortcuts.
+
+    ``shortcuts`` are the CLI's ``--recipe/--model/--task/--steps`` (None means not given).
+    """
+    from grpozoo.recipes import get_recipe
+
+    user: dict[str, Any] = load_yaml(config_file) if config_file else {}
+    for text in overrides or []:
+        user = deep_merge(user, parse_override(text))
+    paths = {"recipe": "recipe", "model": "model.name", "task": "task.name", "steps": "train.steps",
+             "output_dir": "output_dir"}
+    for key, value in shortcuts.items():
+        if value is not None:
+            user = deep_merge(user, _nested(paths[key], value))
+    recipe = get_recipe(str(user.get("recipe", "grpo")))
+    return validate(deep_merge(recipe.config, user))
+
+
+def _nested(dotted: str, value: Any) -> dict[str, Any]:
+    out: Any = value
+    for part in reversed(dotted.split(".")):
+        out = {part: out}
+    return out
+
+
+def save_config(cfg: RunConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

@@ -1,0 +1,92 @@
+"""Sampling completions with Hugging Face ``generate`` (CPU or GPU)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from grpozoo.rollouts import Rollouts
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_new_tokens: int
+    temperature: float = 1.0  # 0 means greedy
+    top_p: float = 1.0
+
+
+def eos_token_ids(model, tokenizer) -> list[int]:
+    ids = getattr(model.generation_config, "eos_token_id", None)
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def completion_mask_and_truncation(completion_ids: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask ``[B, T]`` covering each completion up to and including its first EOS, and
+    ``truncated [B]``: True where no EOS was generated (the token budget ran out)."""
+    is_eos = torch.isin(completion_ids, torch.tensor(eos_ids, device=completion_ids.device))
+    has_eos = is_eos.any(dim=1)
+    first_eos = torch.where(has_eos, is_eos.int().argmax(dim=1), completion_ids.shape[1] - 1)
+    positions = torch.arange(completion_ids.shape[1], device=completion_ids.device)
+    mask = (positions.unsqueeze(0) <= first_eos.unsqueeze(1)).long()
+    return mask, ~has_eos
+
+
+class HFGenerator:
+    """Samples ``n`` completions per prompt in one batched ``generate`` call."""
+
+    def __init__(self, model, tokenizer):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.eos_ids = eos_token_ids(model, tokenizer)
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], examples: list[dict[str, Any]], n: int, params: SamplingParams) -> Rollouts:
+        """``prompts`` are rendered text (chat template applied); completions of prompt ``i`` get group id ``i``."""
+        device = next(self.model.parameters()).device
+        encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        prompt_ids = encoded["input_ids"].repeat_interleave(n, dim=0).to(device)
+        prompt_mask = encoded["attention_mask"].repeat_interleave(n, dim=0).to(device)
+        greedy = params.temperature == 0
+        was_training = self.model.training
+        self.model.eval()
+        out = self.model.generate(
+            input_ids=prompt_ids,
+            attention_mask=prompt_mask,
+            do_sample=not greedy,
+            temperature=None if greedy else params.temperature,
+            top_p=None if greedy else params.top_p,
+            top_k=None,
+            max_new_tokens=params.max_new_tokens,
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+        self.model.train(was_training)
+        completion_ids = out.sequences[:, prompt_ids.shape[1] :]
+        mask, truncated = completion_mask_and_truncation(completion_ids, self.eos_ids)
+        logits = torch.stack(out.logits, dim=1).float()  # [B, T, V]
+        if not greedy:
+            logits = logits / params.temperature
+        sampling_logprobs = (
+            torch.log_softmax(logits, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1) * mask
+        )
+        completion_ids = completion_ids.masked_fill(mask == 0, self.tokenizer.pad_token_id)
+        texts = self.tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+        return Rollouts(
+            prompt_ids=prompt_ids.cpu(),
+            prompt_mask=prompt_mask.cpu(),
+            completion_ids=completion_ids.cpu(),
+            completion_mask=mask.cpu(),
+            group_ids=torch.arange(len(prompts)).repeat_interleave(n),
+            sampling_logprobs=sampling_logprobs.cpu(),
+            truncated=truncated.cpu(),
+            prompts=[p for p in prompts for _ in range(n)],
+            completions=texts,
+            examples=[e for e in examples for _ in range(n)],
+        )

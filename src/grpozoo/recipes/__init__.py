@@ -1,0 +1,37 @@
+"""Recipes: named compositions of components, one small module per paper.
+
+A recipe is data: a partial run configuration (mostly the ``algorithm`` section) plus its
+citation, its ALGORITHMS.md entry and one line on what it changes relative to GRPO.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from grpozoo.registry import recipes
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    entry: str  # ALGORITHMS.md entry id, e.g. "A17", or "P0" for the baselines
+    citation: str
+    changes: str  # one line: what it changes relative to GRPO
+    config: dict[str, Any] = field(default_factory=dict)  # partial RunConfig
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    recipes.register(recipe.name)(recipe)
+    return recipe
+
+
+def get_recipe(name: str) -> Recipe:
+    return recipes.get(name)
+
+
+def all_recipes() -> list[Recipe]:
+    return [recipes.get(name) for name in recipes.names()]
+
+
+from grpozoo.recipes import grpo  # noqa: E402,F401  (registers the recipes)

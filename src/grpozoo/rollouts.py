@@ -1,0 +1,65 @@
+"""The one batch type that travels the pipeline.
+
+Shapes: B completions (``prompts_per_step × group_size``), P prompt tokens (left-padded),
+T completion tokens (right-padded), G completions per group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Rollouts:
+    """A batch of sampled completions and everything later stages add to it.
+
+    Generator fills the token fields; the reward stage fills ``rewards``/``reward_parts``;
+    the advantage stage fills ``advantages``; the trainer fills ``old_logprobs``/``ref_logprobs``
+    when a component needs them.
+    """
+
+    prompt_ids: torch.Tensor  # [B, P] left-padded
+    prompt_mask: torch.Tensor  # [B, P] 1 on real prompt tokens
+    completion_ids: torch.Tensor  # [B, T] right-padded
+    completion_mask: torch.Tensor  # [B, T] 1 on generated tokens (EOS included)
+    group_ids: torch.Tensor  # [B] long, the index of the prompt in this step
+    sampling_logprobs: torch.Tensor  # [B, T] log-probs under the generator at sampling time
+    truncated: torch.Tensor  # [B] bool, True when max_new_tokens ran out before EOS
+    prompts: list[str]  # [B] the prompt text as the model saw it (chat template applied)
+    completions: list[str]  # [B] decoded completion text
+    examples: list[dict[str, Any]]  # [B] the task row behind each prompt (answer, metadata, …)
+    rewards: torch.Tensor | None = None  # [B]
+    reward_parts: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [B] (NaN = no opinion)
+    task_scores: torch.Tensor | None = None  # [B] the task's verifier score, for accuracy
+    advantages: torch.Tensor | None = None  # [B] or [B, T]
+    old_logprobs: torch.Tensor | None = None  # [B, T]
+    ref_logprobs: torch.Tensor | None = None  # [B, T]
+
+    @property
+    def batch_size(self) -> int:
+        return self.completion_ids.shape[0]
+
+    @property
+    def completion_lengths(self) -> torch.Tensor:
+        return self.completion_mask.sum(dim=1)
+
+    def select(self, rows: torch.Tensor | slice) -> Rollouts:
+        """The sub-batch of the given rows (an index tensor or a slice), every field sliced alike."""
+        if isinstance(rows, slice):
+            indices = list(range(self.batch_size))[rows]
+        else:
+            indices = rows.tolist()
+        index = torch.as_tensor(indices, dtype=torch.long)
+        updates: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor):
+                updates[f.name] = value.index_select(0, index)
+            elif isinstance(value, list):
+                updates[f.name] = [value[i] for i in indices]
+            elif isinstance(value, dict):
+                updates[f.name] = {k: v.index_select(0, index) for k, v in value.items()}
+        return replace(self, **updates)

@@ -1,0 +1,77 @@
+"""The learner's forward: log-probs (and entropies) of completion tokens only, in micro-batches."""
+
+from __future__ import annotations
+
+import torch
+
+from grpozoo.rollouts import Rollouts
+
+
+def trim_padding(batch: Rollouts) -> Rollouts:
+    """Drop prompt columns that are padding in every row (left) and completion columns past the
+    longest completion (right), so a micro-batch pays only for its own longest row."""
+    prompt_keep = batch.prompt_mask.any(dim=0).nonzero()
+    start = int(prompt_keep[0]) if len(prompt_keep) else batch.prompt_mask.shape[1]
+    end = max(int(batch.completion_mask.sum(dim=1).max()), 1)
+    batch.prompt_ids, batch.prompt_mask = batch.prompt_ids[:, start:], batch.prompt_mask[:, start:]
+    for name in ("completion_ids", "completion_mask", "sampling_logprobs", "old_logprobs", "ref_logprobs"):
+        value = getattr(batch, name)
+        if value is not None:
+            setattr(batch, name, value[:, :end])
+    if batch.advantages is not None and batch.advantages.dim() == 2:
+        batch.advantages = batch.advantages[:, :end]
+    return batch
+
+
+def micro_batches(batch: Rollouts, token_budget: int) -> list[Rollouts]:
+    """Split rows into micro-batches of at most ``token_budget`` padded tokens each (at least one row).
+
+    Rows are sorted by total length first, so rows of similar length share a micro-batch and
+    padding waste stays small. Aggregations normalise by whole-batch totals, so the split does not
+    change the loss.
+    """
+    lengths = batch.prompt_mask.sum(dim=1) + batch.completion_mask.sum(dim=1)
+    order = torch.argsort(lengths, stable=True)
+    chunks: list[list[int]] = [[]]
+    longest = 0
+    for row in order.tolist():
+        candidate = max(longest, int(lengths[row]))
+        if chunks[-1] and candidate * (len(chunks[-1]) + 1) > token_budget:
+            chunks.append([])
+            candidate = int(lengths[row])
+        chunks[-1].append(row)
+        longest = candidate
+    return [trim_padding(batch.select(torch.tensor(rows))) for rows in chunks]
+
+
+def completion_logprobs(
+    model, batch: Rollouts, temperature: float = 1.0, with_entropy: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs ``[b, T]`` of the completion tokens under ``model`` (and token entropies ``[b, T]``,
+    detached, when asked). Logits are computed only for the T completion positions."""
+    device = next(model.parameters()).device
+    input_ids = torch.cat([batch.prompt_ids, batch.completion_ids], dim=1).to(device)
+    attention = torch.cat([batch.prompt_mask, batch.completion_mask], dim=1).to(device)
+    # positions as generate() numbers them under left padding
+    position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    num_completion = batch.completion_ids.shape[1]
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention,
+        position_ids=position_ids,
+        logits_to_keep=num_completion + 1,
+        use_cache=False,
+    )
+    logits = out.logits[:, :-1, :].float()  # position t predicts completion token t
+    if temperature != 1.0:
+        logits = logits / temperature
+    targets = batch.completion_ids.to(device).unsqueeze(-1)
+    log_norm = torch.logsumexp(logits, dim=-1)
+    logp = logits.gather(-1, targets).squeeze(-1) - log_norm
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            probs = torch.softmax(logits, dim=-1)
+            entropy = log_norm - (probs * logits).sum(dim=-1)
+    mask = batch.completion_mask.to(device)
+    return logp * mask, (entropy * mask if entropy is not None else None)

