@@ -90,8 +90,8 @@ class TrainConfig(Section):
     learning_rate: float = Field(2e-4, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     max_grad_norm: float = Field(1.0, gt=0.0)
-    lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant_with_warmup"
-    warmup_steps: int = Field(2, ge=0)
+    lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
     micro_batch_tokens: int = Field(4096, gt=0)
     seed: int = 0
     checkpoint_every: int = Field(8, gt=0)

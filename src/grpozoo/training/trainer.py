@@ -177,10 +177,8 @@ class Trainer:
         batch.rewards, batch.reward_parts = self.rewards(batch.completions, batch.prompts, columns)
 
     def learn(self, batch: Rollouts) -> dict[str, float]:
-        """``num_iterations`` optimiser steps on the batch, each over micro-batches whose gradients
-        add up to the whole batch's (aggregations normalise by whole-batch totals)."""
+        """``num_iterations`` optimiser steps on the batch (old log-probs recomputed when > 1)."""
         algo = self.cfg.algorithm
-        temperature = self.cfg.rollout.temperature
         totals = BatchTotals.of(batch.completion_mask, self.cfg.rollout.max_new_tokens)
         if algo.num_iterations > 1:
             batch.old_logprobs = self.logprobs_without_grad(batch, self.model)
@@ -191,28 +189,36 @@ class Trainer:
         self.model.train()
         for _ in range(algo.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
-            sums: dict[str, float] = defaultdict(float)
-            for mb in chunks:
-                mask = mb.completion_mask.float()
-                logp, entropy = completion_logprobs(self.model, mb, temperature, with_entropy=True)
-                old = mb.old_logprobs if mb.old_logprobs is not None else logp.detach()
-                per_token, diagnostics = self.loss_fn(logp, old, mb.advantages, mask, mb, **algo.loss.params)
-                diagnostics["entropy"] = entropy
-                if algo.kl.coef > 0:
-                    kl = self.kl_fn(logp, mb.ref_logprobs)
-                    per_token = per_token + algo.kl.coef * kl
-                    diagnostics["kl"] = kl.detach()
-                loss = self.aggregate(per_token, mask, totals)
-                loss.backward()
-                sums["loss"] += loss.item()
-                for name, value in diagnostics.items():
-                    sums[name] += float((value * mask).sum())
+            sums = self.accumulate_gradients(chunks, totals)
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, self.cfg.train.max_grad_norm)
             self.optimizer.step()
             self.scheduler.step()
         out = {"loss": sums.pop("loss"), "grad_norm": float(grad_norm)}
         out.update({name: value / max(totals.num_tokens, 1) for name, value in sums.items()})
         return out
+
+    def accumulate_gradients(self, chunks: list[Rollouts], totals: BatchTotals) -> dict[str, float]:
+        """Backpropagate the loss of each micro-batch; the gradients add up to the whole batch's,
+        because aggregations normalise by whole-batch ``totals``. Returns the loss and the masked
+        sums of the per-token diagnostics."""
+        algo = self.cfg.algorithm
+        sums: dict[str, float] = defaultdict(float)
+        for mb in chunks:
+            mask = mb.completion_mask.float()
+            logp, entropy = completion_logprobs(self.model, mb, self.cfg.rollout.temperature, with_entropy=True)
+            old = mb.old_logprobs if mb.old_logprobs is not None else logp.detach()
+            per_token, diagnostics = self.loss_fn(logp, old, mb.advantages, mask, mb, **algo.loss.params)
+            diagnostics["entropy"] = entropy
+            if algo.kl.coef > 0:
+                kl = self.kl_fn(logp, mb.ref_logprobs)
+                per_token = per_token + algo.kl.coef * kl
+                diagnostics["kl"] = kl.detach()
+            loss = self.aggregate(per_token, mask, totals)
+            loss.backward()
+            sums["loss"] += loss.item()
+            for name, value in diagnostics.items():
+                sums[name] += float((value * mask).sum())
+        return sums
 
     @torch.no_grad()
     def logprobs_without_grad(self, batch: Rollouts, model) -> torch.Tensor:
