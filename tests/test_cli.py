@@ -1,0 +1,109 @@
+"""The command line: a tiny end-to-end run, and bad input failing fast with a clear message."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from grpozoo.cli import main
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, " ".join((out.out + out.err).split())  # rich wraps long lines
+
+
+def sets(overrides: list[str]) -> list[str]:
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
+def test_recipes_lists_grpo_with_its_paper(capsys):
+    code, out = run_cli(capsys, "recipes")
+    assert code == 0
+    assert "grpo" in out and "DeepSeekMath" in out
+
+
+def test_train_then_resume_then_eval_a_run(capsys, tiny_overrides, tmp_path):
+    code, out = run_cli(capsys, "train", "--steps", "1", "--no-progress", *sets(tiny_overrides))
+    assert code == 0, out
+    run = tmp_path / "run"
+    code, out = run_cli(capsys, "train", "--resume", str(run), "--steps", "2", "--no-progress")
+    assert code == 0, out
+    assert "resuming" in out and "at step 1" in out
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    result_file = tmp_path / "eval.json"
+    code, out = run_cli(capsys, "eval", "--run", str(run), "--samples", "2", "--output", str(result_file))
+    assert code == 0, out
+    result = json.loads(result_file.read_text())
+    assert result["prompts"] == 6 and 0.0 <= result["accuracy"] <= 1.0 and "pass@2" in result
+    assert result["model"].endswith("step-000002")
+
+
+def test_eval_of_a_model_is_reproducible_with_a_seed(capsys, tiny_overrides, tmp_path):
+    results = []
+    for name in ("a.json", "b.json"):
+        code, out = run_cli(capsys, "eval", *sets(tiny_overrides), "--samples", "2", "--output", str(tmp_path / name))
+        assert code == 0, out
+        results.append(json.loads((tmp_path / name).read_text()))
+    assert results[0] == results[1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--recipe", "grpoo"], ["unknown recipe 'grpoo'", "Did you mean 'grpo'", "Valid choices"]),
+        (["--task", "chain_summ"], ["unknown task 'chain_summ'", "Did you mean 'chain_sum'"]),
+        (["--model", "no/such/model/dir"], ["unknown model 'no/such/model/dir'", "smollm2-135m"]),
+        (["--set", "train.stepz=3"], ["unknown config key 'train.stepz'", "Did you mean 'steps'"]),
+        (["--set", "rollout.group_size=many"], ["rollout.group_size", "'many'"]),
+        (["--set", "algorithm.advantage.name=gpro"], ["unknown advantage estimator 'gpro'", "Did you mean 'grpo'"]),
+        (["--set", "algorithm.loss.params.epsilon=0.3"], ["policy loss 'ppo_clip' has no parameter 'epsilon'",
+                                                         "eps_low"]),
+    ],
+)
+def test_bad_names_and_keys_fail_fast_naming_the_culprit(capsys, tiny_overrides, argv, expected):
+    # a --set given after the fixture's overrides wins; "--model" must beat the fixture's model.name
+    base = [o for o in tiny_overrides if not (argv[0] == "--model" and o.startswith("model.name="))]
+    code, out = run_cli(capsys, "train", "--no-progress", *sets(base), *argv)
+    assert code == 2
+    for text in expected:
+        assert text in out
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_a_dataset_row_missing_its_answer_names_the_row(capsys, tiny_overrides, tmp_path):
+    rows = [{"prompt": f"{i} + 1 =", "answer": str(i + 1)} for i in range(10)]
+    rows[7] = {"prompt": "7 + 1 ="}
+    data = write_jsonl(tmp_path / "data.jsonl", rows)
+    code, out = run_cli(capsys, "train", "--no-progress", *sets(tiny_overrides), "--task", str(data))
+    assert code == 2
+    assert "row 7 has no 'answer' value" in out
+
+
+def reward_file(tmp_path, body: str) -> str:
+    path = tmp_path / "my_rewards.py"
+    path.write_text("def bad(completions, prompts, **columns):\n" + body)
+    return f"{path}:bad"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("    raise RuntimeError('verifier crashed')\n", ["reward 'bad' raised RuntimeError: verifier crashed"]),
+        ("    return [1.0]\n", ["reward 'bad' returned 1 values for 6 completions"]),
+        ("    return [0.0] * 3 + [float('nan')] + [0.0] * 2\n", ["reward 'bad' returned nan for sample 3"]),
+    ],
+)
+def test_a_faulty_reward_function_is_named(capsys, tiny_overrides, tmp_path, body, expected):
+    name = reward_file(tmp_path, body)
+    code, out = run_cli(capsys, "train", "--no-progress", *sets(tiny_overrides),
+                        "--set", f"rewards=[{{name: '{name}'}}]", "--set", "eval.at_start=false")
+    assert code == 2
+    for text in expected:
+        assert text in out
