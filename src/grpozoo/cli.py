@@ -135,8 +135,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def quiet_libraries() -> None:
+    """Keep the terminal for grpozoo's own progress bar: no per-load bars or deprecation chatter."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_libraries()
     command = {"train": cmd_train, "recipes": cmd_recipes, "eval": cmd_eval}[args.command]
     try:
         return command(args)

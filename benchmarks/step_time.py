@@ -1,0 +1,233 @@
+"""Median GRPO step time of grpozoo, and of TRL's ``GRPOTrainer`` on the same work when ``trl`` imports.
+
+    python benchmarks/step_time.py [--steps 3] [--lora] [--threads N] [--rounds R]
+
+Both systems run the same fixed configuration, each in its own child process (a fair peak-RSS
+figure, no shared caches); with ``--rounds R > 1`` the order alternates between rounds. Fairness:
+
+* the embedded SmolLM2-135M-Instruct (``--model smollm2-135m``), float32 weights and compute
+  (TRL's ``bf16`` default is switched off), gradient checkpointing off (TRL defaults it on);
+* full fine-tuning, or with ``--lora`` LoRA r=16, alpha=32, dropout 0, all linear layers, in both;
+* one optimiser step = 4 prompts x 4 completions, max 32 new tokens, temperature 1.0, top-p 1,
+  no top-k, learning rate 1e-6, AdamW (torch), grad-norm clip 1.0, no KL term (beta=0), one
+  policy update per batch (so neither recomputes old log-probs), one micro-batch;
+* the same reasoning-gym ``chain_sum`` prompts in the same order (TRL's dataset holds exactly the
+  rows grpozoo's seeded selector picks, unshuffled) and the same verifier (the task's ``score``);
+* 1 warm-up step, then ``--steps`` measured steps; medians over all measured steps of all rounds.
+
+Step time: grpozoo's own ``time/step_s``; for TRL, on_step_begin -> on_step_end of a callback
+(generation, reward, loss, backward, clip and optimiser step). Generation time for TRL times its
+private ``_generate`` (tokenise, generate, decode) and is left out if that method is missing.
+"gen tok/s" = completion tokens / generation seconds (grpozoo's ``tokens_per_s``); "step tok/s" =
+completion tokens / step seconds. Completion lengths count the EOS token in both systems.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+PROMPTS, GROUP, MAX_NEW, LR, TEMPERATURE = 4, 4, 32, 1e-6, 1.0
+MARKER = "STEP_TIME_RESULT "
+TRL_INSTALL = "pip install trl 'torch==2.13.0'"
+
+
+def grpozoo_config(steps: int, lora: bool, threads: int | None, out: str):
+    from grpozoo.config import resolve_config
+
+    sets = [
+        "model.name=smollm2-135m", "model.dtype=float32", f"model.lora.enabled={str(lora).lower()}",
+        "model.lora.r=16", "model.lora.alpha=32", "model.lora.dropout=0.0", "model.lora.target_modules=all-linear",
+        "task.name=chain_sum", f"rollout.prompts_per_step={PROMPTS}", f"rollout.group_size={GROUP}",
+        f"rollout.max_new_tokens={MAX_NEW}", f"rollout.temperature={TEMPERATURE}", "rollout.top_p=1.0",
+        f"train.learning_rate={LR}", f"train.steps={steps + 1}", "algorithm.kl.coef=0.0",
+        "algorithm.num_iterations=1", "eval.at_start=false", "eval.at_end=false", f"output_dir={out}",
+    ]
+    if threads:
+        sets.append(f"train.threads={threads}")
+    return resolve_config(overrides=sets)
+
+
+def run_grpozoo(steps: int, lora: bool, threads: int | None) -> dict:
+    from grpozoo.training import Trainer
+
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(grpozoo_config(steps, lora, threads, out))
+        trainer.train_step()  # warm-up
+        records = []
+        for _ in range(steps):
+            m = trainer.train_step()
+            records.append({"step_s": m["time/step_s"], "gen_s": m["time/generation_s"],
+                            "learn_s": m["time/learning_s"], "tokens": m["completion_length"] * PROMPTS * GROUP})
+    return {"records": records}
+
+
+def run_trl(steps: int, lora: bool, threads: int | None) -> dict:
+    import torch
+    import trl
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from grpozoo.selectors import UniformSelector
+    from grpozoo.tasks import make_task
+    from grpozoo.training.model import resolve_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as out:
+        cfg = grpozoo_config(steps, lora, threads, out)
+        task = make_task(cfg.task)
+        rows = UniformSelector(len(task.train_rows), seed=cfg.train.seed).next(PROMPTS * (steps + 1))
+        dataset = Dataset.from_list([{"prompt": task.messages(task.train_rows[i]), "row": i} for i in rows])
+
+        def correctness(completions, row, **_):
+            return [task.score(c[0]["content"], task.train_rows[i]) for c, i in zip(completions, row, strict=True)]
+
+        args = GRPOConfig(
+            output_dir=out, use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False,
+            per_device_train_batch_size=PROMPTS * GROUP, gradient_accumulation_steps=1,
+            num_generations=GROUP, generation_batch_size=PROMPTS * GROUP, max_completion_length=MAX_NEW,
+            temperature=TEMPERATURE, top_p=1.0, top_k=0, learning_rate=LR, lr_scheduler_type="constant",
+            optim="adamw_torch", weight_decay=0.0, max_grad_norm=1.0, beta=0.0, num_iterations=1,
+            epsilon=0.2, scale_rewards="group", loss_type="dapo", use_vllm=False, shuffle_dataset=False,
+            max_steps=steps + 1, logging_steps=1, report_to=[], save_strategy="no", seed=cfg.train.seed,
+        )
+        peft_config = None
+        if lora:
+            from peft import LoraConfig
+
+            peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
+                                     task_type="CAUSAL_LM")
+        model = AutoModelForCausalLM.from_pretrained(resolve_model("smollm2-135m"), dtype=torch.float32)
+        trainer = GRPOTrainer(model=model, reward_funcs=correctness, args=args, train_dataset=dataset,
+                              peft_config=peft_config)
+        steps_s, gen_s, lengths = [], [], []
+        if hasattr(trainer, "_generate"):  # private: the only hook around generation alone
+            generate = trainer._generate
+
+            def timed_generate(prompts):
+                start = time.perf_counter()
+                result = generate(prompts)
+                gen_s.append(time.perf_counter() - start)
+                return result
+
+            trainer._generate = timed_generate
+
+        class StepTimer(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kwargs):
+                self.start = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kwargs):
+                steps_s.append(time.perf_counter() - self.start)
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs and "completions/mean_length" in logs:
+                    lengths.append(float(logs["completions/mean_length"]))
+
+        trainer.add_callback(StepTimer())
+        trainer.train()
+    records = []
+    for i in range(1, steps + 1):  # index 0 is the warm-up
+        gen = gen_s[i] if len(gen_s) == steps + 1 else None
+        records.append({"step_s": steps_s[i], "gen_s": gen, "learn_s": None if gen is None else steps_s[i] - gen,
+                        "tokens": lengths[i] * PROMPTS * GROUP})
+    return {"records": records, "version": trl.__version__}
+
+
+def child(system: str, steps: int, lora: bool, threads: int | None) -> None:
+    import torch
+
+    result = (run_grpozoo if system == "grpozoo" else run_trl)(steps, lora, threads)
+    result["threads"] = torch.get_num_threads()
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(MARKER + json.dumps(result), flush=True)
+
+
+def spawn(system: str, a: argparse.Namespace) -> tuple[dict | None, str]:
+    cmd = [sys.executable, __file__, "--system", system, "--steps", str(a.steps)]
+    cmd += ["--lora"] * a.lora + (["--threads", str(a.threads)] if a.threads else [])
+    print(f"[running {system}: {' '.join(cmd[1:])}]", file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith(MARKER):
+            return json.loads(line[len(MARKER):]), ""
+    tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+    return None, f"exit status {proc.returncode}: {tail}"
+
+
+def median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=3, help="measured steps after 1 warm-up step (default 3)")
+    p.add_argument("--lora", action="store_true", help="LoRA r=16 alpha=32 all-linear instead of full FT")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--rounds", type=int, default=1, help="repeat both systems, alternating their order")
+    p.add_argument("--system", choices=["all", "grpozoo", "trl"], default="all",
+                   help="'all' runs each system in a child process; the others print one JSON result line")
+    a = p.parse_args()
+    if a.system != "all":
+        return child(a.system, a.steps, a.lora, a.threads)
+
+    systems = ["grpozoo"]
+    skipped = None
+    if importlib.util.find_spec("trl") is None:
+        skipped = f"TRL skipped: trl is not importable (install it with: {TRL_INSTALL})"
+    else:
+        systems.append("trl")
+    results: dict[str, list[dict]] = {s: [] for s in systems}
+    for r in range(a.rounds):
+        for system in systems if r % 2 == 0 else systems[::-1]:
+            result, error = spawn(system, a)
+            if result is None:
+                if system == "grpozoo":
+                    sys.exit(f"grpozoo run failed: {error}")
+                print(f"[trl failed: {error}]", file=sys.stderr)
+                skipped = f"TRL skipped: its run failed ({error})"
+                continue
+            results[system].append(result)
+
+    mode = "LoRA r=16 alpha=32 all-linear" if a.lora else "full fine-tuning"
+    print(f"step time: smollm2-135m float32, {mode}, chain_sum, {PROMPTS} prompts x {GROUP} completions, "
+          f"max {MAX_NEW} new tokens, T={TEMPERATURE}, lr {LR:g}")
+    print(f"{a.steps} measured steps after 1 warm-up step, x {a.rounds} round(s); medians over measured steps")
+    header = f"{'system':<14}{'step s':>9}{'gen s':>9}{'learn s':>9}{'gen tok/s':>11}{'step tok/s':>12}" \
+             f"{'tokens':>8}{'threads':>9}{'peak RSS MiB':>14}"
+    print(header)
+    print("-" * len(header))
+    step_medians = {}
+    for system, runs in results.items():
+        if not runs:
+            continue
+        recs = [rec for run in runs for rec in run["records"]]
+        step = step_medians[system] = median([x["step_s"] for x in recs])
+        gen = median([x["gen_s"] for x in recs])
+        tokens = median([x["tokens"] for x in recs])
+        gen_tps = median([x["tokens"] / x["gen_s"] if x["gen_s"] else None for x in recs])
+        name = system if system == "grpozoo" else f"trl {runs[0]['version']}"
+        print(f"{name:<14}{fmt(step, '.3f'):>9}{fmt(gen, '.3f'):>9}{fmt(median([x['learn_s'] for x in recs]), '.3f'):>9}"
+              f"{fmt(gen_tps, '.1f'):>11}{fmt(median([x['tokens'] / x['step_s'] for x in recs]), '.1f'):>12}"
+              f"{fmt(tokens, '.0f'):>8}{runs[0]['threads']:>9}{max(r['peak_rss_mib'] for r in runs):>14.0f}")
+    if "trl" in step_medians:
+        print(f"ratio (grpozoo / TRL median step time): {step_medians['grpozoo'] / step_medians['trl']:.2f}")
+    else:
+        print(skipped)
+
+
+if __name__ == "__main__":
+    main()
