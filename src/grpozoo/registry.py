@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -22,6 +23,15 @@ def did_you_mean(name: str, choices: list[str]) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
+# Importing these packages registers every built-in component.
+COMPONENT_PACKAGES = ("grpozoo.algos", "grpozoo.selectors", "grpozoo.rewards", "grpozoo.recipes")
+
+
+def load_components() -> None:
+    for package in COMPONENT_PACKAGES:
+        importlib.import_module(package)
+
+
 class Registry(Generic[T]):
     """A named table of components of one kind (advantages, losses, rewards, …)."""
 
@@ -39,6 +49,7 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
+        load_components()
         if name not in self._items:
             choices = sorted(self._items)
             raise UnknownNameError(
@@ -48,9 +59,11 @@ class Registry(Generic[T]):
         return self._items[name]
 
     def names(self) -> list[str]:
+        load_components()
         return sorted(self._items)
 
     def __contains__(self, name: str) -> bool:
+        load_components()
         return name in self._items
 
 

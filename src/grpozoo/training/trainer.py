@@ -16,8 +16,6 @@ from typing import Any
 
 import torch
 
-import grpozoo.algos  # noqa: F401  (registers the components)
-import grpozoo.selectors  # noqa: F401
 from grpozoo import registry
 from grpozoo.algos.aggregation import BatchTotals
 from grpozoo.algos.groups import group_std
