@@ -15,7 +15,7 @@ from grpozoo.rewards import RewardError
 console = Console()
 
 # Errors that mean "bad input": shown as one clear line, without a traceback.
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, AttributeError, ImportError, RewardError)
+USER_ERRORS = (ValueError, KeyError, OSError, AttributeError, ImportError, RewardError)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
