@@ -47,7 +47,10 @@ class Rollouts:
         return self.completion_mask.sum(dim=1)
 
     def select(self, rows: torch.Tensor | slice) -> Rollouts:
-        """The sub-batch of the given rows (an index tensor or a slice), every field sliced alike."""
+        """The sub-batch of the given rows (an index tensor, a boolean mask ``[B]`` or a slice),
+        every field sliced alike."""
+        if isinstance(rows, torch.Tensor) and rows.dtype == torch.bool:
+            rows = rows.nonzero().squeeze(1)
         if isinstance(rows, slice):
             indices = list(range(self.batch_size))[rows]
         else:

@@ -32,7 +32,8 @@ def grpo_advantage(
     if scale == "group":
         return centred / (group_std(rewards, group_ids) + eps)
     if scale == "batch":
-        return centred / (rewards.std(unbiased=True).nan_to_num(0.0) + eps)
+        batch_std = rewards.std(unbiased=True) if rewards.numel() > 1 else rewards.new_zeros(())
+        return centred / (batch_std + eps)
     if scale == "none":
         return centred
     raise ValueError(f"grpo advantage: scale={scale!r} is not one of 'group', 'batch', 'none'")

@@ -20,13 +20,17 @@ def group_count(group_ids: torch.Tensor) -> torch.Tensor:
     return counts[dense]
 
 
+def _float_dtype(values: torch.Tensor) -> torch.dtype:
+    return values.dtype if values.is_floating_point() else torch.float32
+
+
 def group_mean(values: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
     """Mean of each sample's group, broadcast to ``[B]``."""
     dense, n = _dense_ids(group_ids)
     v = values.double()
     sums = torch.zeros(n, dtype=torch.float64).scatter_add_(0, dense, v)
     counts = torch.zeros(n, dtype=torch.float64).scatter_add_(0, dense, torch.ones_like(v))
-    return (sums / counts)[dense].to(values.dtype)
+    return (sums / counts)[dense].to(_float_dtype(values))
 
 
 def group_std(values: torch.Tensor, group_ids: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
@@ -40,4 +44,4 @@ def group_std(values: torch.Tensor, group_ids: torch.Tensor, unbiased: bool = Tr
     sq = torch.zeros(n, dtype=torch.float64).scatter_add_(0, dense, centred**2)
     counts = torch.zeros(n, dtype=torch.float64).scatter_add_(0, dense, torch.ones_like(v))
     denom = (counts - 1).clamp(min=1) if unbiased else counts
-    return (sq / denom).sqrt()[dense].to(values.dtype)
+    return (sq / denom).sqrt()[dense].to(_float_dtype(values))

@@ -26,4 +26,5 @@ def kl_k2(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """k3 = exp(log π_ref − log π) − (log π_ref − log π) − 1 (GRPO): unbiased and non-negative."""
     delta = (ref_logp - logp).clamp(-20.0, 20.0)
-    return torch.exp(delta) - delta - 1.0
+    # expm1 avoids cancellation for tiny |delta|; the clamp removes the last rounding below 0
+    return (torch.expm1(delta) - delta).clamp_min(0.0)

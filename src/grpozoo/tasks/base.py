@@ -20,12 +20,15 @@ class Task(ABC):
         self.cfg = cfg
 
     def messages(self, row: dict[str, Any]) -> list[dict[str, str]]:
-        """The chat messages for a row: optional system prompt, then the question (+ instruction)."""
+        """The chat messages for a row: optional system prompt, then the question, with
+        ``task.instruction`` appended to the last user message."""
         if "messages" in row and row["messages"]:
             messages = [dict(m) for m in row["messages"]]
         else:
-            text = row["prompt"] + (f" {self.cfg.instruction}" if self.cfg.instruction else "")
-            messages = [{"role": "user", "content": text}]
+            messages = [{"role": "user", "content": row["prompt"]}]
+        if self.cfg.instruction:
+            last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+            messages[last_user]["content"] += f" {self.cfg.instruction}"
         if self.cfg.system_prompt and messages[0]["role"] != "system":
             messages.insert(0, {"role": "system", "content": self.cfg.system_prompt})
         return messages
