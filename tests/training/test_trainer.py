@@ -9,6 +9,7 @@ import torch
 
 from grpozoo.algos.aggregation import BatchTotals
 from grpozoo.config import resolve_config
+from grpozoo.reporting.metrics import append_jsonl
 from grpozoo.training import Trainer, fit
 from grpozoo.training.forward import completion_logprobs, micro_batches
 
@@ -106,7 +107,24 @@ def test_a_batch_without_signal_is_warned_about_loudly(tiny_overrides):
     trainer = make_trainer(tiny_overrides, "rewards=[{name: task}]", "task.params.min_digits=4",
                            "task.params.max_digits=4", console=console)
     trainer.train_step()
-    assert "same reward for every completion" in console.export_text()
+    trainer.train_step()
+    assert "WARNING" not in console.export_text(clear=False), "one or two bad batches are normal"
+    trainer.train_step()
+    assert "same reward for every completion, 3 steps in a row" in console.export_text()
+
+
+def test_truncation_is_warned_about_after_three_truncated_steps(tiny_overrides):
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    trainer = make_trainer(tiny_overrides, console=console)
+    metrics = {"truncation_rate": 0.95, "zero_variance_groups": 0.0, "reward/mean": 0.5}
+    for step in (1, 2):
+        trainer.check_signal(metrics)
+        append_jsonl(trainer.run_dir / "metrics.jsonl", {"step": step, **metrics})
+    assert "WARNING" not in console.export_text(clear=False)
+    trainer.check_signal(metrics)
+    assert "hit rollout.max_new_tokens=8 without finishing, 3 steps in a row" in console.export_text()
 
 
 def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_overrides, tmp_path, monkeypatch):

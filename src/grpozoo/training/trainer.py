@@ -34,6 +34,7 @@ from grpozoo.training.model import load_policy
 # Warn when a step's batch carries almost no learning signal.
 TRUNCATION_WARNING = 0.9
 ZERO_VARIANCE_WARNING = 0.9
+SIGNAL_PATIENCE = 3  # steps in a row before warning
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
@@ -240,16 +241,23 @@ class Trainer:
             return self.logprobs_without_grad(batch, self.model)
 
     def check_signal(self, metrics: dict[str, Any]) -> None:
-        if metrics["truncation_rate"] >= TRUNCATION_WARNING:
+        """Warn loudly when nearly all completions are truncated, or nearly all groups have zero
+        reward variance, on ``SIGNAL_PATIENCE`` steps in a row (one unlucky batch is normal)."""
+        window = [*read_jsonl(self.run_dir / "metrics.jsonl")[-(SIGNAL_PATIENCE - 1):], metrics]
+        if len(window) < SIGNAL_PATIENCE:
+            return
+        if all(m["truncation_rate"] >= TRUNCATION_WARNING for m in window):
             self.warn(
                 f"{metrics['truncation_rate']:.0%} of completions hit rollout.max_new_tokens="
-                f"{self.cfg.rollout.max_new_tokens} without finishing: raise it or ask for shorter answers"
+                f"{self.cfg.rollout.max_new_tokens} without finishing, {SIGNAL_PATIENCE} steps in a row: "
+                f"raise it or ask for shorter answers"
             )
-        if metrics["zero_variance_groups"] >= ZERO_VARIANCE_WARNING:
+        if all(m["zero_variance_groups"] >= ZERO_VARIANCE_WARNING for m in window):
             self.warn(
                 f"{metrics['zero_variance_groups']:.0%} of groups have the same reward for every completion, "
-                f"so they carry no learning signal: the task is too hard or too easy for this model "
-                f"(mean reward {metrics['reward/mean']:.2f}); pick another difficulty or raise rollout.group_size"
+                f"{SIGNAL_PATIENCE} steps in a row, so they carry no learning signal: the task is too hard "
+                f"or too easy for this model (mean reward {metrics['reward/mean']:.2f}); "
+                f"pick another difficulty or raise rollout.group_size"
             )
 
     # ----------------------------------------------------------------------------- evaluation
