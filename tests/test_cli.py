@@ -107,3 +107,12 @@ def test_a_faulty_reward_function_is_named(capsys, tiny_overrides, tmp_path, bod
     assert code == 2
     for text in expected:
         assert text in out
+
+
+def test_a_new_run_never_appends_to_an_existing_run_directory(capsys, tiny_overrides, tmp_path):
+    args = ["train", "--steps", "1", "--no-progress", *sets(tiny_overrides), "--set", "eval.at_start=false",
+            "--set", "eval.at_end=false"]
+    assert run_cli(capsys, *args)[0] == 0
+    code, out = run_cli(capsys, *args)
+    assert code == 2
+    assert "already holds a run" in out and "--resume" in out

@@ -77,7 +77,7 @@ class RewardConfig(Section):
 class RolloutConfig(Section):
     prompts_per_step: int = Field(8, gt=0)
     group_size: int = Field(4, gt=0)
-    max_new_tokens: int = Field(32, gt=0)
+    max_new_tokens: int = Field(24, gt=0)
     temperature: float = Field(1.0, gt=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
 
@@ -102,7 +102,7 @@ class AlgorithmConfig(Section):
 
 
 class TrainConfig(Section):
-    steps: int = Field(24, gt=0)
+    steps: int = Field(20, gt=0)
     learning_rate: float = Field(2e-4, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     max_grad_norm: float = Field(1.0, gt=0.0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
@@ -74,6 +75,11 @@ class Trainer:
         checkpoint = ckpt.latest_checkpoint(self.run_dir) if resume else None
         if resume and checkpoint is None:
             raise FileNotFoundError(f"--resume: {str(self.run_dir)!r} holds no checkpoint to resume from")
+        if not resume and (self.run_dir / "metrics.jsonl").exists():
+            raise FileExistsError(
+                f"run directory {str(self.run_dir)!r} already holds a run: continue it with "
+                f"--resume {self.run_dir}, or choose another --output"
+            )
         if checkpoint is None:
             torch.manual_seed(cfg.train.seed)
         self.model, self.tokenizer = load_policy(
@@ -129,6 +135,8 @@ class Trainer:
     def warn(self, message: str) -> None:
         if self.console is not None:
             self.console.print(f"[bold yellow]WARNING[/] step {self.step}: {message}")
+        else:
+            warnings.warn(f"step {self.step}: {message}", stacklevel=2)
 
     # ----------------------------------------------------------------------------- the step
     def train_step(self) -> dict[str, Any]:
