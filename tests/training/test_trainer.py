@@ -9,7 +9,6 @@ import torch
 
 from grpozoo.algos.aggregation import BatchTotals
 from grpozoo.config import resolve_config
-from grpozoo.reporting.metrics import append_jsonl
 from grpozoo.training import Trainer, fit
 from grpozoo.training.forward import completion_logprobs, micro_batches
 
@@ -35,7 +34,7 @@ def sampled_batch(trainer: Trainer, seed: int = 0):
 
 def gradients(trainer: Trainer, batch, token_budget: int) -> tuple[int, dict[str, torch.Tensor]]:
     trainer.model.zero_grad(set_to_none=True)
-    chunks = micro_batches(batch, token_budget)
+    chunks = [mb for _, mb in micro_batches(batch, token_budget)]
     totals = BatchTotals.of(batch.completion_mask, trainer.cfg.rollout.max_new_tokens)
     trainer.accumulate_gradients(chunks, totals)
     grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
@@ -72,6 +71,16 @@ def test_learner_logprobs_match_the_sampling_logprobs(tiny_overrides):
     mask = batch.completion_mask.bool()
     vocab = trainer.model.config.vocab_size
     assert (entropy[mask] > 0).all() and (entropy[mask] <= torch.log(torch.tensor(float(vocab))) + 1e-4).all()
+
+
+def test_batched_logprobs_put_every_micro_batch_back_in_its_rows(tiny_overrides):
+    trainer = make_trainer(tiny_overrides, "rollout.prompts_per_step=6", "train.micro_batch_tokens=250",
+                           "task.params.max_digits=3")
+    batch = sampled_batch(trainer)
+    assert len(micro_batches(batch, 250)) >= 3
+    with torch.no_grad():
+        whole, _ = completion_logprobs(trainer.model, batch)
+    torch.testing.assert_close(trainer.logprobs_without_grad(batch, trainer.model), whole, rtol=1e-5, atol=1e-5)
 
 
 def test_two_step_run_writes_the_run_directory(tiny_overrides, tmp_path):
@@ -119,9 +128,8 @@ def test_truncation_is_warned_about_after_three_truncated_steps(tiny_overrides):
     console = Console(record=True, width=200)
     trainer = make_trainer(tiny_overrides, console=console)
     metrics = {"truncation_rate": 0.95, "zero_variance_groups": 0.0, "reward/mean": 0.5}
-    for step in (1, 2):
+    for _ in (1, 2):
         trainer.check_signal(metrics)
-        append_jsonl(trainer.run_dir / "metrics.jsonl", {"step": step, **metrics})
     assert "WARNING" not in console.export_text(clear=False)
     trainer.check_signal(metrics)
     assert "hit rollout.max_new_tokens=8 without finishing, 3 steps in a row" in console.export_text()

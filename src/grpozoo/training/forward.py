@@ -23,8 +23,9 @@ def trim_padding(batch: Rollouts) -> Rollouts:
     return batch
 
 
-def micro_batches(batch: Rollouts, token_budget: int) -> list[Rollouts]:
-    """Split rows into micro-batches of at most ``token_budget`` padded tokens each (at least one row).
+def micro_batches(batch: Rollouts, token_budget: int) -> list[tuple[torch.Tensor, Rollouts]]:
+    """Split rows into micro-batches of at most ``token_budget`` padded tokens each (at least one row);
+    each comes with the indices of its rows in ``batch``.
 
     Rows are sorted by total length first, so rows of similar length share a micro-batch and
     padding waste stays small. Aggregations normalise by whole-batch totals, so the split does not
@@ -41,7 +42,7 @@ def micro_batches(batch: Rollouts, token_budget: int) -> list[Rollouts]:
             candidate = int(lengths[row])
         chunks[-1].append(row)
         longest = candidate
-    return [trim_padding(batch.select(torch.tensor(rows))) for rows in chunks]
+    return [(torch.tensor(rows), trim_padding(batch.select(torch.tensor(rows)))) for rows in chunks]
 
 
 def completion_logprobs(

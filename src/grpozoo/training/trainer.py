@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -72,6 +72,7 @@ class Trainer:
         self.selector = selector_cls(len(self.task.train_rows), seed=cfg.train.seed, **algo.selector.params)
 
         self.step = 0
+        self.recent_metrics: deque[dict[str, Any]] = deque(maxlen=SIGNAL_PATIENCE)
         checkpoint = ckpt.latest_checkpoint(self.run_dir) if resume else None
         if resume and checkpoint is None:
             raise FileNotFoundError(f"--resume: {str(self.run_dir)!r} holds no checkpoint to resume from")
@@ -121,6 +122,7 @@ class Trainer:
         self.step = state["step"]
         for name in ("metrics.jsonl", "samples.jsonl", "eval.jsonl"):
             rewind_jsonl(self.run_dir / name, self.step)
+        self.recent_metrics.extend(read_jsonl(self.run_dir / "metrics.jsonl"))
 
     def save(self) -> Path:
         state = {
@@ -191,7 +193,7 @@ class Trainer:
             batch.old_logprobs = self.logprobs_without_grad(batch, self.model)
         if algo.kl.coef > 0:
             batch.ref_logprobs = self.reference_logprobs(batch)
-        chunks = micro_batches(batch, self.cfg.train.micro_batch_tokens)
+        chunks = [mb for _, mb in micro_batches(batch, self.cfg.train.micro_batch_tokens)]
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.model.train()
         for _ in range(algo.num_iterations):
@@ -231,14 +233,9 @@ class Trainer:
     def logprobs_without_grad(self, batch: Rollouts, model) -> torch.Tensor:
         """Log-probs ``[B, T]`` of the whole batch under ``model``, without building a graph."""
         out = torch.zeros_like(batch.sampling_logprobs)
-        lengths = batch.prompt_mask.sum(1) + batch.completion_mask.sum(1)
-        order = torch.argsort(lengths, stable=True)  # the same order micro_batches uses
-        done = 0
-        for mb in micro_batches(batch, self.cfg.train.micro_batch_tokens):
+        for rows, mb in micro_batches(batch, self.cfg.train.micro_batch_tokens):
             logp, _ = completion_logprobs(model, mb, self.cfg.rollout.temperature)
-            rows = order[done : done + mb.batch_size]
             out[rows, : logp.shape[1]] = logp.to(out.dtype)
-            done += mb.batch_size
         return out
 
     def reference_logprobs(self, batch: Rollouts) -> torch.Tensor:
@@ -251,7 +248,8 @@ class Trainer:
     def check_signal(self, metrics: dict[str, Any]) -> None:
         """Warn loudly when nearly all completions are truncated, or nearly all groups have zero
         reward variance, on ``SIGNAL_PATIENCE`` steps in a row (one unlucky batch is normal)."""
-        window = [*read_jsonl(self.run_dir / "metrics.jsonl")[-(SIGNAL_PATIENCE - 1):], metrics]
+        self.recent_metrics.append(metrics)
+        window = list(self.recent_metrics)
         if len(window) < SIGNAL_PATIENCE:
             return
         if all(m["truncation_rate"] >= TRUNCATION_WARNING for m in window):
