@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -144,16 +146,18 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_overrides, 
     interrupted = make_trainer(tiny_overrides, *steps, f"output_dir={tmp_path / 'interrupted'}")
     original_step = Trainer.train_step
 
-    def stop_at_three(self):
-        if self.step == 2:
-            raise KeyboardInterrupt
+    def ctrl_c_during_step_two(self):
+        if self.step == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # as a user's Ctrl-C, in the middle of the step
         return original_step(self)
 
-    monkeypatch.setattr(Trainer, "train_step", stop_at_three)
+    monkeypatch.setattr(Trainer, "train_step", ctrl_c_during_step_two)
     with pytest.raises(KeyboardInterrupt):
         fit(interrupted, show_progress=False)
     monkeypatch.setattr(Trainer, "train_step", original_step)
+    # the step in progress was completed, then saved
     assert (tmp_path / "interrupted" / "checkpoints" / "step-000002").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
     resumed = make_trainer(tiny_overrides, *steps, f"output_dir={tmp_path / 'interrupted'}",
                            run_dir=tmp_path / "interrupted", resume=True)

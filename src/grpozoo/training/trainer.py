@@ -7,6 +7,8 @@ has no branch per algorithm.
 from __future__ import annotations
 
 import copy
+import signal
+import threading
 import time
 import warnings
 from collections import defaultdict, deque
@@ -321,9 +323,34 @@ def sample_record(step: int, batch: Rollouts, i: int) -> dict[str, Any]:
     }
 
 
+class StopAfterStep:
+    """While active, the first Ctrl-C asks the loop to stop once the current step is complete (so
+    the checkpoint holds a consistent state); a second Ctrl-C interrupts at once."""
+
+    def __init__(self, console):
+        self.console = console
+        self.requested = False
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        _say(self.console, "[bold]stopping after this step[/] and saving a checkpoint (Ctrl-C again to abort now)")
+
+    def __enter__(self) -> StopAfterStep:
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        self.previous = signal.signal(signal.SIGINT, self._handle) if in_main_thread else None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 def fit(trainer: Trainer, show_progress: bool = True) -> dict[str, Any]:
     """Run ``trainer`` to ``train.steps`` with a progress bar, held-out evaluation at start and end,
-    checkpoints every ``train.checkpoint_every`` steps, and a checkpoint when stopped (Ctrl-C).
+    checkpoints every ``train.checkpoint_every`` steps, and a checkpoint when stopped with Ctrl-C
+    (after the current step completes; then KeyboardInterrupt is raised).
 
     Returns ``{"metrics": last step's metrics, "eval_start": …, "eval_end": …}``.
     """
@@ -341,23 +368,21 @@ def fit(trainer: Trainer, show_progress: bool = True) -> dict[str, Any]:
         TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
         console=console, disable=not show_progress,
     )
-    with progress:
+    with progress, StopAfterStep(console) as stop:
         bar = progress.add_task(cfg.recipe, total=cfg.train.steps, completed=trainer.step, reward="-", accuracy="-")
-        try:
-            while trainer.step < cfg.train.steps:
-                metrics = trainer.train_step()
-                summary["metrics"] = metrics
-                progress.update(bar, completed=trainer.step, reward=f"{metrics['reward/mean']:.3f}",
-                                accuracy=f"{metrics['accuracy']:.2f}")
-                trainer.plot()
-                if trainer.step % cfg.train.checkpoint_every == 0:
-                    trainer.save()
-        except KeyboardInterrupt:
-            progress.stop()
-            path = trainer.save() if trainer.step > 0 else None
-            _say(console, f"stopped at step {trainer.step}; checkpoint {path}. "
-                          f"Continue with: grpozoo train --resume {trainer.run_dir}")
-            raise
+        while trainer.step < cfg.train.steps:
+            metrics = trainer.train_step()
+            summary["metrics"] = metrics
+            progress.update(bar, completed=trainer.step, reward=f"{metrics['reward/mean']:.3f}",
+                            accuracy=f"{metrics['accuracy']:.2f}")
+            trainer.plot()
+            if trainer.step % cfg.train.checkpoint_every == 0 or stop.requested:
+                path = trainer.save()
+            if stop.requested:
+                progress.stop()
+                _say(console, f"stopped at step {trainer.step}; checkpoint {path}. "
+                              f"Continue with: grpozoo train --resume {trainer.run_dir}")
+                raise KeyboardInterrupt
     if ckpt.latest_checkpoint(trainer.run_dir) != ckpt.checkpoint_dir(trainer.run_dir, trainer.step):
         trainer.save()
     if cfg.eval.at_end:
