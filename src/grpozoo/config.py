@@ -80,6 +80,7 @@ class RolloutConfig(Section):
     max_new_tokens: int = Field(24, gt=0)
     temperature: float = Field(1.0, gt=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0)  # 0: off
 
 
 class ComponentConfig(Section):

@@ -30,7 +30,7 @@ def evaluate(
     and the caller's random state is untouched.
     """
     generator = HFGenerator(model, tokenizer)
-    params = SamplingParams(max_new_tokens, temperature, 1.0)
+    params = SamplingParams(max_new_tokens, temperature)
     rows = task.eval_rows
     per_chunk = max(1, batch_size // samples)
     correct_per_prompt: list[int] = []

@@ -15,6 +15,7 @@ class SamplingParams:
     max_new_tokens: int
     temperature: float = 1.0  # 0 means greedy
     top_p: float = 1.0
+    top_k: int = 0  # 0 means off
 
 
 def eos_token_ids(model, tokenizer) -> list[int]:
@@ -60,7 +61,7 @@ class HFGenerator:
             do_sample=not greedy,
             temperature=None if greedy else params.temperature,
             top_p=None if greedy else params.top_p,
-            top_k=None,
+            top_k=None if greedy else params.top_k,
             max_new_tokens=params.max_new_tokens,
             eos_token_id=self.eos_ids,
             pad_token_id=self.tokenizer.pad_token_id,

@@ -90,7 +90,8 @@ class Trainer:
         )
         self.reference = self._frozen_reference() if algo.kl.coef > 0 and not cfg.model.lora.enabled else None
         self.generator = HFGenerator(self.model, self.tokenizer)
-        self.sampling = SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature, cfg.rollout.top_p)
+        r = cfg.rollout
+        self.sampling = SamplingParams(r.max_new_tokens, r.temperature, r.top_p, r.top_k)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             trainable, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay
