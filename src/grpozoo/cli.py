@@ -52,18 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from grpozoo.config import deep_merge, load_yaml, parse_override, resolve_config, validate
+    from grpozoo.config import load_run_config, resolve_config
     from grpozoo.training import Trainer, fit
 
     if args.resume:
         run_dir = Path(args.resume)
-        saved = run_dir / "config.yaml"
-        if not saved.exists():
-            raise FileNotFoundError(f"--resume {args.resume!r}: no config.yaml there; is it a run directory?")
-        data = load_yaml(saved)
-        for text in args.overrides + ([f"train.steps={args.steps}"] if args.steps else []):
-            data = deep_merge(data, parse_override(text))
-        cfg = validate(data)
+        cfg = load_run_config(run_dir, args.overrides + ([f"train.steps={args.steps}"] if args.steps else []))
         trainer = Trainer(cfg, run_dir=run_dir, resume=True, console=console)
         console.print(f"resuming {run_dir} at step {trainer.step}")
     else:
@@ -92,8 +86,8 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from grpozoo.config import deep_merge, load_yaml, parse_override, resolve_config, validate
-    from grpozoo.evaluation import evaluate
+    from grpozoo.config import load_run_config, resolve_config
+    from grpozoo.evaluation import evaluate_held_out
     from grpozoo.tasks import make_task
     from grpozoo.training import checkpoint as ckpt
     from grpozoo.training.model import load_model, load_policy, load_tokenizer, resolve_model
@@ -105,10 +99,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={value}")
     if args.run:
         run_dir = Path(args.run)
-        data = load_yaml(run_dir / "config.yaml")
-        for text in overrides:
-            data = deep_merge(data, parse_override(text))
-        cfg = validate(data)
+        cfg = load_run_config(run_dir, overrides)
         checkpoint = Path(args.checkpoint) if args.checkpoint else ckpt.latest_checkpoint(run_dir)
         if checkpoint is None:
             raise FileNotFoundError(f"--run {args.run!r} has no checkpoint yet")
@@ -119,10 +110,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         path = resolve_model(cfg.model.name)
         model, tokenizer = load_model(path, cfg.model.dtype, cfg.train.device), load_tokenizer(path)
         source = cfg.model.name
-    task = make_task(cfg.task)
+    result = evaluate_held_out(model, tokenizer, make_task(cfg.task), cfg)
     e = cfg.eval
-    result = evaluate(model, tokenizer, task, samples=e.samples, temperature=e.temperature,
-                      max_new_tokens=cfg.rollout.max_new_tokens, seed=e.seed)
     result = {"model": source, "task": cfg.task.name, "temperature": e.temperature, "seed": e.seed, **result}
     table = Table(title=f"{source} on {cfg.task.name} (held-out)")
     table.add_column("metric")

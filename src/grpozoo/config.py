@@ -160,13 +160,9 @@ def parse_override(text: str) -> dict[str, Any]:
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected dotted.key=value, e.g. --set train.steps=10")
     key, raw = text.split("=", 1)
-    value = parse_yaml(raw) if raw.strip() else ""
-    out: dict[str, Any] = value
-    for part in reversed(key.strip().split(".")):
-        if not part:
-            raise ConfigError(f"--set {text!r}: empty key segment in {key!r}")
-        out = {part: out}
-    return out
+    if not all(key.strip().split(".")):
+        raise ConfigError(f"--set {text!r}: empty key segment in {key!r}")
+    return _nested(key.strip(), parse_yaml(raw) if raw.strip() else "")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -242,6 +238,17 @@ def resolve_config(
             user = deep_merge(user, _nested(paths[key], value))
     recipe = get_recipe(str(user.get("recipe", "grpo")))
     return validate(deep_merge(recipe.config, user))
+
+
+def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """The resolved configuration a run directory was trained with, with ``overrides`` applied."""
+    saved = Path(run_dir) / "config.yaml"
+    if not saved.exists():
+        raise ConfigError(f"{str(run_dir)!r} has no config.yaml: it is not a grpozoo run directory")
+    data = load_yaml(saved)
+    for text in overrides or []:
+        data = deep_merge(data, parse_override(text))
+    return validate(data)
 
 
 def _nested(dotted: str, value: Any) -> dict[str, Any]:

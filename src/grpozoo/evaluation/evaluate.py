@@ -63,3 +63,11 @@ def evaluate(
         result[f"pass@{k}"] = sum(pass_at_k(samples, c, k) for c in correct_per_prompt) / len(rows)
         k *= 2
     return result
+
+
+def evaluate_held_out(model, tokenizer, task: Task, cfg) -> dict[str, Any]:
+    """:func:`evaluate` with a run configuration's ``eval`` section and generation budget, so
+    ``grpozoo train`` and ``grpozoo eval`` measure with the same prompts, seed and settings."""
+    e = cfg.eval
+    return evaluate(model, tokenizer, task, samples=e.samples, temperature=e.temperature,
+                    max_new_tokens=cfg.rollout.max_new_tokens, seed=e.seed)

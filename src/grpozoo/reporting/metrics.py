@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+def append_jsonl(path: Path, *records: dict[str, Any]) -> None:
     with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.writelines(json.dumps(record) + "\n" for record in records)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

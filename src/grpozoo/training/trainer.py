@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 import warnings
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -74,7 +74,8 @@ class Trainer:
         self.selector = selector_cls(len(self.task.train_rows), seed=cfg.train.seed, **algo.selector.params)
 
         self.step = 0
-        self.recent_metrics: deque[dict[str, Any]] = deque(maxlen=SIGNAL_PATIENCE)
+        self.history: list[dict[str, Any]] = []  # metrics.jsonl, kept in memory
+        self.evals: list[dict[str, Any]] = []  # eval.jsonl, kept in memory
         checkpoint = ckpt.latest_checkpoint(self.run_dir) if resume else None
         if resume and checkpoint is None:
             raise FileNotFoundError(f"--resume: {str(self.run_dir)!r} holds no checkpoint to resume from")
@@ -125,7 +126,8 @@ class Trainer:
         self.step = state["step"]
         for name in ("metrics.jsonl", "samples.jsonl", "eval.jsonl"):
             rewind_jsonl(self.run_dir / name, self.step)
-        self.recent_metrics.extend(read_jsonl(self.run_dir / "metrics.jsonl"))
+        self.history = read_jsonl(self.run_dir / "metrics.jsonl")
+        self.evals = read_jsonl(self.run_dir / "eval.jsonl")
 
     def save(self) -> Path:
         state = {
@@ -167,10 +169,10 @@ class Trainer:
             "time/step_s": end - start,
             "tokens_per_s": float(batch.completion_mask.sum()) / (generated - start),
         }
-        self.check_signal(metrics)
+        self.history.append(metrics)
+        self.check_signal()
         append_jsonl(self.run_dir / "metrics.jsonl", metrics)
-        for i in range(batch.batch_size):
-            append_jsonl(self.run_dir / "samples.jsonl", sample_record(self.step, batch, i))
+        append_jsonl(self.run_dir / "samples.jsonl", *(sample_record(self.step, batch, i) for i in range(batch.batch_size)))
         return metrics
 
     def generate(self, rows: list[int]) -> Rollouts:
@@ -248,13 +250,13 @@ class Trainer:
         with self.model.disable_adapter():
             return self.logprobs_without_grad(batch, self.model)
 
-    def check_signal(self, metrics: dict[str, Any]) -> None:
+    def check_signal(self) -> None:
         """Warn loudly when nearly all completions are truncated, or nearly all groups have zero
-        reward variance, on ``SIGNAL_PATIENCE`` steps in a row (one unlucky batch is normal)."""
-        self.recent_metrics.append(metrics)
-        window = list(self.recent_metrics)
+        reward variance, on the last ``SIGNAL_PATIENCE`` steps (one unlucky batch is normal)."""
+        window = self.history[-SIGNAL_PATIENCE:]
         if len(window) < SIGNAL_PATIENCE:
             return
+        metrics = window[-1]
         if all(m["truncation_rate"] >= TRUNCATION_WARNING for m in window):
             self.warn(
                 f"{metrics['truncation_rate']:.0%} of completions hit rollout.max_new_tokens="
@@ -271,22 +273,17 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- evaluation
     def evaluate(self) -> dict[str, Any]:
-        from grpozoo.evaluation import evaluate
+        from grpozoo.evaluation import evaluate_held_out
 
-        e = self.cfg.eval
-        result = evaluate(
-            self.model, self.tokenizer, self.task, samples=e.samples, temperature=e.temperature,
-            max_new_tokens=self.cfg.rollout.max_new_tokens, seed=e.seed,
-        )
-        record = {"step": self.step, **result}
+        record = {"step": self.step, **evaluate_held_out(self.model, self.tokenizer, self.task, self.cfg)}
+        self.evals.append(record)
         append_jsonl(self.run_dir / "eval.jsonl", record)
         return record
 
     def plot(self) -> None:
-        metrics = read_jsonl(self.run_dir / "metrics.jsonl")
-        if metrics:
+        if self.history:
             title = f"{self.cfg.recipe} on {self.task.name} ({Path(self.cfg.model.name).name})"
-            plot_reward_curve(metrics, read_jsonl(self.run_dir / "eval.jsonl"), self.run_dir / "reward_curve.png", title)
+            plot_reward_curve(self.history, self.evals, self.run_dir / "reward_curve.png", title)
 
 
 def batch_metrics(batch: Rollouts, parts) -> dict[str, float]:
