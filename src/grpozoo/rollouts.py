@@ -16,9 +16,14 @@ import torch
 class Rollouts:
     """A batch of sampled completions and everything later stages add to it.
 
-    Generator fills the token fields; the reward stage fills ``rewards``/``reward_parts``;
-    the advantage stage fills ``advantages``; the trainer fills ``old_logprobs``/``ref_logprobs``
-    when a component needs them.
+    The generator fills the token fields and ``entropies``; the reward stage fills ``rewards``,
+    ``reward_parts``, ``task_scores`` and ``answers``; the advantage stage fills ``advantages``;
+    token-weight components fill ``token_weights``. Fields a component asks for by name in its
+    ``needs`` attribute (``old_logprobs``, ``ref_logprobs``, ``baseline_rewards``) are filled by
+    the trainer only for runs that use such a component.
+
+    Components read this batch as their ``ctx``. ``state`` is the run's persistent component
+    state (checkpointed; a component keeps its own key), shared by every sub-batch.
     """
 
     prompt_ids: torch.Tensor  # [B, P] left-padded
@@ -37,6 +42,14 @@ class Rollouts:
     advantages: torch.Tensor | None = None  # [B] or [B, T]
     old_logprobs: torch.Tensor | None = None  # [B, T]
     ref_logprobs: torch.Tensor | None = None  # [B, T]
+    entropies: torch.Tensor | None = None  # [B, T] entropy of the sampling distribution per token
+    answers: list[str | None] | None = None  # [B] the final answer the task extracts (None: none found)
+    row_ids: torch.Tensor | None = None  # [B] long, the task row behind each sample (stable across steps)
+    baseline_rewards: torch.Tensor | None = None  # [B] reward of a greedy completion of the same prompt
+    token_weights: torch.Tensor | None = None  # [B, T] product of the token-weight components
+    step: int = 0  # the training step this batch belongs to (1-based)
+    total_steps: int = 1
+    state: dict[str, Any] = field(default_factory=dict, metadata={"per_row": False})
 
     @property
     def batch_size(self) -> int:
@@ -46,15 +59,15 @@ class Rollouts:
     def completion_lengths(self) -> torch.Tensor:
         return self.completion_mask.sum(dim=1)
 
-    def select(self, rows: torch.Tensor | slice) -> Rollouts:
-        """The sub-batch of the given rows (an index tensor, a boolean mask ``[B]`` or a slice),
+    def select(self, rows: torch.Tensor | list[int] | slice) -> Rollouts:
+        """The sub-batch of the given rows (indices, a boolean mask ``[B]`` or a slice),
         every field sliced alike."""
         if isinstance(rows, torch.Tensor) and rows.dtype == torch.bool:
             rows = rows.nonzero().squeeze(1)
         if isinstance(rows, slice):
             indices = list(range(self.batch_size))[rows]
         else:
-            indices = rows.tolist()
+            indices = rows.tolist() if isinstance(rows, torch.Tensor) else list(rows)
         index = torch.as_tensor(indices, dtype=torch.long)
         updates: dict[str, Any] = {}
         for f in fields(self):
@@ -63,6 +76,6 @@ class Rollouts:
                 updates[f.name] = value.index_select(0, index)
             elif isinstance(value, list):
                 updates[f.name] = [value[i] for i in indices]
-            elif isinstance(value, dict):
+            elif isinstance(value, dict) and f.metadata.get("per_row", True):
                 updates[f.name] = {k: v.index_select(0, index) for k, v in value.items()}
         return replace(self, **updates)

@@ -1,6 +1,11 @@
 """Pure tensor functions for the algorithm components, one file per family.
 
-Importing this package registers every component in :mod:`grpozoo.registry`.
+Importing this package imports every module in it, which registers every component in
+:mod:`grpozoo.registry`.
 """
 
-from grpozoo.algos import advantages, aggregation, kl, losses  # noqa: F401
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

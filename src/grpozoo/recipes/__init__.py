@@ -34,4 +34,13 @@ def all_recipes() -> list[Recipe]:
     return [recipes.get(name) for name in recipes.names()]
 
 
-from grpozoo.recipes import grpo  # noqa: E402,F401  (registers the recipes)
+def _register_all() -> None:
+    """Import every recipe module in this package; each registers its recipes."""
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+_register_all()
