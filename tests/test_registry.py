@@ -2,7 +2,7 @@
 
 import pytest
 
-from grpozoo.algos.losses import ppo_clip_loss
+from grpozoo.algos.losses.clipped import ppo_clip_loss
 from grpozoo.registry import Registry, UnknownNameError, advantages, check_params, did_you_mean, losses
 
 

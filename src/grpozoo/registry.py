@@ -84,7 +84,29 @@ def check_params(kind: str, name: str, fn: Callable[..., Any], params: dict[str,
             )
 
 
+# What the trainer can compute on demand for a component that asks (see docs/components.md).
+KNOWN_NEEDS = frozenset({"old_logprobs", "ref_logprobs", "baseline_rewards", "segment_values"})
+
+
+def needs(*names: str) -> Callable[[T], T]:
+    """Declare the on-demand batch fields a component reads, e.g. ``@needs("old_logprobs")``."""
+    unknown = set(names) - KNOWN_NEEDS
+    if unknown:
+        raise ValueError(f"unknown need(s) {sorted(unknown)}; known: {sorted(KNOWN_NEEDS)}")
+
+    def decorator(component: T) -> T:
+        component.needs = frozenset(names)  # type: ignore[attr-defined]
+        return component
+
+    return decorator
+
+
+def needs_of(component: Any) -> frozenset[str]:
+    return getattr(component, "needs", frozenset())
+
+
 advantages: Registry[Callable[..., Any]] = Registry("advantage estimator")
+token_weights: Registry[Callable[..., Any]] = Registry("token weighting")
 losses: Registry[Callable[..., Any]] = Registry("policy loss")
 aggregations: Registry[Callable[..., Any]] = Registry("loss aggregation")
 kl_estimators: Registry[Callable[..., Any]] = Registry("KL estimator")

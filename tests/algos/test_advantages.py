@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grpozoo.algos.advantages import grpo_advantage
+from grpozoo.algos.advantages.group_relative import grpo_advantage
 from grpozoo.algos.groups import group_count, group_mean, group_std
 from grpozoo.registry import advantages
 

@@ -6,7 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grpozoo.algos.losses import broadcast_advantages, ppo_clip_loss
+from grpozoo.algos.losses import broadcast_advantages
+from grpozoo.algos.losses.clipped import ppo_clip_loss
 from grpozoo.registry import losses
 
 RATIOS = [0.5, 0.9, 1.0, 1.1, 1.5]

@@ -37,7 +37,7 @@ def sampled_batch(trainer: Trainer, seed: int = 0):
 def gradients(trainer: Trainer, batch, token_budget: int) -> tuple[int, dict[str, torch.Tensor]]:
     trainer.model.zero_grad(set_to_none=True)
     chunks = [mb for _, mb in micro_batches(batch, token_budget)]
-    totals = BatchTotals.of(batch.completion_mask, trainer.cfg.rollout.max_new_tokens)
+    totals = BatchTotals.of(batch.completion_mask, trainer.cfg.rollout.max_new_tokens, batch.group_ids)
     trainer.accumulate_gradients(chunks, totals)
     grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
     return len(chunks), grads

@@ -193,7 +193,7 @@ class Trainer:
     def learn(self, batch: Rollouts) -> dict[str, float]:
         """``num_iterations`` optimiser steps on the batch (old log-probs recomputed when > 1)."""
         algo = self.cfg.algorithm
-        totals = BatchTotals.of(batch.completion_mask, self.cfg.rollout.max_new_tokens)
+        totals = BatchTotals.of(batch.completion_mask, self.cfg.rollout.max_new_tokens, batch.group_ids)
         if algo.num_iterations > 1:
             batch.old_logprobs = self.logprobs_without_grad(batch, self.model)
         if algo.kl.coef > 0:
@@ -227,7 +227,7 @@ class Trainer:
                 kl = self.kl_fn(logp, mb.ref_logprobs)
                 per_token = per_token + algo.kl.coef * kl
                 diagnostics["kl"] = kl.detach()
-            loss = self.aggregate(per_token, mask, totals)
+            loss = self.aggregate(per_token, mask, mb.group_ids, totals)
             loss.backward()
             sums["loss"] += loss.item()
             for name, value in diagnostics.items():

@@ -1,20 +1,11 @@
-"""Policy losses: ``(logp [B,T], old_logp [B,T], advantages [B] or [B,T], mask [B,T], ctx, **params)
--> (per-token loss [B,T], per-token diagnostics {name: [B,T]})``.
-
-Diagnostics are per-token indicator/value tensors; the trainer averages them over the masked tokens
-of the whole batch, so they do not depend on the micro-batch split.
-"""
+"""Clipped importance-ratio surrogates (the PPO family)."""
 
 from __future__ import annotations
 
 import torch
 
+from grpozoo.algos.losses import broadcast_advantages
 from grpozoo.registry import losses
-
-
-def broadcast_advantages(advantages: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Sequence advantages ``[B]`` become ``[B, 1]``; token advantages ``[B, T]`` pass through."""
-    return advantages.unsqueeze(-1) if advantages.dim() == 1 else advantages
 
 
 @losses.register("ppo_clip")

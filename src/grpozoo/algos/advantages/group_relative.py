@@ -1,8 +1,4 @@
-"""Advantage estimators: ``(rewards [B], group_ids [B], ctx, **params) -> advantages [B] or [B, T]``.
-
-``ctx`` is the step's :class:`~grpozoo.rollouts.Rollouts` (read-only) for estimators that need more
-than the rewards; the ones here do not.
-"""
+"""Group-relative advantage estimators: a sample's reward against statistics of its own group."""
 
 from __future__ import annotations
 
