@@ -43,6 +43,8 @@ def make_rollouts(
         rewards=rewards,
         task_scores=rewards.clone(),
         row_ids=group_ids.clone(),
+        entropies=torch.full((b, t), 0.5) * mask,
+        completion_token_texts=[[f"t{j}" for j in range(n)] for n in lengths],
         step=1,
         total_steps=10,
     )

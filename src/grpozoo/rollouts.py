@@ -47,6 +47,9 @@ class Rollouts:
     row_ids: torch.Tensor | None = None  # [B] long, the task row behind each sample (stable across steps)
     baseline_rewards: torch.Tensor | None = None  # [B] reward of a greedy completion of the same prompt
     token_weights: torch.Tensor | None = None  # [B, T] product of the token-weight components
+    completion_token_texts: list[list[str]] | None = None  # [B][L_i] the text of each completion token
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [B] per-row values an
+    #   advantage estimator hands to later components (e.g. COPO's global advantage and blend weight)
     step: int = 0  # the training step this batch belongs to (1-based)
     total_steps: int = 1
     state: dict[str, Any] = field(default_factory=dict, metadata={"per_row": False})

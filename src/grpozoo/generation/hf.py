@@ -74,11 +74,15 @@ class HFGenerator:
         logits = torch.stack(out.logits, dim=1).float()  # [B, T, V]
         if not greedy:
             logits = logits / params.temperature
-        sampling_logprobs = (
-            torch.log_softmax(logits, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1) * mask
-        )
+        log_probs = torch.log_softmax(logits, dim=-1)
+        sampling_logprobs = log_probs.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1) * mask
+        entropies = -(log_probs.exp() * log_probs).sum(dim=-1) * mask
         completion_ids = completion_ids.masked_fill(mask == 0, self.tokenizer.pad_token_id)
         texts = self.tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+        lengths = mask.sum(dim=1).tolist()
+        token_texts = [
+            [self.tokenizer.decode([t]) for t in row[:n]] for row, n in zip(completion_ids.tolist(), lengths, strict=True)
+        ]
         return Rollouts(
             prompt_ids=prompt_ids.cpu(),
             prompt_mask=prompt_mask.cpu(),
@@ -90,4 +94,6 @@ class HFGenerator:
             prompts=[p for p in prompts for _ in range(n)],
             completions=texts,
             examples=[e for e in examples for _ in range(n)],
+            entropies=entropies.cpu(),
+            completion_token_texts=token_texts,
         )
