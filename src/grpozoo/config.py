@@ -89,15 +89,35 @@ class ComponentConfig(Section):
 
 
 class KLConfig(Section):
+    """KL(π‖π_ref) regulariser; off while ``coef`` is 0 (then no reference forward runs)."""
+
     coef: float = Field(0.0, ge=0.0)
-    estimator: str = "k3"
+    estimator: str = "k3"  # k1 | k2 | k3 | abs
+    mode: Literal["loss", "reward"] = "loss"  # a loss term, or folded into the reward (REINFORCE++)
+    straight_through: bool = False  # the estimator's value with k2's gradient (unbiased KL gradient)
+    target: float | None = Field(None, gt=0.0)  # adaptive coefficient steering the KL to this value
+    horizon: int = Field(10, gt=0)  # steps over which the adaptive coefficient reacts
+
+
+class EntropyConfig(Section):
+    """Entropy bonus ``−coef·H`` on the learner's own token entropies; off while ``coef`` is 0.
+
+    With ``target`` the coefficient adapts each step: up while the entropy is below the target,
+    down (never below 0) while above.
+    """
+
+    coef: float = Field(0.0, ge=0.0)
+    target: float | None = Field(None, gt=0.0)
+    adapt_rate: float = Field(1e-3, gt=0.0)
 
 
 class AlgorithmConfig(Section):
     advantage: ComponentConfig = ComponentConfig(name="grpo")
+    token_weights: list[ComponentConfig] = Field(default_factory=list)  # multiplied into the token loss
     loss: ComponentConfig = ComponentConfig(name="ppo_clip")
     aggregation: str = "token_mean"
     kl: KLConfig = KLConfig()
+    entropy: EntropyConfig = EntropyConfig()
     selector: ComponentConfig = ComponentConfig(name="uniform")
     num_iterations: int = Field(1, ge=1)
 

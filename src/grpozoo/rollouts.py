@@ -46,6 +46,7 @@ class Rollouts:
     answers: list[str | None] | None = None  # [B] the final answer the task extracts (None: none found)
     row_ids: torch.Tensor | None = None  # [B] long, the task row behind each sample (stable across steps)
     baseline_rewards: torch.Tensor | None = None  # [B] reward of a greedy completion of the same prompt
+    segment_values: torch.Tensor | None = None  # [B, T+1] Monte-Carlo state values at segment boundaries
     token_weights: torch.Tensor | None = None  # [B, T] product of the token-weight components
     completion_token_texts: list[list[str]] | None = None  # [B][L_i] the text of each completion token
     extras: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [B] per-row values an

@@ -95,3 +95,28 @@ def test_k1_and_k3_are_unbiased_estimators_of_kl():
     # k2 is biased: its expectation is 0.5 * E[(log p/q)^2] = 0.209428, measurably off the KL
     assert k2 == pytest.approx(0.209428, abs=0.005)
     assert abs(k2 - exact) > 0.02
+
+
+def test_abs_estimator_is_the_absolute_log_ratio():
+    from grpozoo.algos.kl import kl_abs
+
+    torch.testing.assert_close(kl_abs(torch.tensor([-1.0, 0.5]), torch.tensor([0.0, 0.0])), torch.tensor([1.0, 0.5]))
+
+
+def test_straight_through_keeps_the_value_and_takes_k2s_gradient():
+    from grpozoo.algos.kl import kl_k3, straight_through
+
+    logp = torch.tensor([-1.0, -2.0], requires_grad=True)
+    ref = torch.tensor([-1.5, -1.0])
+    value = straight_through(kl_k3(logp, ref), logp, ref)
+    torch.testing.assert_close(value.detach(), kl_k3(logp, ref).detach())
+    value.sum().backward()
+    torch.testing.assert_close(logp.grad, (logp - ref).detach())  # d/dlogp ½(logp − ref)²
+
+
+def test_kl_to_go_sums_the_kl_still_to_come():
+    from grpozoo.algos.kl import kl_to_go
+
+    kl = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    torch.testing.assert_close(kl_to_go(kl, mask), torch.tensor([[6.0, 5.0, 3.0], [9.0, 5.0, 0.0]]))

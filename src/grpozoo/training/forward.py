@@ -14,7 +14,9 @@ def trim_padding(batch: Rollouts) -> Rollouts:
     start = int(prompt_keep[0]) if len(prompt_keep) else batch.prompt_mask.shape[1]
     end = max(int(batch.completion_mask.sum(dim=1).max()), 1)
     batch.prompt_ids, batch.prompt_mask = batch.prompt_ids[:, start:], batch.prompt_mask[:, start:]
-    for name in ("completion_ids", "completion_mask", "sampling_logprobs", "old_logprobs", "ref_logprobs"):
+    per_token = ("completion_ids", "completion_mask", "sampling_logprobs", "old_logprobs", "ref_logprobs",
+                 "entropies", "token_weights")
+    for name in per_token:
         value = getattr(batch, name)
         if value is not None:
             setattr(batch, name, value[:, :end])
@@ -23,33 +25,41 @@ def trim_padding(batch: Rollouts) -> Rollouts:
     return batch
 
 
-def micro_batches(batch: Rollouts, token_budget: int) -> list[tuple[torch.Tensor, Rollouts]]:
-    """Split rows into micro-batches of at most ``token_budget`` padded tokens each (at least one row);
-    each comes with the indices of its rows in ``batch``.
+def micro_batches(
+    batch: Rollouts, token_budget: int, whole_groups: bool = False
+) -> list[tuple[torch.Tensor, Rollouts]]:
+    """Split rows into micro-batches of at most ``token_budget`` padded tokens each (at least one
+    unit); each comes with the indices of its rows in ``batch``.
 
-    Rows are sorted by total length first, so rows of similar length share a micro-batch and
-    padding waste stays small. Aggregations normalise by whole-batch totals, so the split does not
-    change the loss.
+    The units packed are rows, or whole groups when ``whole_groups`` (for losses that need every
+    member of a group together). Units are sorted by length first, so similar lengths share a
+    micro-batch and padding waste stays small. Aggregations normalise by whole-batch totals, so
+    the split does not change the loss.
     """
     lengths = batch.prompt_mask.sum(dim=1) + batch.completion_mask.sum(dim=1)
-    order = torch.argsort(lengths, stable=True)
+    if whole_groups:
+        units = [(batch.group_ids == g).nonzero().squeeze(1).tolist() for g in batch.group_ids.unique()]
+    else:
+        units = [[row] for row in range(batch.batch_size)]
+    units.sort(key=lambda rows: max(int(lengths[r]) for r in rows))
     chunks: list[list[int]] = [[]]
     longest = 0
-    for row in order.tolist():
-        candidate = max(longest, int(lengths[row]))
-        if chunks[-1] and candidate * (len(chunks[-1]) + 1) > token_budget:
+    for rows in units:
+        candidate = max(longest, *(int(lengths[r]) for r in rows))
+        if chunks[-1] and candidate * (len(chunks[-1]) + len(rows)) > token_budget:
             chunks.append([])
-            candidate = int(lengths[row])
-        chunks[-1].append(row)
+            candidate = max(int(lengths[r]) for r in rows)
+        chunks[-1].extend(rows)
         longest = candidate
     return [(torch.tensor(rows), trim_padding(batch.select(torch.tensor(rows)))) for rows in chunks]
 
 
 def completion_logprobs(
-    model, batch: Rollouts, temperature: float = 1.0, with_entropy: bool = False
+    model, batch: Rollouts, temperature: float = 1.0, with_entropy: bool = False, entropy_grad: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-probs ``[b, T]`` of the completion tokens under ``model`` (and token entropies ``[b, T]``,
-    detached, when asked). Logits are computed only for the T completion positions."""
+    """Log-probs ``[b, T]`` of the completion tokens under ``model`` (and token entropies ``[b, T]``
+    when asked: detached, or differentiable with ``entropy_grad`` for an entropy bonus). Logits are
+    computed only for the T completion positions."""
     device = next(model.parameters()).device
     input_ids = torch.cat([batch.prompt_ids, batch.completion_ids], dim=1).to(device)
     attention = torch.cat([batch.prompt_mask, batch.completion_mask], dim=1).to(device)
@@ -71,7 +81,7 @@ def completion_logprobs(
     logp = logits.gather(-1, targets).squeeze(-1) - log_norm
     entropy = None
     if with_entropy:
-        with torch.no_grad():
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
             probs = torch.softmax(logits, dim=-1)
             entropy = log_norm - (probs * logits).sum(dim=-1)
     mask = batch.completion_mask.to(device)

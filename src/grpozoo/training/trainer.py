@@ -1,7 +1,10 @@
-"""The trainer: one short, linear step — select, generate, reward, advantages, learn, log.
+"""The trainer: one short, linear step — select, generate, reward, advantages, token weights,
+learn, log.
 
 Every algorithmic choice is a component looked up by name from the run configuration; the loop
-has no branch per algorithm.
+has no branch per algorithm. What components read beyond the sampled batch (old or reference
+log-probs, a greedy baseline, Monte-Carlo segment values) they declare with ``@needs``, and the
+trainer computes it only for runs that use such a component (see docs/components.md).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 import warnings
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,8 +24,12 @@ from typing import Any
 import torch
 
 from grpozoo import registry
+from grpozoo.algos.advantages import AdvantageOutput
 from grpozoo.algos.aggregation import BatchTotals
-from grpozoo.algos.groups import group_std
+from grpozoo.algos.controllers import adaptive_entropy_coef, adaptive_kl_coef
+from grpozoo.algos.groups import group_mean, group_std
+from grpozoo.algos.kl import kl_to_go, straight_through
+from grpozoo.algos.losses import broadcast_advantages
 from grpozoo.config import RunConfig, save_config
 from grpozoo.generation import HFGenerator, SamplingParams
 from grpozoo.reporting.metrics import append_jsonl, read_jsonl, rewind_jsonl
@@ -63,11 +71,21 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         algo = cfg.algorithm
         self.advantage_fn = registry.advantages.get(algo.advantage.name)
+        self.token_weight_fns = [registry.token_weights.get(c.name) for c in algo.token_weights]
         self.loss_fn = registry.losses.get(algo.loss.name)
         self.aggregate = registry.aggregations.get(algo.aggregation)
         self.kl_fn = registry.kl_estimators.get(algo.kl.estimator)
         registry.check_params("advantage estimator", algo.advantage.name, self.advantage_fn, algo.advantage.params, 2)
+        for component, fn in zip(algo.token_weights, self.token_weight_fns, strict=True):
+            registry.check_params("token weighting", component.name, fn, component.params, 0)
         registry.check_params("policy loss", algo.loss.name, self.loss_fn, algo.loss.params, 4)
+        self.needs = set().union(*map(registry.needs_of, [self.advantage_fn, self.loss_fn, *self.token_weight_fns]))
+        if algo.num_iterations > 1:
+            self.needs.add("old_logprobs")  # the ratio's denominator must stay fixed across iterations
+        if algo.kl.coef > 0:
+            self.needs.add("ref_logprobs")
+        # persistent component state (trackers, dual variables, adaptive coefficients), checkpointed
+        self.state: dict[str, Any] = {"kl_coef": algo.kl.coef, "entropy_coef": algo.entropy.coef}
         selector_cls = registry.selectors.get(algo.selector.name)
         self.task = make_task(cfg.task)
         self.rewards = RewardModel(cfg.rewards, reward_functions or {})
@@ -89,7 +107,8 @@ class Trainer:
         self.model, self.tokenizer = load_policy(
             cfg.model, cfg.train.device, init_from=checkpoint / "model" if checkpoint else None
         )
-        self.reference = self._frozen_reference() if algo.kl.coef > 0 and not cfg.model.lora.enabled else None
+        wants_reference = "ref_logprobs" in self.needs and not cfg.model.lora.enabled
+        self.reference = self._frozen_reference() if wants_reference else None
         self.generator = HFGenerator(self.model, self.tokenizer)
         r = cfg.rollout
         self.sampling = SamplingParams(r.max_new_tokens, r.temperature, r.top_p, r.top_k)
@@ -122,6 +141,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.selector.load_state_dict(state["selector"])
+        self.state = state.get("components", self.state)
         ckpt.set_rng_state(state["rng"])
         self.step = state["step"]
         for name in ("metrics.jsonl", "samples.jsonl", "eval.jsonl"):
@@ -134,6 +154,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "selector": self.selector.state_dict(),
+            "components": self.state,
         }
         return ckpt.save_checkpoint(
             self.run_dir, self.step, self.model, self.tokenizer, state, self.cfg.train.keep_checkpoints
@@ -147,7 +168,8 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- the step
     def train_step(self) -> dict[str, Any]:
-        """One step: select, generate, reward, advantages, learn, log. Returns the step's metrics."""
+        """One step: select, generate, reward, advantages, token weights, learn, log.
+        Returns the step's metrics."""
         self.step += 1
         start = time.perf_counter()
         rows = self.selector.next(self.cfg.rollout.prompts_per_step)
@@ -155,13 +177,15 @@ class Trainer:
         generated = time.perf_counter()
         self.score(batch)
         self.selector.update(rows, batch)
-        algo = self.cfg.algorithm
-        batch.advantages = self.advantage_fn(batch.rewards, batch.group_ids, batch, **algo.advantage.params)
-        learn_metrics = self.learn(batch)
+        self.provide(batch)
+        learning_batch = self.advantages(batch)
+        learning_batch.token_weights = self.token_weights(learning_batch)
+        learn_metrics = self.learn(learning_batch)
         end = time.perf_counter()
         metrics = {
             "step": self.step,
             **batch_metrics(batch, self.rewards.parts),
+            "kept_fraction": learning_batch.batch_size / batch.batch_size,
             **learn_metrics,
             "lr": self.scheduler.get_last_lr()[0],
             "time/generation_s": generated - start,
@@ -178,27 +202,113 @@ class Trainer:
     def generate(self, rows: list[int]) -> Rollouts:
         examples = [self.task.train_rows[i] for i in rows]
         prompts = [render_prompt(self.tokenizer, self.task.messages(r)) for r in examples]
-        return self.generator.generate(prompts, examples, self.cfg.rollout.group_size, self.sampling)
+        batch = self.generator.generate(prompts, examples, self.cfg.rollout.group_size, self.sampling)
+        batch.row_ids = torch.tensor(rows).repeat_interleave(self.cfg.rollout.group_size)
+        batch.step, batch.total_steps, batch.state = self.step, self.cfg.train.steps, self.state
+        return batch
 
     def score(self, batch: Rollouts) -> None:
-        batch.task_scores = torch.tensor(
-            [self.task.score(c, r) for c, r in zip(batch.completions, batch.examples, strict=True)]
+        batch.rewards, batch.reward_parts, batch.task_scores = self.reward_of(
+            batch.completions, batch.prompts, batch.examples
         )
-        columns: dict[str, list[Any]] = {"task_score": batch.task_scores.tolist()}
-        for key in batch.examples[0]:
-            if key not in ("prompt", "messages") and all(key in e for e in batch.examples):
-                columns[key] = [e[key] for e in batch.examples]
-        batch.rewards, batch.reward_parts = self.rewards(batch.completions, batch.prompts, columns)
+        batch.answers = [self.task.extract(c) for c in batch.completions]
+
+    def reward_of(
+        self, completions: list[str], prompts: list[str], examples: list[dict[str, Any]]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """Total reward ``[B]``, its named parts and the task's verifier scores ``[B]``."""
+        task_scores = torch.tensor([self.task.score(c, r) for c, r in zip(completions, examples, strict=True)])
+        columns: dict[str, list[Any]] = {"task_score": task_scores.tolist()}
+        for key in examples[0]:
+            if key not in ("prompt", "messages") and all(key in e for e in examples):
+                columns[key] = [e[key] for e in examples]
+        rewards, parts = self.rewards(completions, prompts, columns)
+        return rewards, parts, task_scores
+
+    # ----------------------------------------------------------------------------- on-demand fields
+    def provide(self, batch: Rollouts) -> None:
+        """Fill the batch fields the run's components declared with ``@needs``."""
+        if "old_logprobs" in self.needs:
+            batch.old_logprobs = self.logprobs_without_grad(batch, self.model)
+        if "ref_logprobs" in self.needs:
+            batch.ref_logprobs = self.reference_logprobs(batch)
+        if "baseline_rewards" in self.needs:
+            batch.baseline_rewards = self.greedy_baseline_rewards(batch)
+        if "segment_values" in self.needs:
+            batch.segment_values = self.segment_values(batch)
+
+    def greedy_baseline_rewards(self, batch: Rollouts) -> torch.Tensor:
+        """ReMax's baseline: the reward of one greedy completion per prompt, broadcast to its group."""
+        groups = batch.group_ids.unique().tolist()
+        first = [int((batch.group_ids == g).nonzero()[0]) for g in groups]
+        prompts = [batch.prompts[i] for i in first]
+        examples = [batch.examples[i] for i in first]
+        greedy = SamplingParams(self.sampling.max_new_tokens, temperature=0.0)
+        out = self.generator.generate(prompts, examples, 1, greedy)
+        rewards, _, _ = self.reward_of(out.completions, out.prompts, out.examples)
+        per_group = dict(zip(groups, rewards.tolist(), strict=True))
+        return torch.tensor([per_group[int(g)] for g in batch.group_ids])
+
+    def segment_values(self, batch: Rollouts) -> torch.Tensor:
+        """Monte-Carlo state values ``[B, T+1]`` at the boundaries the advantage estimator asks for
+        (NaN elsewhere): V(prompt) is the group's mean reward, V(end) the sample's own reward, and an
+        interior boundary t is worth the mean reward of ``num_continuations`` sampled continuations
+        of the prompt plus the first t completion tokens."""
+        params = self.cfg.algorithm.advantage.params
+        boundaries = self.advantage_fn.segment_boundaries(batch, **params)
+        values = torch.full(boundaries.shape, float("nan"))
+        lengths = batch.completion_lengths
+        values[:, 0] = group_mean(batch.rewards, batch.group_ids)
+        values[torch.arange(batch.batch_size), lengths] = batch.rewards
+        interior = [(i, t) for i, t in boundaries.nonzero().tolist() if 0 < t < int(lengths[i])]
+        if not interior:
+            return values
+        n = int(params.get("num_continuations", 2))
+        prefixes = [self.tokenizer.decode(batch.completion_ids[i, :t]) for i, t in interior]
+        prompts = [batch.prompts[i] + prefix for (i, _), prefix in zip(interior, prefixes, strict=True)]
+        examples = [batch.examples[i] for i, _ in interior]
+        remaining = self.sampling.max_new_tokens - min(t for _, t in interior)
+        out = self.generator.generate(prompts, examples, n, replace(self.sampling, max_new_tokens=remaining))
+        completions = [prefixes[k // n] + text for k, text in enumerate(out.completions)]
+        rewards, _, _ = self.reward_of(completions, out.prompts, out.examples)
+        for k, (i, t) in enumerate(interior):
+            values[i, t] = rewards[k * n : (k + 1) * n].mean()
+        return values
+
+    # ----------------------------------------------------------------------------- advantages and weights
+    def advantages(self, batch: Rollouts) -> Rollouts:
+        """Run the advantage estimator (and fold the KL into the reward when asked); returns the
+        batch that learns, without the rows the estimator dropped."""
+        algo = self.cfg.algorithm
+        out = self.advantage_fn(batch.rewards, batch.group_ids, batch, **algo.advantage.params)
+        if not isinstance(out, AdvantageOutput):
+            out = AdvantageOutput(out)
+        batch.advantages, batch.extras = out.advantages, dict(out.extras)
+        if algo.kl.coef > 0 and algo.kl.mode == "reward":
+            policy = batch.old_logprobs if batch.old_logprobs is not None else batch.sampling_logprobs
+            kl = self.kl_fn(policy, batch.ref_logprobs) * batch.completion_mask
+            adv = broadcast_advantages(batch.advantages, kl)
+            batch.advantages = adv - self.state["kl_coef"] * kl_to_go(kl, batch.completion_mask)
+        if out.keep is not None and not bool(out.keep.all()):
+            return batch.select(out.keep)
+        return batch
+
+    def token_weights(self, batch: Rollouts) -> torch.Tensor | None:
+        weights = None
+        for component, fn in zip(self.cfg.algorithm.token_weights, self.token_weight_fns, strict=True):
+            w = fn(batch, **component.params).detach()
+            weights = w if weights is None else weights * w
+        return weights
 
     def learn(self, batch: Rollouts) -> dict[str, float]:
-        """``num_iterations`` optimiser steps on the batch (old log-probs recomputed when > 1)."""
+        """``num_iterations`` optimiser steps on the batch, then the components' end-of-step updates."""
         algo = self.cfg.algorithm
+        if batch.batch_size == 0:
+            self.warn("every completion was dropped before learning; no update this step")
+            return {"loss": float("nan"), "grad_norm": 0.0}
         totals = BatchTotals.of(batch.completion_mask, self.cfg.rollout.max_new_tokens, batch.group_ids)
-        if algo.num_iterations > 1:
-            batch.old_logprobs = self.logprobs_without_grad(batch, self.model)
-        if algo.kl.coef > 0:
-            batch.ref_logprobs = self.reference_logprobs(batch)
-        chunks = [mb for _, mb in micro_batches(batch, self.cfg.train.micro_batch_tokens)]
+        whole_groups = getattr(self.loss_fn, "whole_groups", False)
+        chunks = [mb for _, mb in micro_batches(batch, self.cfg.train.micro_batch_tokens, whole_groups)]
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.model.train()
         for _ in range(algo.num_iterations):
@@ -209,24 +319,51 @@ class Trainer:
             self.scheduler.step()
         out = {"loss": sums.pop("loss"), "grad_norm": float(grad_norm)}
         out.update({name: value / max(totals.num_tokens, 1) for name, value in sums.items()})
+        self.after_step(out)
+        out.update({"kl_coef": self.state["kl_coef"], "entropy_coef": self.state["entropy_coef"]})
         return out
+
+    def after_step(self, metrics: dict[str, float]) -> None:
+        """Once per step: the loss's own state update (e.g. a dual variable), then the adaptive
+        KL and entropy coefficients."""
+        algo = self.cfg.algorithm
+        hook = getattr(self.loss_fn, "after_step", None)
+        if hook is not None:
+            hook(self.state, metrics, **algo.loss.params)
+        if algo.kl.coef > 0 and algo.kl.target is not None:
+            self.state["kl_coef"] = adaptive_kl_coef(self.state["kl_coef"], metrics["kl"], algo.kl.target, algo.kl.horizon)
+        if algo.entropy.target is not None:
+            self.state["entropy_coef"] = adaptive_entropy_coef(
+                self.state["entropy_coef"], metrics["entropy"], algo.entropy.target, algo.entropy.adapt_rate
+            )
 
     def accumulate_gradients(self, chunks: list[Rollouts], totals: BatchTotals) -> dict[str, float]:
         """Backpropagate the loss of each micro-batch; the gradients add up to the whole batch's,
         because aggregations normalise by whole-batch ``totals``. Returns the loss and the masked
         sums of the per-token diagnostics."""
         algo = self.cfg.algorithm
+        kl_coef, entropy_coef = self.state["kl_coef"], self.state["entropy_coef"]
+        entropy_bonus = entropy_coef > 0 or algo.entropy.target is not None
         sums: dict[str, float] = defaultdict(float)
         for mb in chunks:
             mask = mb.completion_mask.float()
-            logp, entropy = completion_logprobs(self.model, mb, self.cfg.rollout.temperature, with_entropy=True)
+            logp, entropy = completion_logprobs(
+                self.model, mb, self.cfg.rollout.temperature, with_entropy=True, entropy_grad=entropy_bonus
+            )
             old = mb.old_logprobs if mb.old_logprobs is not None else logp.detach()
             per_token, diagnostics = self.loss_fn(logp, old, mb.advantages, mask, mb, **algo.loss.params)
-            diagnostics["entropy"] = entropy
-            if algo.kl.coef > 0:
+            if mb.token_weights is not None:
+                per_token = per_token * mb.token_weights
+            if mb.ref_logprobs is not None:
                 kl = self.kl_fn(logp, mb.ref_logprobs)
-                per_token = per_token + algo.kl.coef * kl
+                if algo.kl.straight_through:
+                    kl = straight_through(kl, logp, mb.ref_logprobs)
+                if algo.kl.mode == "loss":
+                    per_token = per_token + kl_coef * kl
                 diagnostics["kl"] = kl.detach()
+            if entropy_bonus:
+                per_token = per_token - entropy_coef * entropy
+            diagnostics["entropy"] = entropy.detach()
             loss = self.aggregate(per_token, mask, mb.group_ids, totals)
             loss.backward()
             sums["loss"] += loss.item()
@@ -316,7 +453,7 @@ def sample_record(step: int, batch: Rollouts, i: int) -> dict[str, Any]:
         "answer": batch.examples[i].get("answer"),
         "reward": float(batch.rewards[i]),
         "parts": {k: (None if v[i].isnan() else float(v[i])) for k, v in batch.reward_parts.items()},
-        "advantage": float(batch.advantages[i].mean()),
+        "advantage": float(batch.advantages[i].mean()) if batch.advantages is not None else None,
         "truncated": bool(batch.truncated[i]),
     }
 
