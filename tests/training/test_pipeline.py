@@ -3,7 +3,9 @@ micro-batches, KL in the reward, the entropy bonus, and component state across a
 
 from __future__ import annotations
 
+import pytest
 import torch
+from training.test_trainer import gradients, make_trainer, sampled_batch
 
 from grpozoo.algos.advantages import AdvantageOutput
 from grpozoo.algos.advantages.group_relative import grpo_advantage
@@ -13,7 +15,6 @@ from grpozoo.algos.losses.clipped import ppo_clip_loss
 from grpozoo.config import ComponentConfig
 from grpozoo.training import fit
 from grpozoo.training.forward import micro_batches
-from training.test_trainer import gradients, make_trainer, sampled_batch
 
 
 def test_old_and_reference_logprobs_are_computed_only_when_asked_for(tiny_overrides):
@@ -23,8 +24,9 @@ def test_old_and_reference_logprobs_are_computed_only_when_asked_for(tiny_overri
     plain.provide(batch)
     assert batch.old_logprobs is None and batch.ref_logprobs is None and batch.baseline_rewards is None
 
-    asking = make_trainer(tiny_overrides, "algorithm.num_iterations=2", "algorithm.kl.coef=0.1",
-                          f"output_dir={plain.run_dir}-2")
+    asking = make_trainer(
+        tiny_overrides, "algorithm.num_iterations=2", "algorithm.kl.coef=0.1", f"output_dir={plain.run_dir}-2"
+    )
     assert asking.needs == {"old_logprobs", "ref_logprobs"}
     batch = sampled_batch(asking)
     asking.provide(batch)
@@ -38,7 +40,9 @@ def test_rows_an_estimator_drops_do_not_learn(tiny_overrides):
 
     def first_half(rewards, group_ids, ctx, **params):
         keep = torch.arange(len(rewards)) < len(rewards) // 2
-        return AdvantageOutput(grpo_advantage(rewards, group_ids), keep=keep, extras={"marker": rewards * 0 + 7})
+        return AdvantageOutput(
+            grpo_advantage(rewards, group_ids), keep=keep, extras={"marker": rewards * 0 + 7}
+        )
 
     trainer.advantage_fn = first_half
     batch = sampled_batch(trainer)
@@ -78,8 +82,9 @@ def test_whole_group_micro_batches_never_split_a_group(tiny_overrides):
 
 
 def test_kl_folded_into_the_reward_lowers_each_token_advantage_by_the_kl_to_come(tiny_overrides):
-    trainer = make_trainer(tiny_overrides, "algorithm.kl.coef=0.5", "algorithm.kl.mode=reward",
-                           "algorithm.kl.estimator=k1")
+    trainer = make_trainer(
+        tiny_overrides, "algorithm.kl.coef=0.5", "algorithm.kl.mode=reward", "algorithm.kl.estimator=k1"
+    )
     batch = sampled_batch(trainer)
     trainer.provide(batch)
     batch.ref_logprobs = batch.ref_logprobs - 0.25 * batch.completion_mask  # a reference that differs
@@ -91,13 +96,9 @@ def test_kl_folded_into_the_reward_lowers_each_token_advantage_by_the_kl_to_come
     # the first token carries the whole sequence's KL (0.25 per token), the last only its own
     row = 0
     length = int(batch.completion_mask[row].sum())
-    assert learning.advantages[row, 0].item() == pytest_approx(sequence_advantages[row].item() - 0.5 * 0.25 * length)
-
-
-def pytest_approx(value: float):
-    import pytest
-
-    return pytest.approx(value, abs=1e-4)
+    assert learning.advantages[row, 0].item() == pytest.approx(
+        sequence_advantages[row].item() - 0.5 * 0.25 * length, abs=1e-4
+    )
 
 
 def test_entropy_bonus_alone_gives_a_gradient(tiny_overrides):
@@ -112,7 +113,9 @@ def test_entropy_bonus_alone_gives_a_gradient(tiny_overrides):
 
 
 def test_adaptive_entropy_coefficient_moves_towards_its_target(tiny_overrides):
-    trainer = make_trainer(tiny_overrides, "algorithm.entropy.target=100.0", "algorithm.entropy.adapt_rate=0.01")
+    trainer = make_trainer(
+        tiny_overrides, "algorithm.entropy.target=100.0", "algorithm.entropy.adapt_rate=0.01"
+    )
     trainer.train_step()
     assert trainer.state["entropy_coef"] > 0  # entropy is far below 100 nats, so the bonus grows
 
@@ -127,13 +130,20 @@ def test_component_state_survives_a_resume(tiny_overrides, tmp_path):
 
     counting_loss.after_step = count
     run = tmp_path / "stateful"
-    first = make_trainer(tiny_overrides, "train.steps=2", "eval.at_start=false", "eval.at_end=false",
-                         f"output_dir={run}")
+    first = make_trainer(
+        tiny_overrides, "train.steps=2", "eval.at_start=false", "eval.at_end=false", f"output_dir={run}"
+    )
     first.loss_fn = counting_loss
     fit(first, show_progress=False)
     assert first.state["calls"] == 2
-    resumed = make_trainer(tiny_overrides, "train.steps=3", "eval.at_start=false", "eval.at_end=false",
-                           f"output_dir={run}", resume=True)
+    resumed = make_trainer(
+        tiny_overrides,
+        "train.steps=3",
+        "eval.at_start=false",
+        "eval.at_end=false",
+        f"output_dir={run}",
+        resume=True,
+    )
     assert resumed.state["calls"] == 2 and resumed.state["last_entropy"] == first.state["last_entropy"]
 
 
@@ -171,6 +181,8 @@ def test_segment_values_are_monte_carlo_estimates_at_the_asked_boundaries(tiny_o
     asked = boundaries(batch)
     assert values[~asked].isnan().all() and not values[asked].isnan().any()
     torch.testing.assert_close(values[:, 0], group_mean(batch.rewards, batch.group_ids))
-    torch.testing.assert_close(values[torch.arange(batch.batch_size), batch.completion_lengths], batch.rewards)
+    torch.testing.assert_close(
+        values[torch.arange(batch.batch_size), batch.completion_lengths], batch.rewards
+    )
     interior = values[:, 2][batch.completion_lengths > 2]
     assert ((interior >= batch.rewards.min() - 1) & (interior <= 2)).all()
