@@ -1,4 +1,4 @@
-"""``grpozoo train | recipes | eval``."""
+"""``grpozoo train | recipes | docs | eval``."""
 
 from __future__ import annotations
 
@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     sub.add_parser("recipes", help="list every recipe with its paper and what it changes")
+
+    docs = sub.add_parser("docs", help="write the zoo page: every recipe and component with its paper")
+    docs.add_argument("--output", default="docs/zoo.md", help="where to write it (default docs/zoo.md)")
 
     ev = sub.add_parser("eval", help="held-out accuracy and pass@k of a model or a run's checkpoint")
     _common(ev)
@@ -82,6 +85,14 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     for recipe in all_recipes():
         table.add_row(recipe.name, recipe.entry, recipe.changes, recipe.citation)
     console.print(table)
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from grpozoo.reporting.zoo import zoo_markdown
+
+    Path(args.output).write_text(zoo_markdown())
+    console.print(f"wrote {args.output}")
     return 0
 
 
@@ -138,7 +149,7 @@ def quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_libraries()
-    command = {"train": cmd_train, "recipes": cmd_recipes, "eval": cmd_eval}[args.command]
+    command = {"train": cmd_train, "recipes": cmd_recipes, "docs": cmd_docs, "eval": cmd_eval}[args.command]
     try:
         return command(args)
     except USER_ERRORS as error:

@@ -8,7 +8,8 @@ GRPO = register_recipe(
         entry="P0",
         citation="Shao et al. 2024, DeepSeekMath: Pushing the Limits of Mathematical Reasoning "
         "in Open Language Models (arXiv:2402.03300)",
-        changes="the reference point: group mean/std advantage, PPO clip, token-mean loss",
+        changes="the reference point: group mean/std advantage, PPO clip, token-mean loss (the paper averages "
+        "per sequence first: --set algorithm.aggregation=sequence_mean)",
         config={
             "algorithm": {
                 "advantage": {"name": "grpo", "params": {"scale": "group"}},

@@ -1,0 +1,105 @@
+"""The zoo page (docs/zoo.md), rendered from the registries so that it cannot drift from the code."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any
+
+from grpozoo import registry
+
+# The component kinds, in pipeline order, with the leading arguments the pipeline passes.
+KINDS = (
+    ("Advantage estimators", registry.advantages, 2),
+    ("Token weights", registry.token_weights, 0),
+    ("Policy losses", registry.losses, 4),
+    ("Aggregations", registry.aggregations, 3),
+    ("KL estimators", registry.kl_estimators, 2),
+)
+ENTRY_ID = re.compile(r"\b(?:[AB]\d{1,2}|P0)\b")
+
+
+def summary(component: Any) -> str:
+    """The first sentence of a component's docstring, on one line."""
+    doc = inspect.getdoc(component) or ""
+    first = " ".join(doc.split("\n\n")[0].split())
+    return first.replace("|", "\\|")
+
+
+def entry_ids(component: Any) -> str:
+    """The ALGORITHMS.md entry ids a component's docstring names (e.g. ``A17``), in order."""
+    found = list(dict.fromkeys(ENTRY_ID.findall(inspect.getdoc(component) or "")))
+    return ", ".join(found) or "—"
+
+
+def parameters(component: Any, positional: int) -> str:
+    """``name=default`` for every parameter a user can set."""
+    params = list(inspect.signature(component).parameters.values())[positional:]
+    shown = [f"`{p.name}={p.default!r}`" for p in params if p.name != "ctx" and p.kind is not p.VAR_KEYWORD]
+    return ", ".join(shown).replace("|", "\\|") or "—"
+
+
+def recipe_components(config: dict[str, Any]) -> str:
+    algo = config.get("algorithm", {})
+    parts = []
+    if "advantage" in algo:
+        parts.append(f"advantage `{algo['advantage']['name']}`")
+    for weight in algo.get("token_weights", []):
+        parts.append(f"weights `{weight['name']}`")
+    if "loss" in algo:
+        parts.append(f"loss `{algo['loss']['name']}`")
+    if "aggregation" in algo:
+        parts.append(f"aggregation `{algo['aggregation']}`")
+    if algo.get("kl", {}).get("coef"):
+        parts.append(f"KL {algo['kl']['coef']} ({algo['kl'].get('mode', 'loss')})")
+    if "group_size" in config.get("rollout", {}):
+        parts.append(f"G={config['rollout']['group_size']}")
+    return ", ".join(parts)
+
+
+def zoo_markdown() -> str:
+    from grpozoo.recipes import all_recipes
+
+    lines = [
+        "# The zoo",
+        "",
+        "Every recipe and component grpozoo registers, with the paper it comes from. This page is",
+        "generated from the registries by `grpozoo docs` (a test fails when it is out of date);",
+        "entry ids refer to ALGORITHMS.md. How to write a component: [components.md](components.md).",
+        "",
+        "## Recipes",
+        "",
+        f"{len(all_recipes())} recipes; train one with `grpozoo train --recipe NAME`.",
+        "",
+        "| recipe | entry | what it changes vs GRPO | components | paper |",
+        "|---|---|---|---|---|",
+    ]
+    for recipe in all_recipes():
+        cells = [
+            f"`{recipe.name}`",
+            recipe.entry,
+            recipe.changes,
+            recipe_components(recipe.config),
+            recipe.citation,
+        ]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    for title, reg, positional in KINDS:
+        names = reg.names()
+        lines += [
+            "",
+            f"## {title}",
+            "",
+            f"{len(names)} registered.",
+            "",
+            "| name | entry | what it does | parameters | module |",
+            "|---|---|---|---|---|",
+        ]
+        for name in names:
+            component = reg.get(name)
+            module = component.__module__.removeprefix("grpozoo.")
+            needs = sorted(registry.needs_of(component))
+            what = summary(component) + (f" *Needs: {', '.join(needs)}.*" if needs else "")
+            lines.append(
+                f"| `{name}` | {entry_ids(component)} | {what} | {parameters(component, positional)} | `{module}` |"
+            )
+    return "\n".join(lines) + "\n"
