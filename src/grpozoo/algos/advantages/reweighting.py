@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from grpozoo.algos.advantages.group_relative import grpo_advantage
-from grpozoo.algos.groups import group_mean, group_std
+from grpozoo.algos.groups import group_mean, group_std, group_weighted_mean
 from grpozoo.registry import advantages
 
 
@@ -158,14 +158,6 @@ def aspo_advantage(
 # ---------------------------------------------------------------- HAPO token-level group average (A12 c)
 
 
-def _length_weighted_mean(
-    values: torch.Tensor, lengths: torch.Tensor, group_ids: torch.Tensor
-) -> torch.Tensor:
-    total = group_mean(lengths, group_ids)
-    weighted = group_mean(lengths * values, group_ids) / total.clamp(min=torch.finfo(torch.float64).tiny)
-    return torch.where(total > 0, weighted, group_mean(values, group_ids))
-
-
 @advantages.register("hapo_length_weighted")
 def hapo_length_weighted_advantage(
     rewards: torch.Tensor,
@@ -186,8 +178,8 @@ def hapo_length_weighted_advantage(
     """
     r = rewards.double()
     lengths = ctx.completion_mask.sum(dim=1).double()
-    mu = _length_weighted_mean(r, lengths, group_ids)
-    sigma = _length_weighted_mean((r - mu) ** 2, lengths, group_ids).sqrt()
+    mu = group_weighted_mean(r, lengths, group_ids)
+    sigma = group_weighted_mean((r - mu) ** 2, lengths, group_ids).sqrt()
     out = (r - mu) / (sigma + eps)
     if out.numel() and out.abs().max() >= fallback_threshold:
         return grpo_advantage(rewards, group_ids, scale="group", eps=eps)

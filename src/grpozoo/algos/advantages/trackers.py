@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from grpozoo.algos.groups import batch_whiten
 from grpozoo.registry import advantages
 
 
@@ -49,14 +50,6 @@ def beta_tracker_update(alpha: float, beta: float, reward: float, rho: float) ->
     return rho * alpha + reward, rho * beta + (1.0 - reward)
 
 
-def global_normalise(values: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """``(v − mean_B v) / (std_B v + eps)`` over the whole batch (unbiased std); one row gives 0."""
-    centred = values - values.mean()
-    if values.numel() < 2:
-        return centred
-    return centred / (values.std(unbiased=True) + eps)
-
-
 @advantages.register("spo_tracker")
 def spo_tracker_advantage(
     rewards: torch.Tensor,
@@ -95,7 +88,7 @@ def spo_tracker_advantage(
         [alphas.get(k, prior_alpha) / (alphas.get(k, prior_alpha) + betas.get(k, prior_beta)) for k in keys],
         dtype=torch.float64,
     )
-    advantage = global_normalise(rewards.double() - baseline, eps)
+    advantage = batch_whiten(rewards.double() - baseline, eps, unbiased=True)
 
     observed = rewards.double().clamp(0.0, 1.0).tolist()
     for key, reward in zip(keys, observed, strict=True):
