@@ -3,7 +3,7 @@ Monte-Carlo values at the cuts, and each segment's value gain as the advantage o
 low-probability tokens.
 
 Defaults are sized for a CPU run with 24-token completions: a cut after every 10th cutpoint gives
-1–3 segments per completion, so few boundary states need Monte-Carlo continuations.
+1–3 segments per completion, so few boundary states need Monte-Carlo continuations (2 each).
 """
 
 import math
@@ -22,7 +22,12 @@ SEGMENT_SPO = register_recipe(
             "algorithm": {
                 "advantage": {
                     "name": "segment_spo",
-                    "params": {"cutpoint_logprob": math.log(0.9), "every": 10, "probability_mask": True},
+                    "params": {
+                        "cutpoint_logprob": math.log(0.9),
+                        "every": 10,
+                        "probability_mask": True,
+                        "num_continuations": 2,
+                    },
                 },
                 "loss": {"name": "ppo_clip", "params": {"eps_low": 0.2, "eps_high": 0.2}},
                 "aggregation": "token_mean",

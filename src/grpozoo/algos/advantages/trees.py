@@ -165,6 +165,7 @@ def segment_spo_advantage(
     cutpoint_logprob: float = math.log(0.9),
     every: int = 5,
     probability_mask: bool = True,
+    num_continuations: int = 2,
 ) -> torch.Tensor:
     """Segment Policy Optimization, chain variant (ALGORITHMS.md B36; Guo et al. 2025, Segment
     Policy Optimization: Effective Segment-Level Credit Assignment in RL for Large Language Models
@@ -179,8 +180,10 @@ def segment_spo_advantage(
 
     Position ``L_i`` (the end) is always the reward from ``rewards``; a missing ``V(s_0)`` (NaN at
     position 0) falls back to the group's mean reward, and without ``ctx.segment_values`` at all
-    every completion is one segment (``r − mean_G r`` on its cutpoints). GUESS:
-    ``cutpoint_logprob = log 0.9`` and ``every = 5`` (the paper's "int5"). The boundary function is
+    every completion is one segment (``r − mean_G r`` on its cutpoints). ``num_continuations`` is
+    read by the trainer (Monte-Carlo continuations per interior boundary), not here. GUESS:
+    ``cutpoint_logprob = log 0.9``, ``every = 5`` (the paper's "int5") and ``num_continuations = 2``
+    (cheap; the paper samples more). The boundary function is
     attached as ``segment_spo_advantage.segment_boundaries(ctx, **params) -> bool [B, T+1]``.
     Shapes: ``rewards [B]`` -> ``[B, T]``.
     """
