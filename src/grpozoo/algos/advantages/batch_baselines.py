@@ -23,8 +23,8 @@ def reinforce_pp_advantage(
     eps: float = 1e-8,
     unbiased: bool = False,
 ) -> torch.Tensor:
-    """REINFORCE++ global batch whitening (P0 baseline; Hu 2025, REINFORCE++: A Simple and Efficient
-    Approach for Aligning Large Language Models).
+    """REINFORCE++ global batch whitening (P0 baseline; Hu 2025, REINFORCE++: An Efficient RLHF
+    Algorithm with Robustness to Both Prompt and Reward Models).
 
     ``A_i = (r_i − mean_B r)/(std_B r + eps)`` over the whole batch, ignoring the groups (population
     std by default, as OpenRLHF's masked whitening; ``unbiased`` for Bessel's correction). The recipe
