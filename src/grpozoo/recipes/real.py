@@ -1,0 +1,20 @@
+"""REAL (A8): rewards as labels, an anchored multi-label softmax over each group's log-ratios."""
+
+from grpozoo.recipes import Recipe, register_recipe
+
+REAL = register_recipe(
+    Recipe(
+        name="real",
+        entry="A8",
+        citation="REAL 2025, Rewards as Labels: Revisiting RLVR from a Classification Perspective",
+        changes="replaces the clipped surrogate by a per-question classification loss on length-normalised "
+        "log-ratios (τ = 0.5); no clip; mean over questions",
+        config={
+            "algorithm": {
+                "advantage": {"name": "grpo", "params": {"scale": "group"}},
+                "loss": {"name": "real", "params": {"tau": 0.5}},
+                "aggregation": "per_prompt_mean",
+            }
+        },
+    )
+)
