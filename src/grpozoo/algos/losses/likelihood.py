@@ -14,9 +14,11 @@ from grpozoo.registry import losses
 NFT_MAX_LOG_RATIO = 10.0  # the authors cap the token ratio at exp(10)
 
 
-def _clamp_keep_grad(x: torch.Tensor, low: float) -> torch.Tensor:
-    """``max(x, low)`` in value with the gradient of ``x`` (the authors' ``clamp_preserve_grad``)."""
-    return x + (x.clamp(min=low) - x).detach()
+def _neg_log_clamped(x: torch.Tensor, low: float) -> torch.Tensor:
+    """``−log max(x, low)`` in value, with gradient ``−∇x / max(x, low)``: the authors'
+    ``−log(clamp_preserve_grad(x, low))``, written so no cancellation can produce ``log 0``."""
+    floor = x.detach().clamp(min=low)
+    return -(torch.log(floor) + (x - x.detach()) / floor)
 
 
 @losses.register("nft")
@@ -74,9 +76,9 @@ def nft_loss(
 
     ratio = torch.exp(token_log_ratio(logp, old_logp, mask).clamp(max=NFT_MAX_LOG_RATIO))
     r = rate.unsqueeze(1)
-    positive = -torch.log(_clamp_keep_grad(ratio, max(clamp_positive, 0.0)))
+    positive = _neg_log_clamped(ratio, max(clamp_positive, 1e-30))
     implicit_negative = (1.0 - r * ratio) / (1.0 - r)
-    negative = -torch.log(_clamp_keep_grad(implicit_negative, max(abs(clamp_negative), 1e-8)))
+    negative = _neg_log_clamped(implicit_negative, max(abs(clamp_negative), 1e-8))
     c = correct.unsqueeze(1)
     per_token = c * positive + (1.0 - c) * negative_weight * negative
 

@@ -134,7 +134,8 @@ def llds_loss(
     gate = (seq_delta < 0).detach()
     if only_positive:
         gate = gate & positive
-    penalty = coef * gate.unsqueeze(1).to(fall.dtype) * fall.clamp(min=0)
+    fell = torch.where(fall > 0, fall, torch.zeros_like(fall))  # max(0, ·), no gradient at a tie
+    penalty = coef * gate.unsqueeze(1).to(fall.dtype) * fell
     diagnostics = {name: keep_real(value, mask) for name, value in diagnostics.items()}
     d = seq_delta.detach()
     diagnostics.update(
