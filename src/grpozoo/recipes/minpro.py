@@ -1,0 +1,24 @@
+"""MinPRO (A48): each token's clipped term weighted by the smallest token ratio of its prefix.
+
+On-policy every ratio is 1 and MinPRO is GRPO, so the recipe takes two optimiser steps per batch.
+"""
+
+from grpozoo.recipes import Recipe, register_recipe
+
+MINPRO = register_recipe(
+    Recipe(
+        name="minpro",
+        entry="A48",
+        citation="A Step Back: Prefix Importance Ratio Stabilizes Policy Optimization (2026)",
+        changes="token term × sg(min of the earlier tokens' ratios), damping tokens after a sharp drop; 2 "
+        "updates per batch",
+        config={
+            "algorithm": {
+                "advantage": {"name": "grpo", "params": {"scale": "group"}},
+                "loss": {"name": "minpro", "params": {"eps_low": 0.2, "eps_high": 0.2}},
+                "aggregation": "token_mean",
+                "num_iterations": 2,
+            }
+        },
+    )
+)
