@@ -19,7 +19,9 @@ class UnknownNameError(KeyError, ValueError):
 
 
 def did_you_mean(name: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(name, choices, n=1)
+    close = difflib.get_close_matches(name, choices, n=3)
+    # a choice with exactly the typed letters (two swapped, "gpro") beats a one-letter change ("gtpo")
+    close.sort(key=lambda choice: sorted(choice) != sorted(name))
     return f" Did you mean {close[0]!r}?" if close else ""
 
 

@@ -39,19 +39,22 @@ class BatchTotals:
 
 @aggregations.register("token_mean")
 def token_mean(loss: torch.Tensor, mask: torch.Tensor, group_ids: torch.Tensor, totals: BatchTotals) -> torch.Tensor:
-    """Token-mean over the whole batch (DAPO): ``Σ loss·mask / Σ mask``. Shapes: ``[B, T]`` -> scalar."""
+    """Token-mean over the whole batch (DAPO, Yu et al. 2025): ``Σ loss·mask / Σ mask``.
+    Shapes: ``[B, T]`` -> scalar."""
     return (loss * mask).sum() / max(totals.num_tokens, 1)
 
 
 @aggregations.register("token_sum")
 def token_sum(loss: torch.Tensor, mask: torch.Tensor, group_ids: torch.Tensor, totals: BatchTotals) -> torch.Tensor:
-    """Plain sum over every masked token: long completions weigh more; the scale grows with the batch."""
+    """Plain sum over every masked token, the REINFORCE estimator's own form (Williams 1992): long
+    completions weigh more and the scale grows with the batch. Shapes: ``[B, T]`` -> scalar."""
     return (loss * mask).sum()
 
 
 @aggregations.register("sequence_mean")
 def sequence_mean(loss: torch.Tensor, mask: torch.Tensor, group_ids: torch.Tensor, totals: BatchTotals) -> torch.Tensor:
-    """Mean over sequences of each sequence's token-mean (original GRPO). Shapes: ``[B, T]`` -> scalar."""
+    """Mean over sequences of each sequence's token-mean (GRPO, Shao et al. 2024).
+    Shapes: ``[B, T]`` -> scalar."""
     per_sequence = (loss * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
     return per_sequence.sum() / max(totals.num_sequences, 1)
 
@@ -61,7 +64,8 @@ def sequence_mean_token_sum(
     loss: torch.Tensor, mask: torch.Tensor, group_ids: torch.Tensor, totals: BatchTotals
 ) -> torch.Tensor:
     """Mean over sequences of each sequence's token-sum: every token weighs the same, and the scale
-    does not grow with the number of sequences."""
+    does not grow with the number of sequences (the unbiased form discussed by Liu et al. 2025,
+    Dr.GRPO). Shapes: ``[B, T]`` -> scalar."""
     return (loss * mask).sum() / max(totals.num_sequences, 1)
 
 
@@ -69,7 +73,7 @@ def sequence_mean_token_sum(
 def constant_normalizer(
     loss: torch.Tensor, mask: torch.Tensor, group_ids: torch.Tensor, totals: BatchTotals
 ) -> torch.Tensor:
-    """Dr.GRPO: token-sum divided by a constant ``num_sequences × max_completion_tokens``, so a
+    """Dr.GRPO (Liu et al. 2025): token-sum divided by a constant ``num_sequences × max_completion_tokens``, so a
     sequence's weight does not depend on its own length. Shapes: ``[B, T]`` -> scalar."""
     return (loss * mask).sum() / max(totals.num_sequences * totals.max_completion_tokens, 1)
 
@@ -77,7 +81,7 @@ def constant_normalizer(
 @aggregations.register("per_prompt_mean")
 def per_prompt_mean(loss: torch.Tensor, mask: torch.Tensor, group_ids: torch.Tensor, totals: BatchTotals) -> torch.Tensor:
     """Mean over prompts (groups) of each group's token-mean: every prompt weighs the same whatever
-    its completions' lengths (REAL's ``Σ_q loss_q / #questions`` when a group-level loss puts
+    its completions' lengths (REAL, A8's ``Σ_q loss_q / #questions`` when a group-level loss puts
     ``loss_q`` on every token of its group). Shapes: ``[B, T]``, ``group_ids [B]`` -> scalar."""
     group_size = torch.tensor([totals.group_tokens[int(g)] for g in group_ids], dtype=loss.dtype, device=loss.device)
     per_row = (loss * mask).sum(dim=1) / group_size.clamp(min=1)

@@ -12,19 +12,22 @@ from grpozoo.registry import kl_estimators
 
 @kl_estimators.register("k1")
 def kl_k1(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """k1 = log π − log π_ref: unbiased, high variance, can be negative."""
+    """k1 = log π − log π_ref (Schulman 2020): unbiased, high variance, can be negative.
+    Shapes: ``[B, T]``."""
     return logp - ref_logp
 
 
 @kl_estimators.register("k2")
 def kl_k2(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """k2 = ½ (log π − log π_ref)²: biased, low variance, non-negative."""
+    """k2 = ½ (log π − log π_ref)² (Schulman 2020): biased, low variance, non-negative.
+    Shapes: ``[B, T]``."""
     return 0.5 * (logp - ref_logp) ** 2
 
 
 @kl_estimators.register("k3")
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """k3 = exp(log π_ref − log π) − (log π_ref − log π) − 1 (GRPO): unbiased and non-negative."""
+    """k3 = exp(log π_ref − log π) − (log π_ref − log π) − 1 (Schulman 2020; GRPO): unbiased and
+    non-negative. Shapes: ``[B, T]``."""
     delta = (ref_logp - logp).clamp(-20.0, 20.0)
     # expm1 avoids cancellation for tiny |delta|; the clamp removes the last rounding below 0
     return (torch.expm1(delta) - delta).clamp_min(0.0)
@@ -32,7 +35,8 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
 
 @kl_estimators.register("abs")
 def kl_abs(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """|log π − log π_ref|: non-negative, biased; a plain distance penalty (verl's "abs")."""
+    """|log π − log π_ref|: non-negative, biased; a plain distance penalty (as in verl, Sheng et al.
+    2024). Shapes: ``[B, T]``."""
     return (logp - ref_logp).abs()
 
 
