@@ -297,13 +297,11 @@ def test_copo_loss_weight_zero_learns_from_the_global_advantage_only():
     assert (grad[:, :2] != 0).all()
 
 
-def test_copo_loss_without_extras_is_ppo_clip():
+def test_copo_loss_without_its_estimator_names_the_fix():
     ctx = make_rollouts([1.0, 0.0], num_tokens=2)
     logp = torch.log(torch.tensor([[0.5, 1.5], [1.2, 0.9]]))
-    adv = torch.tensor([1.0, -1.0])
-    loss, _ = copo_loss(logp, torch.zeros(2, 2), adv, torch.ones(2, 2), ctx)
-    expected, _ = ppo_clip_loss(logp, torch.zeros(2, 2), adv, torch.ones(2, 2))
-    torch.testing.assert_close(loss, expected)
+    with pytest.raises(ValueError, match="algorithm.advantage.name=copo"):
+        copo_loss(logp, torch.zeros(2, 2), torch.tensor([1.0, -1.0]), torch.ones(2, 2), ctx)
 
 
 def test_copo_extras_follow_a_micro_batch_split():
@@ -339,6 +337,7 @@ def test_padding_and_empty_rows(name):
 def test_all_zero_mask():
     ctx = make_rollouts([1.0, 0.0], lengths=[0, 0], num_tokens=1, state={"r2vpo": {"lambda": 1.0}})
     mask = torch.zeros(2, 1)
+    ctx.extras = {"copo_weight": torch.tensor([0.5, 0.5]), "copo_global_advantage": torch.tensor([1.0, -1.0])}
     for name in ("r2vpo", "llds", "copo"):
         logp = torch.zeros(2, 1, requires_grad=True)
         loss, _ = losses.get(name)(logp, torch.zeros(2, 1), torch.ones(2), mask, ctx)

@@ -93,7 +93,7 @@ def test_globally_normalised_mean_zero_std_one(rewards, rows):
     out = _step(rewards, rows[: len(rewards)], state)
     assert torch.isfinite(out).all()
     assert out.mean().item() == pytest.approx(0.0, abs=1e-5)
-    if out.abs().max() > 0:
+    if out.abs().max() > 1e-3:  # otherwise every baseline-centred reward was equal (up to rounding)
         assert out.std().item() == pytest.approx(1.0, abs=1e-4)
 
 

@@ -162,12 +162,11 @@ def test_all_equal_values_give_zero():
     assert torch.equal(out, torch.zeros(2, 6))
 
 
-def test_without_values_each_completion_is_one_segment_against_the_group_mean():
+def test_without_values_it_says_what_is_missing():
     ctx = _segment_ctx()
-    out = segment_spo_advantage(ctx.rewards, ctx.group_ids, ctx, probability_mask=False)
-    # V(s_0) falls back to the group mean 0.5: r - 0.5 on every real token
-    expected = torch.tensor([[0.5] * 6, [-0.5, -0.5, -0.5, 0.0, 0.0, 0.0]])
-    torch.testing.assert_close(out, expected)
+    ctx.segment_values = None
+    with pytest.raises(ValueError, match="segment_values"):
+        segment_spo_advantage(ctx.rewards, ctx.group_ids, ctx, probability_mask=False)
 
 
 def test_segment_advantages_ignore_nan_off_boundaries():

@@ -179,8 +179,8 @@ def segment_spo_advantage(
     advantages along a completion telescope to ``r − V(s_0)``.
 
     Position ``L_i`` (the end) is always the reward from ``rewards``; a missing ``V(s_0)`` (NaN at
-    position 0) falls back to the group's mean reward, and without ``ctx.segment_values`` at all
-    every completion is one segment (``r − mean_G r`` on its cutpoints). ``num_continuations`` is
+    position 0) falls back to the group's mean reward; without ``ctx.segment_values`` it raises.
+    ``num_continuations`` is
     read by the trainer (Monte-Carlo continuations per interior boundary), not here. GUESS:
     ``cutpoint_logprob = log 0.9``, ``every = 5`` (the paper's "int5") and ``num_continuations = 2``
     (cheap; the paper samples more). The boundary function is
@@ -191,9 +191,9 @@ def segment_spo_advantage(
     b, t = mask.shape
     lengths = mask.sum(dim=1)
     given = getattr(ctx, "segment_values", None)
-    values = (
-        torch.full((b, t + 1), math.nan, dtype=torch.float64) if given is None else given.double().clone()
-    )
+    if given is None:
+        raise ValueError("segment_spo needs ctx.segment_values (Monte-Carlo values the trainer fills on demand)")
+    values = given.double().clone()
     rows = torch.arange(b)
     start_value = values[:, 0]
     values[:, 0] = torch.where(torch.isnan(start_value), group_mean(rewards.double(), group_ids), start_value)

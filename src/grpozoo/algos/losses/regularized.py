@@ -168,17 +168,19 @@ def copo_loss(
     ``ctx.extras["copo_weight"]``. A consistent group (low answer entropy, ``w ≈ 0``) learns from
     the global loss, a diverse one (``w ≈ 1``) from the local one.
 
-    Without those extras (another estimator was configured) ``w = 1``: plain ``ppo_clip`` on the
-    given advantages.
+    Without those extras (another estimator was configured) it raises: the loss needs
+    ``algorithm.advantage.name: copo``.
     Shapes: ``logp, old_logp, mask [B, T]``; ``advantages [B]`` or ``[B, T]`` -> ``[B, T]``.
     Diagnostics: ``copo_weight``, ``clip_fraction_local``, ``clip_fraction_global``.
     """
     extras = getattr(ctx, "extras", None) or {}
     weight = extras.get("copo_weight")
     global_adv = extras.get("copo_global_advantage")
-    b = logp.shape[0]
     if weight is None or global_adv is None:
-        weight, global_adv = logp.new_ones(b), logp.new_zeros(b)
+        raise ValueError(
+            "the copo loss needs the copo advantage estimator (set algorithm.advantage.name=copo), "
+            "which hands it the global advantage and the blend weight"
+        )
     weight = weight.to(device=logp.device, dtype=logp.dtype)
     global_adv = global_adv.to(device=logp.device, dtype=logp.dtype)
     local_loss, local_diag = ppo_clip_loss(
