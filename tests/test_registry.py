@@ -80,7 +80,7 @@ def test_check_params_rejects_unknown_parameter_naming_it_and_listing_valid_ones
     with pytest.raises(ValueError) as info:
         check_params("policy loss", "ppo_clip", ppo_clip_loss, {"eps_hgh": 0.3}, positional=4)
     assert str(info.value) == (
-        "policy loss 'ppo_clip' has no parameter 'eps_hgh'. Did you mean 'eps_high'? Its parameters: eps_low, eps_high"
+        "policy loss 'ppo_clip' has no parameter 'eps_hgh'. Did you mean 'eps_high'? Its parameters: eps_low, eps_high, dual_clip, ratio_cap"
     )
 
 
