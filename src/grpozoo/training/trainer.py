@@ -208,21 +208,19 @@ class Trainer:
         return batch
 
     def score(self, batch: Rollouts) -> None:
-        batch.rewards, batch.reward_parts, batch.task_scores = self.reward_of(
-            batch.completions, batch.prompts, batch.examples
-        )
         batch.answers = [self.task.extract(c) for c in batch.completions]
+        batch.rewards, batch.reward_parts, batch.task_scores = self.reward_of(batch)
 
     def reward_of(
-        self, completions: list[str], prompts: list[str], examples: list[dict[str, Any]]
+        self, batch: Rollouts, completions: list[str] | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """Total reward ``[B]``, its named parts and the task's verifier scores ``[B]``."""
-        task_scores = torch.tensor([self.task.score(c, r) for c, r in zip(completions, examples, strict=True)])
-        columns: dict[str, list[Any]] = {"task_score": task_scores.tolist()}
-        for key in examples[0]:
-            if key not in ("prompt", "messages") and all(key in e for e in examples):
-                columns[key] = [e[key] for e in examples]
-        rewards, parts = self.rewards(completions, prompts, columns)
+        """Total reward ``[B]``, its named parts and the task's verifier scores ``[B]`` of the
+        batch's completions (or of ``completions`` standing in for them, row for row)."""
+        completions = batch.completions if completions is None else completions
+        task_scores = torch.tensor(
+            [self.task.score(c, r) for c, r in zip(completions, batch.examples, strict=True)]
+        )
+        rewards, parts = self.rewards(completions, batch.prompts, reward_columns(batch, task_scores))
         return rewards, parts, task_scores
 
     # ----------------------------------------------------------------------------- on-demand fields
@@ -245,7 +243,7 @@ class Trainer:
         examples = [batch.examples[i] for i in first]
         greedy = SamplingParams(self.sampling.max_new_tokens, temperature=0.0)
         out = self.generator.generate(prompts, examples, 1, greedy)
-        rewards, _, _ = self.reward_of(out.completions, out.prompts, out.examples)
+        rewards, _, _ = self.reward_of(out)
         per_group = dict(zip(groups, rewards.tolist(), strict=True))
         return torch.tensor([per_group[int(g)] for g in batch.group_ids])
 
@@ -270,7 +268,7 @@ class Trainer:
         remaining = self.sampling.max_new_tokens - min(t for _, t in interior)
         out = self.generator.generate(prompts, examples, n, replace(self.sampling, max_new_tokens=remaining))
         completions = [prefixes[k // n] + text for k, text in enumerate(out.completions)]
-        rewards, _, _ = self.reward_of(completions, out.prompts, out.examples)
+        rewards, _, _ = self.reward_of(out, completions)
         for k, (i, t) in enumerate(interior):
             values[i, t] = rewards[k * n : (k + 1) * n].mean()
         return values
@@ -421,6 +419,29 @@ class Trainer:
         if self.history:
             title = f"{self.cfg.recipe} on {self.task.name} ({Path(self.cfg.model.name).name})"
             plot_reward_curve(self.history, self.evals, self.run_dir / "reward_curve.png", title)
+
+
+def reward_columns(batch: Rollouts, task_scores: torch.Tensor) -> dict[str, list[Any]]:
+    """The keyword arguments every reward function receives besides ``completions`` and ``prompts``:
+    the task row's columns (``answer``, …), the task's verifier score, and per-sample facts about
+    the rollout (its group, length in tokens, truncation, mean sampling log-prob, extracted answer)
+    and the training step, so group-level and length-aware rewards need nothing else."""
+    columns: dict[str, list[Any]] = {"task_score": task_scores.tolist()}
+    for key in batch.examples[0]:
+        if key not in ("prompt", "messages") and all(key in e for e in batch.examples):
+            columns[key] = [e[key] for e in batch.examples]
+    lengths = batch.completion_lengths
+    mean_logprob = batch.sampling_logprobs.sum(dim=1) / lengths.clamp(min=1)
+    columns.update(
+        group_id=batch.group_ids.tolist(),
+        completion_length=lengths.tolist(),
+        truncated=batch.truncated.tolist(),
+        mean_logprob=mean_logprob.tolist(),
+        extracted_answer=batch.answers if batch.answers is not None else [None] * batch.batch_size,
+        step=[batch.step] * batch.batch_size,
+        total_steps=[batch.total_steps] * batch.batch_size,
+    )
+    return columns
 
 
 def batch_metrics(batch: Rollouts, parts) -> dict[str, float]:
