@@ -130,6 +130,7 @@ class TrainConfig(Section):
     lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant"
     warmup_steps: int = Field(0, ge=0)
     micro_batch_tokens: int = Field(4096, gt=0)
+    shared_prefix: bool = True  # run each group's prompt once in the learning forward (same result)
     seed: int = 0
     checkpoint_every: int = Field(8, gt=0)
     keep_checkpoints: int = Field(2, gt=0)

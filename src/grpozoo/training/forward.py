@@ -73,10 +73,68 @@ def completion_logprobs(
         logits_to_keep=num_completion + 1,
         use_cache=False,
     )
-    logits = out.logits[:, :-1, :].float()  # position t predicts completion token t
+    logits = out.logits[:, :-1, :]  # position t predicts completion token t
+    return token_logprobs(logits, batch, temperature, with_entropy, entropy_grad)
+
+
+def shared_prefix_logprobs(
+    model, batch: Rollouts, temperature: float = 1.0, with_entropy: bool = False, entropy_grad: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The same as :func:`completion_logprobs`, with each group's prompt run once (Prefix Grouper,
+    ALGORITHMS.md B30): the prompt's keys and values are computed once per group and shared by its
+    completions, so a group of G costs ``P + G·T`` tokens instead of ``G·(P + T)``. Gradients flow
+    through the shared keys and values, so log-probs and gradients equal the plain forward's.
+
+    Rows share a prompt forward when their prompt tokens are identical (a group's rows, wherever
+    they sit in the batch); a row with a prompt of its own gets its own. Shapes as
+    :func:`completion_logprobs`.
+    """
+    device = next(model.parameters()).device
+    prompts = torch.cat([batch.prompt_ids * batch.prompt_mask, batch.prompt_mask], dim=1)
+    groups, group_of_row = torch.unique(prompts, dim=0, return_inverse=True)
+    first_row = torch.zeros(len(groups), dtype=torch.long).scatter_(
+        0, group_of_row.flip(0), torch.arange(batch.batch_size).flip(0)
+    )
+    prompt_ids = batch.prompt_ids[first_row].to(device)
+    prompt_mask = batch.prompt_mask[first_row].to(device)
+    prompt = model(
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        position_ids=(prompt_mask.cumsum(dim=1) - 1).clamp(min=0),
+        logits_to_keep=1,
+        use_cache=True,
+    )
+    group_index = group_of_row.to(device)
+    first_logits = prompt.logits[:, -1:, :][group_index]  # predicts each row's first completion token
+    num_completion = batch.completion_ids.shape[1]
+    if num_completion == 1:
+        return token_logprobs(first_logits, batch, temperature, with_entropy, entropy_grad)
+    cache = prompt.past_key_values
+    cache.batch_select_indices(group_index)  # every row attends to its group's prompt keys/values
+    completion_mask = batch.completion_mask.to(device)
+    completion_inputs = batch.completion_ids[:, :-1].to(device)
+    prompt_lengths = prompt_mask.sum(dim=1)[group_index]
+    position_ids = prompt_lengths.unsqueeze(1) + torch.arange(num_completion - 1, device=device)
+    rest = model(
+        input_ids=completion_inputs,
+        attention_mask=torch.cat([prompt_mask[group_index], completion_mask[:, :-1]], dim=1),
+        position_ids=position_ids,
+        past_key_values=cache,
+        use_cache=True,
+    )
+    logits = torch.cat([first_logits, rest.logits], dim=1)
+    return token_logprobs(logits, batch, temperature, with_entropy, entropy_grad)
+
+
+def token_logprobs(
+    logits: torch.Tensor, batch: Rollouts, temperature: float, with_entropy: bool, entropy_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs ``[b, T]`` of the completion tokens from the logits ``[b, T, V]`` that predict them
+    (and entropies), both 0 on padding."""
+    logits = logits.float()
     if temperature != 1.0:
         logits = logits / temperature
-    targets = batch.completion_ids.to(device).unsqueeze(-1)
+    targets = batch.completion_ids.to(logits.device).unsqueeze(-1)
     log_norm = torch.logsumexp(logits, dim=-1)
     logp = logits.gather(-1, targets).squeeze(-1) - log_norm
     entropy = None
@@ -84,5 +142,5 @@ def completion_logprobs(
         with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
             probs = torch.softmax(logits, dim=-1)
             entropy = log_norm - (probs * logits).sum(dim=-1)
-    mask = batch.completion_mask.to(device)
+    mask = batch.completion_mask.to(logits.device)
     return logp * mask, (entropy * mask if entropy is not None else None)

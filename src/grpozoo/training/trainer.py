@@ -39,7 +39,7 @@ from grpozoo.rollouts import Rollouts
 from grpozoo.tasks import make_task
 from grpozoo.tasks.base import render_prompt
 from grpozoo.training import checkpoint as ckpt
-from grpozoo.training.forward import completion_logprobs, micro_batches
+from grpozoo.training.forward import completion_logprobs, micro_batches, shared_prefix_logprobs
 from grpozoo.training.model import load_policy
 
 # Warn when a step's batch carries almost no learning signal.
@@ -110,6 +110,11 @@ class Trainer:
         wants_reference = "ref_logprobs" in self.needs and not cfg.model.lora.enabled
         self.reference = self._frozen_reference() if wants_reference else None
         self.generator = HFGenerator(self.model, self.tokenizer)
+        # the learner's forward: with shared_prefix each group's prompt runs once, so micro-batches
+        # keep groups whole; a loss that needs whole groups gets them either way
+        shared = cfg.train.shared_prefix and cfg.rollout.group_size > 1
+        self.forward = shared_prefix_logprobs if shared else completion_logprobs
+        self.whole_groups = shared or getattr(self.loss_fn, "whole_groups", False)
         r = cfg.rollout
         self.sampling = SamplingParams(r.max_new_tokens, r.temperature, r.top_p, r.top_k)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -305,8 +310,7 @@ class Trainer:
             self.warn("every completion was dropped before learning; no update this step")
             return {"loss": float("nan"), "grad_norm": 0.0}
         totals = BatchTotals.of(batch.completion_mask, self.cfg.rollout.max_new_tokens, batch.group_ids)
-        whole_groups = getattr(self.loss_fn, "whole_groups", False)
-        chunks = [mb for _, mb in micro_batches(batch, self.cfg.train.micro_batch_tokens, whole_groups)]
+        chunks = [mb for _, mb in micro_batches(batch, self.cfg.train.micro_batch_tokens, self.whole_groups)]
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.model.train()
         for _ in range(algo.num_iterations):
@@ -345,7 +349,7 @@ class Trainer:
         sums: dict[str, float] = defaultdict(float)
         for mb in chunks:
             mask = mb.completion_mask.float()
-            logp, entropy = completion_logprobs(
+            logp, entropy = self.forward(
                 self.model, mb, self.cfg.rollout.temperature, with_entropy=True, entropy_grad=entropy_bonus
             )
             old = mb.old_logprobs if mb.old_logprobs is not None else logp.detach()
@@ -373,8 +377,8 @@ class Trainer:
     def logprobs_without_grad(self, batch: Rollouts, model) -> torch.Tensor:
         """Log-probs ``[B, T]`` of the whole batch under ``model``, without building a graph."""
         out = torch.zeros_like(batch.sampling_logprobs)
-        for rows, mb in micro_batches(batch, self.cfg.train.micro_batch_tokens):
-            logp, _ = completion_logprobs(model, mb, self.cfg.rollout.temperature)
+        for rows, mb in micro_batches(batch, self.cfg.train.micro_batch_tokens, self.whole_groups):
+            logp, _ = self.forward(model, mb, self.cfg.rollout.temperature)
             out[rows, : logp.shape[1]] = logp.to(out.dtype)
         return out
 

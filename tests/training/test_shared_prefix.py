@@ -1,0 +1,62 @@
+"""The shared-prefix learning forward (Prefix Grouper, ALGORITHMS.md B30) gives the plain
+forward's log-probs, entropies and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from training.test_trainer import make_trainer
+
+from grpozoo.training.forward import completion_logprobs, shared_prefix_logprobs
+
+
+def _grads(model, forward, batch):
+    model.zero_grad(set_to_none=True)
+    logp, entropy = forward(model, batch, 0.7, with_entropy=True, entropy_grad=True)
+    # a loss that touches every log-prob and entropy with a different weight
+    weights = torch.linspace(0.5, 1.5, logp.numel()).view_as(logp)
+    ((logp * weights).sum() + 0.1 * entropy.sum()).backward()
+    return (
+        logp.detach(),
+        entropy.detach(),
+        {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None},
+    )
+
+
+@pytest.mark.parametrize("lora", [True, False])
+def test_shared_prefix_forward_equals_the_plain_forward(tiny_overrides, lora):
+    trainer = make_trainer(
+        tiny_overrides,
+        f"model.lora.enabled={lora}",
+        "rollout.prompts_per_step=3",
+        "rollout.group_size=3",
+        "rollout.max_new_tokens=8",
+        "task.params.max_digits=3",
+    )
+    torch.manual_seed(0)
+    batch = trainer.generate(trainer.selector.next(3))
+    assert batch.prompt_mask.sum(1).unique().numel() > 1, "prompts should differ in length"
+    batch = batch.select(torch.randperm(batch.batch_size, generator=torch.Generator().manual_seed(1)))
+    plain_logp, plain_entropy, plain = _grads(trainer.model, completion_logprobs, batch)
+    shared_logp, shared_entropy, shared = _grads(trainer.model, shared_prefix_logprobs, batch)
+    torch.testing.assert_close(shared_logp, plain_logp, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(shared_entropy, plain_entropy, rtol=1e-4, atol=1e-5)
+    assert plain.keys() == shared.keys() and plain
+    for name in plain:
+        torch.testing.assert_close(shared[name], plain[name], rtol=1e-3, atol=1e-6, msg=name)
+
+
+def test_single_token_completions_and_singleton_prompts(tiny_overrides):
+    trainer = make_trainer(
+        tiny_overrides, "rollout.prompts_per_step=2", "rollout.group_size=2", "rollout.max_new_tokens=1"
+    )
+    torch.manual_seed(0)
+    batch = trainer.generate(trainer.selector.next(2))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            shared_prefix_logprobs(trainer.model, batch)[0], completion_logprobs(trainer.model, batch)[0]
+        )
+        one = batch.select([0])
+        torch.testing.assert_close(
+            shared_prefix_logprobs(trainer.model, one)[0], completion_logprobs(trainer.model, one)[0]
+        )
