@@ -28,3 +28,7 @@ def format_reward(completions, prompts, style: str = "boxed", **columns) -> list
     """1.0 when the completion ends its reasoning with an answer in the asked-for format
     (``boxed``: a final ``\\boxed{}``; ``answer_tag``: ``<answer>…</answer>``)."""
     return [float(extract_answer(c, style) is not None) for c in completions]
+
+
+# The verifiers, label-free rewards and shaping in their own modules register on import.
+from grpozoo.rewards import label_free, shaping, structured, tools, verifiers  # noqa: E402, F401
