@@ -37,6 +37,19 @@ def completion_mask_and_truncation(completion_ids: torch.Tensor, eos_ids: list[i
     return mask, ~has_eos
 
 
+def per_prompt_counts(n: int | list[int], num_prompts: int) -> list[int]:
+    """``n`` completions for each of ``num_prompts`` prompts, or the list ``n`` itself checked: one
+    count >= 1 per prompt."""
+    counts = [n] * num_prompts if isinstance(n, int) else [int(c) for c in n]
+    if len(counts) != num_prompts:
+        raise ValueError(
+            f"generate: {len(counts)} rollout counts for {num_prompts} prompts; give one count per prompt"
+        )
+    if any(c < 1 for c in counts):
+        raise ValueError(f"generate: every prompt needs at least one rollout, got counts {counts}")
+    return counts
+
+
 class HFGenerator:
     """Samples ``n`` completions per prompt in one batched ``generate`` call."""
 
@@ -46,12 +59,18 @@ class HFGenerator:
         self.eos_ids = eos_token_ids(model, tokenizer)
 
     @torch.no_grad()
-    def generate(self, prompts: list[str], examples: list[dict[str, Any]], n: int, params: SamplingParams) -> Rollouts:
-        """``prompts`` are rendered text (chat template applied); completions of prompt ``i`` get group id ``i``."""
+    def generate(
+        self, prompts: list[str], examples: list[dict[str, Any]], n: int | list[int], params: SamplingParams
+    ) -> Rollouts:
+        """``prompts`` are rendered text (chat template applied); prompt ``i`` gets ``n`` completions,
+        or ``n[i]`` when ``n`` is a list of per-prompt counts (a selector's allocation), all with
+        group id ``i``."""
+        counts = per_prompt_counts(n, len(prompts))
+        repeats = torch.tensor(counts, dtype=torch.long)
         device = next(self.model.parameters()).device
         encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        prompt_ids = encoded["input_ids"].repeat_interleave(n, dim=0).to(device)
-        prompt_mask = encoded["attention_mask"].repeat_interleave(n, dim=0).to(device)
+        prompt_ids = encoded["input_ids"].repeat_interleave(repeats, dim=0).to(device)
+        prompt_mask = encoded["attention_mask"].repeat_interleave(repeats, dim=0).to(device)
         greedy = params.temperature == 0
         was_training = self.model.training
         self.model.eval()
@@ -88,12 +107,12 @@ class HFGenerator:
             prompt_mask=prompt_mask.cpu(),
             completion_ids=completion_ids.cpu(),
             completion_mask=mask.cpu(),
-            group_ids=torch.arange(len(prompts)).repeat_interleave(n),
+            group_ids=torch.arange(len(prompts)).repeat_interleave(repeats),
             sampling_logprobs=sampling_logprobs.cpu(),
             truncated=truncated.cpu(),
-            prompts=[p for p in prompts for _ in range(n)],
+            prompts=[p for p, c in zip(prompts, counts, strict=True) for _ in range(c)],
             completions=texts,
-            examples=[e for e in examples for _ in range(n)],
+            examples=[e for e, c in zip(examples, counts, strict=True) for _ in range(c)],
             entropies=entropies.cpu(),
             completion_token_texts=token_texts,
         )

@@ -10,7 +10,7 @@ from grpozoo.registry import selectors
 
 @selectors.register("uniform")
 class UniformSelector:
-    """``next(k)`` returns the next ``k`` row indices; ``state_dict`` is the data position."""
+    """``next(k)`` returns the next ``k`` row indices; ``state_dict`` is the data position (and the seed)."""
 
     def __init__(self, num_rows: int, seed: int = 0):
         if num_rows <= 0:
@@ -39,7 +39,10 @@ class UniformSelector:
         """Uniform selection keeps no statistics."""
 
     def state_dict(self) -> dict[str, Any]:
-        return {"position": self.position}
+        return {"position": self.position, "seed": self.seed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores the data position and the seed of the order (older checkpoints hold no seed)."""
         self.position = int(state["position"])
+        if state.get("seed", self.seed) != self.seed:
+            self.seed, self._orders = int(state["seed"]), {}

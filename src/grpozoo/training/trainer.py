@@ -89,6 +89,7 @@ class Trainer:
         selector_cls = registry.selectors.get(algo.selector.name)
         self.task = make_task(cfg.task)
         self.rewards = RewardModel(cfg.rewards, reward_functions or {})
+        registry.check_params("selector", algo.selector.name, selector_cls, algo.selector.params, 2)
         self.selector = selector_cls(len(self.task.train_rows), seed=cfg.train.seed, **algo.selector.params)
 
         self.step = 0
@@ -205,10 +206,21 @@ class Trainer:
         return metrics
 
     def generate(self, rows: list[int]) -> Rollouts:
+        """Sample the rollouts of task ``rows``: ``rollout.group_size`` each, or the per-row counts of a
+        selector with ``allocate(rows, group_size)``, which split the same total."""
         examples = [self.task.train_rows[i] for i in rows]
         prompts = [render_prompt(self.tokenizer, self.task.messages(r)) for r in examples]
-        batch = self.generator.generate(prompts, examples, self.cfg.rollout.group_size, self.sampling)
-        batch.row_ids = torch.tensor(rows).repeat_interleave(self.cfg.rollout.group_size)
+        group_size = self.cfg.rollout.group_size
+        allocate = getattr(self.selector, "allocate", None)
+        counts = list(allocate(rows, group_size)) if allocate is not None else [group_size] * len(rows)
+        if len(counts) != len(rows) or sum(counts) != len(rows) * group_size:
+            raise ValueError(
+                f"selector {self.cfg.algorithm.selector.name!r} allocated {counts} rollouts to {len(rows)} "
+                f"prompts; the counts must number one per prompt and sum to {len(rows) * group_size} "
+                f"(rollout.prompts_per_step × rollout.group_size)"
+            )
+        batch = self.generator.generate(prompts, examples, counts, self.sampling)
+        batch.row_ids = torch.tensor(rows, dtype=torch.long).repeat_interleave(torch.tensor(counts))
         batch.step, batch.total_steps, batch.state = self.step, self.cfg.train.steps, self.state
         return batch
 
