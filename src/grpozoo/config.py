@@ -72,6 +72,9 @@ class RewardConfig(Section):
     name: str  # a registered reward, or "module:function" / "path/to/file.py:function"
     weight: float = 1.0
     params: dict[str, Any] = Field(default_factory=dict)
+    # seconds a batch may take; past it the reward is missing (NaN) for the batch and counted in
+    # reward/<name>/timeouts. None: no limit
+    timeout_s: float | None = Field(None, gt=0.0)
 
 
 class RolloutConfig(Section):

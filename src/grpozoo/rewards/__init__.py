@@ -4,7 +4,7 @@ A reward function has TRL's signature ``fn(completions, prompts, **columns) -> l
 (sync or async); ``None`` means "no opinion" and is left out of the weighted sum.
 """
 
-from grpozoo.rewards import builtin  # noqa: F401  (registers the built-in rewards)
+from grpozoo.rewards import builtin, code  # noqa: F401  (register the built-in rewards and code_tests)
 from grpozoo.rewards.combine import RewardError, RewardModel
 
 __all__ = ["RewardError", "RewardModel"]

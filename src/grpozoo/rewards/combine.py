@@ -1,4 +1,17 @@
-"""Several reward functions, weighted and summed, each part kept under its own name."""
+"""Several reward functions, weighted and summed, each part kept under its own name.
+
+The rewards of a batch run at the same time (issue part 6: slow rewards such as the code sandbox
+or a verifier must not wait for each other): each reward runs in a worker thread of its own, an
+async reward on an event loop in its thread, except the first synchronous reward without a
+timeout, which runs on the calling thread so that libraries that time themselves out with
+``SIGALRM`` (only the main thread may set it; math-verify does) keep working.
+
+A reward with ``timeout_s`` (``RewardConfig``) that has not finished by then scores as missing
+(NaN) for the whole batch, is counted in ``reward/<name>/timeouts`` (samples), and a warning says
+so: never a silent 0 or 1. Its thread cannot be stopped: it runs on in the background and its
+result is dropped (an async reward is cancelled). A reward may also report samples it could not
+score in time itself by returning ``RewardScores(values, timeouts=k)`` (the code sandbox does).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +20,9 @@ import importlib
 import importlib.util
 import inspect
 import math
+import threading
+import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +43,18 @@ class RewardPart:
     fn: Callable[..., Any]
     weight: float
     params: dict[str, Any]
+    timeout_s: float | None = None
+
+
+class RewardScores(list):
+    """A reward's scores (a plain list to every caller) that also says how many of them are
+    missing (None) because the sample could not be scored in time; the trainer logs the count as
+    ``reward/<name>/timeouts``. Reward functions that can time out per sample set the attribute
+    ``reports_timeouts = True`` so the metric is logged from the first step."""
+
+    def __init__(self, values=(), timeouts: int = 0):
+        super().__init__(values)
+        self.timeouts = int(timeouts)
 
 
 def load_reward_function(name: str) -> Callable[..., Any]:
@@ -61,51 +89,102 @@ class RewardModel:
                 functions[spec.name] if spec.name in functions else load_reward_function(spec.name),
                 spec.weight,
                 dict(spec.params),
+                getattr(spec, "timeout_s", None),
             )
             for spec in specs
         ]
         names = [p.name for p in self.parts]
         if len(set(names)) != len(names):
-            raise ValueError(f"rewards: two rewards share a name in {names}; each part is logged under its name")
+            raise ValueError(
+                f"rewards: two rewards share a name in {names}; each part is logged under its name"
+            )
+        # samples scored as missing because of a timeout, per reward, since the last timeout_metrics()
+        self.timeouts = {
+            p.name: 0
+            for p in self.parts
+            if p.timeout_s is not None or getattr(p.fn, "reports_timeouts", False)
+        }
 
     def __call__(
         self, completions: list[str], prompts: list[str], columns: dict[str, list[Any]]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Returns the weighted total ``[B]`` and each part ``[B]`` (NaN where a reward had no opinion).
 
-        A sample on which every reward says None gets a total of 0.
+        A sample on which every reward says None gets a total of 0. A reward that timed out is NaN
+        for the whole batch and counted in ``timeouts``.
         """
-        raw = self._call_all(completions, prompts, columns)
+        raw, timed_out = self._call_all(completions, prompts, columns)
         size = len(completions)
         parts: dict[str, torch.Tensor] = {}
         for part in self.parts:
+            if part.name in timed_out:
+                parts[part.name] = torch.full((size,), math.nan)
+                self._count_timeouts(part.name, size)
+                warnings.warn(
+                    f"reward {part.name!r} did not finish within timeout_s={part.timeout_s} on a batch of {size}; "
+                    f"its scores for the batch are missing (NaN), counted in reward/{part.name}/timeouts",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                continue
             parts[part.name] = self._check(part.name, raw[part.name], size)
+            self._count_timeouts(part.name, getattr(raw[part.name], "timeouts", 0))
         total = torch.zeros(size, dtype=torch.float32)
         for part in self.parts:
             values = parts[part.name]
             total += torch.where(values.isnan(), 0.0, values * part.weight)
         return total, parts
 
-    def _call_all(self, completions, prompts, columns) -> dict[str, Any]:
+    def timeout_metrics(self) -> dict[str, float]:
+        """``reward/<name>/timeouts``: samples scored as missing because of a timeout since the last
+        call (one step), for every reward that has a ``timeout_s`` or reports timeouts itself."""
+        out = {f"reward/{name}/timeouts": float(count) for name, count in self.timeouts.items()}
+        self.timeouts = dict.fromkeys(self.timeouts, 0)
+        return out
+
+    def _count_timeouts(self, name: str, count: int) -> None:
+        if count or name in self.timeouts:
+            self.timeouts[name] = self.timeouts.get(name, 0) + int(count)
+
+    def _call_all(self, completions, prompts, columns) -> tuple[dict[str, Any], set[str]]:
+        """Every reward's raw output, all running at once (see the module docstring), and the names
+        of those that timed out."""
+        start = time.monotonic()
+        inline = next((p for p in self.parts if p.timeout_s is None and not _is_async(p.fn)), None)
+        jobs = [
+            _RewardJob(part, completions, prompts, columns, start)
+            for part in self.parts
+            if part is not inline
+        ]
         results: dict[str, Any] = {}
-        pending: dict[str, Any] = {}
-        for part in self.parts:
+        errors: dict[str, BaseException] = {}
+        if inline is not None:
             try:
-                out = part.fn(completions, prompts, **columns, **part.params)
+                results[inline.name] = _call(inline, completions, prompts, columns, deadline=None)
             except Exception as error:
-                raise RewardError(f"reward {part.name!r} raised {type(error).__name__}: {error}") from error
-            if inspect.isawaitable(out):
-                pending[part.name] = out
+                errors[inline.name] = error
+        timed_out: set[str] = set()
+        for job in jobs:
+            name = job.part.name
+            timeout = None if job.deadline is None else max(0.0, job.deadline - time.monotonic())
+            if not job.done.wait(timeout) or job.result is _TIMED_OUT:
+                timed_out.add(name)
+            elif job.error is not None:
+                errors[name] = job.error
             else:
-                results[part.name] = out
-        if pending:
-            results.update(asyncio.run(_gather(pending)))
-        return results
+                results[name] = job.result
+        for part in self.parts:
+            if part.name in errors:
+                error = errors[part.name]
+                raise RewardError(f"reward {part.name!r} raised {type(error).__name__}: {error}") from error
+        return results, timed_out
 
     @staticmethod
     def _check(name: str, values: Any, size: int) -> torch.Tensor:
         if not isinstance(values, list | tuple | torch.Tensor):
-            raise RewardError(f"reward {name!r} returned {type(values).__name__}; it must return a list of {size} floats")
+            raise RewardError(
+                f"reward {name!r} returned {type(values).__name__}; it must return a list of {size} floats"
+            )
         if len(values) != size:
             raise RewardError(f"reward {name!r} returned {len(values)} values for {size} completions")
         out = []
@@ -116,7 +195,9 @@ class RewardModel:
             try:
                 number = float(value)
             except (TypeError, ValueError):
-                raise RewardError(f"reward {name!r} returned {value!r} for sample {index}: not a number") from None
+                raise RewardError(
+                    f"reward {name!r} returned {value!r} for sample {index}: not a number"
+                ) from None
             if not math.isfinite(number):
                 raise RewardError(
                     f"reward {name!r} returned {number} for sample {index}; use None for 'no opinion'"
@@ -125,10 +206,51 @@ class RewardModel:
         return torch.tensor(out, dtype=torch.float32)
 
 
-async def _gather(pending: dict[str, Any]) -> dict[str, Any]:
-    names = list(pending)
-    outcomes = await asyncio.gather(*pending.values(), return_exceptions=True)
-    for name, outcome in zip(names, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
-            raise RewardError(f"reward {name!r} raised {type(outcome).__name__}: {outcome}") from outcome
-    return dict(zip(names, outcomes, strict=True))
+_TIMED_OUT = object()
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """A coroutine function, or an object whose ``__call__`` is one."""
+    call = type(fn).__call__ if not inspect.isroutine(fn) else None
+    return inspect.iscoroutinefunction(fn) or (call is not None and inspect.iscoroutinefunction(call))
+
+
+def _call(part: RewardPart, completions, prompts, columns, deadline: float | None) -> Any:
+    """Calls one reward; an awaitable result runs to completion on a new event loop in this thread,
+    cancelled at ``deadline`` (then the result is ``_TIMED_OUT``)."""
+    out = part.fn(completions, prompts, **columns, **part.params)
+    if inspect.isawaitable(out):
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        out = asyncio.run(_within(out, timeout))
+    return out
+
+
+async def _within(awaitable, timeout: float | None) -> Any:
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        return _TIMED_OUT
+    return task.result()
+
+
+class _RewardJob:
+    """One reward running in a daemon thread (a reward that never returns cannot hold up the
+    trainer's exit)."""
+
+    def __init__(self, part: RewardPart, completions, prompts, columns, start: float):
+        self.part = part
+        self.deadline = None if part.timeout_s is None else start + part.timeout_s
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        args = (completions, prompts, columns)
+        threading.Thread(target=self._run, args=args, name=f"reward-{part.name}", daemon=True).start()
+
+    def _run(self, completions, prompts, columns) -> None:
+        try:
+            self.result = _call(self.part, completions, prompts, columns, self.deadline)
+        except BaseException as error:  # handed to the caller, which names the reward
+            self.error = error
+        finally:
+            self.done.set()

@@ -191,6 +191,7 @@ class Trainer:
         metrics = {
             "step": self.step,
             **batch_metrics(batch, self.rewards.parts),
+            **self.rewards.timeout_metrics(),
             "kept_fraction": learning_batch.batch_size / batch.batch_size,
             **learn_metrics,
             "lr": self.scheduler.get_last_lr()[0],

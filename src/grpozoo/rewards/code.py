@@ -1,0 +1,91 @@
+"""Code-execution reward: the completion's program run against the row's test cases in the sandbox.
+
+DESIGN.md's "sandboxed code tests" reward (issue part 5); the isolation and its limits are
+described in ``grpozoo.rewards.sandbox``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from grpozoo.registry import rewards
+from grpozoo.rewards.combine import RewardScores
+from grpozoo.rewards.sandbox import Limits, Sandbox, SandboxResult, parse_tests
+
+# an opening fence with its language tag; the block runs to the next fence or, unclosed, to the end
+_FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_PYTHON_TAGS = frozenset({"python", "python3", "py"})
+
+
+def extract_code(completion: str) -> str:
+    """The program in a completion: the last ```python (or ```py, ```python3) fenced block; else
+    the last fenced block without a language; else the whole text. A last block whose closing
+    fence was cut off (a truncated completion) runs to the end of the text."""
+    blocks = [(tag.lower(), body) for tag, body in _FENCE.findall(completion)]
+    for wanted in (lambda tag: tag in _PYTHON_TAGS, lambda tag: tag == ""):
+        chosen = [body for tag, body in blocks if wanted(tag)]
+        if chosen:
+            return chosen[-1]
+    return completion
+
+
+@rewards.register("code_tests")
+def code_tests_reward(
+    completions,
+    prompts,
+    column: str = "tests",
+    all_or_nothing: bool = False,
+    wall_s: float = 10.0,
+    cpu_s: int = 10,
+    memory_mb: int = 512,
+    max_processes: int = 16,
+    workers: int | None = None,
+    network: str = "auto",
+    user: str = "auto",
+    **columns,
+) -> RewardScores:
+    """The fraction of the row's test cases the completion's program passes (1.0 or 0.0 with
+    ``all_or_nothing``), run in the sandbox (``grpozoo.rewards.sandbox``).
+
+    The program is ``extract_code(completion)``. The tests come from the dataset column ``column``
+    (default ``tests``), one list per row, in either form (see ``sandbox.parse_tests``):
+
+    - assert statements, run after the program in the same process:
+      ``["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]``; the program's
+      ``if __name__ == "__main__":`` block does not run;
+    - stdin/stdout pairs, the program run as a script for each and its output compared line by
+      line (trailing spaces ignored): ``[{"input": "1 2\\n", "output": "3"}]``, or APPS' layout
+      ``{"inputs": [...], "outputs": [...]}``; a JSON string of either is read too.
+
+    A program whose run timed out (wall clock or CPU) scores None — missing, never 0 or 1 — and
+    is counted in the returned ``RewardScores.timeouts`` (logged as ``reward/code_tests/timeouts``).
+    ``wall_s``, ``cpu_s``, ``memory_mb`` and ``max_processes`` are per test run; ``workers`` bounds
+    the programs run at once (default: the number of cores); ``network`` and ``user`` choose the
+    isolation (see ``Sandbox``). GUESS: the limits' defaults (``sandbox.Limits``).
+    """
+    if column not in columns:
+        available = ", ".join(sorted(columns)) or "none"
+        raise KeyError(
+            f"code_tests needs a column {column!r} of test cases in the task (columns here: {available}); "
+            "add it to the dataset or set params.column"
+        )
+    tests = [parse_tests(value) for value in columns[column]]
+    for index, cases in enumerate(tests):
+        if not cases:
+            raise ValueError(f"code_tests: row {index} has no test cases in column {column!r}")
+    limits = Limits(wall_s=wall_s, cpu_s=cpu_s, memory_mb=memory_mb, max_processes=max_processes)
+    sandbox = Sandbox(limits, workers=workers, network=network, user=user)
+    results = sandbox.run_many([extract_code(c) for c in completions], tests)
+    return RewardScores(
+        [_score(r, all_or_nothing) for r in results], timeouts=sum(r.fraction is None for r in results)
+    )
+
+
+code_tests_reward.reports_timeouts = True
+
+
+def _score(result: SandboxResult, all_or_nothing: bool) -> float | None:
+    fraction = result.fraction
+    if fraction is None or not all_or_nothing:
+        return fraction
+    return float(result.passed == result.total)

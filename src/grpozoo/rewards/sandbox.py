@@ -1,0 +1,739 @@
+"""Run model-written Python against test cases in a separate, limited process.
+
+DESIGN.md's "sandboxed code tests" reward (no ALGORITHMS.md entry: infrastructure, not a method).
+Every test case runs in its own fresh process, so one test's crash or leftover state cannot reach
+another; the tests of one program run one after another (stopping at the first timeout, since the
+program's score is then missing anyway), and many programs run in parallel on a bounded pool.
+
+What each run gets (``Limits`` holds the numbers):
+
+- **Time**: a wall-clock limit (the parent kills the whole process group with ``SIGKILL``) and a
+  CPU-time limit (``RLIMIT_CPU``, ``SIGXCPU`` then ``SIGKILL`` one second later). Either is a
+  *timeout*.
+- **Memory**: ``RLIMIT_AS`` per process; an allocation beyond it raises ``MemoryError``.
+- **Processes**: ``RLIMIT_NPROC`` (threads count too) stops fork bombs. Linux does not apply this
+  limit to root, so when the trainer runs as root each run is given a **dedicated user id** of its
+  own (``uid_base`` + slot, allocated with lock files so parallel runs and parallel trainers never
+  share one); afterwards every process of that uid is killed with ``kill(-1, SIGKILL)`` run as that
+  uid, which also catches a process that left the process group with ``setsid()``. Without root the
+  program runs as the trainer's user, where ``RLIMIT_NPROC`` would count the trainer's own
+  processes, so starting processes (``os.fork``) is refused instead.
+- **Files**: ``RLIMIT_FSIZE`` per file; a fresh scratch directory is the working directory,
+  ``HOME`` and ``TMPDIR``, deleted afterwards. Writing, deleting, renaming or changing files
+  outside it is refused by an audit hook in the child (``sys.addaudithook``: ``open`` for writing,
+  ``os.remove``, ``os.rename``, ``os.mkdir``, ``os.chmod``, ``shutil.rmtree``, …; hard links are
+  refused). With a dedicated uid the kernel's permissions apply as well: the program can write only
+  to its scratch directory and to world-writable places such as ``/tmp``, which the hook covers.
+- **Programs**: starting other programs (``os.system``, ``subprocess``, ``os.exec*``,
+  ``os.posix_spawn``) and ``ctypes`` are refused by the hook, so the hook cannot be stepped around
+  by running another binary or calling libc directly.
+- **Network**: ``unshare --net`` gives the child an empty network namespace (no interface up, no
+  route, not even the trainer's loopback). Where ``unshare`` is missing or not permitted, the hook
+  refuses every ``socket.*`` event instead. ``SandboxResult.isolation`` says which was used.
+- **Environment**: the child starts from an empty environment (only ``HOME``, ``TMPDIR``, ``PATH``
+  and ``LANG`` are set), so the trainer's variables — API keys, tokens — never reach it. Another
+  process's ``/proc/<pid>/environ`` is closed to it (the kernel refuses it to a dedicated uid; the
+  hook refuses it to the same user).
+- **Output**: stdout is capped (``output_bytes``; beyond it the run is killed) and only the tail of
+  stderr is kept, so a program that prints forever cannot fill the trainer's memory.
+
+Honest limits. The audit hook is defence in depth, not a security boundary: it lives in the
+program's own interpreter, and CPython documents that audit hooks cannot stop code that is
+determined to get around them. ``os.open`` with ``dir_fd`` is not checked (its audit event does not
+carry ``dir_fd``). A program may read any file its user may read (with a dedicated uid: the
+world-readable ones), including the task's data. Assert tests run in the program's own process, so
+a program that tampers with the interpreter (an object whose ``__eq__`` is always true, or frame
+introspection to find the run's completion marker) can pass them; stdin/stdout tests are compared
+in the trainer and cannot be passed that way. Memory is capped per process, so a program may use
+up to ``max_processes × memory_mb``, and disk up to files × ``file_size_mb`` within the time
+limit; point ``scratch_root`` at a size-limited file system to cap the disk. For code you have
+reason to distrust beyond a model's mistakes, run the trainer in a container or VM.
+
+A result per program: ``passed`` / ``total`` tests, a ``status`` (``ok``: every test ran to the
+end, passed or failed; otherwise the worst of ``timeout`` > ``memory`` > ``killed`` > ``error``),
+and the tail of stderr. ``fraction`` is ``None`` after a timeout: a slow machine is not a wrong
+program, so the caller scores it as missing, never 0 or 1.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import secrets
+import selectors
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+UID_BASE = 1_900_000_000  # far above ordinary and container (subuid) ranges
+UID_SLOTS = 1024
+STATUSES = ("ok", "timeout", "memory", "killed", "error")
+_SEVERITY = {"timeout": 4, "memory": 3, "killed": 2, "error": 1, "ok": 0}
+
+# exit codes of the child's bootstrap (a program could imitate them; they only name the status)
+_EXIT_ASSERTION, _EXIT_ERROR, _EXIT_MEMORY = 101, 102, 103
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-run limits. GUESS: the defaults (10 s wall and CPU, 512 MB, 16 processes, 16 MB files,
+    64 open files, 1 MB of stdout, 2,000 characters of stderr kept) suit short competitive-style
+    programs; raise them for heavier tests."""
+
+    wall_s: float = 10.0
+    cpu_s: int = 10
+    memory_mb: int = 512
+    max_processes: int = 16
+    file_size_mb: int = 16
+    open_files: int = 64
+    output_bytes: int = 1 << 20
+    stderr_chars: int = 2000
+
+    def __post_init__(self):
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"sandbox limit {field.name}={value!r}: must be a positive number")
+        if self.open_files < 16:
+            raise ValueError(f"sandbox limit open_files={self.open_files}: Python needs at least 16")
+
+
+@dataclass(frozen=True)
+class TestCase:
+    """One test: Python ``code`` run after the program (assert statements), or an ``stdin`` fed to
+    the program whose stdout must equal ``expected`` (line by line, trailing spaces and trailing
+    blank lines ignored)."""
+
+    __test__ = False  # not a pytest class
+
+    code: str | None = None
+    stdin: str | None = None
+    expected: str | None = None
+
+    def __post_init__(self):
+        if (self.code is None) == (self.expected is None):
+            raise ValueError(
+                "a test case is either code (assert statements) or an expected output (with an optional stdin)"
+            )
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    passed: int
+    total: int
+    status: str
+    stderr_tail: str
+    isolation: str
+
+    @property
+    def fraction(self) -> float | None:
+        """Passed / total, or None when a test timed out (the score is missing, not 0)."""
+        return None if self.status == "timeout" else self.passed / self.total
+
+
+def parse_tests(value: Any) -> list[TestCase]:
+    """The test cases of one dataset row, in any of these forms:
+
+    - a list of strings: each is Python code run after the program (``assert f(2) == 4``);
+    - a list of ``{"input": ..., "output": ...}`` dicts: stdin and the expected stdout;
+    - ``{"inputs": [...], "outputs": [...]}`` (the APPS / TACO layout);
+    - a JSON string holding any of these, or a single string of code (one test).
+    """
+    if isinstance(value, TestCase):
+        return [value]
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped[:1] in "[{":
+            try:
+                return parse_tests(json.loads(stripped))
+            except json.JSONDecodeError:
+                pass
+        return [TestCase(code=value)]
+    if isinstance(value, dict):
+        if "inputs" in value and "outputs" in value:
+            inputs, outputs = value["inputs"], value["outputs"]
+            if len(inputs) != len(outputs):
+                raise ValueError(f"tests: {len(inputs)} inputs but {len(outputs)} outputs")
+            return [_stdio(i, o) for i, o in zip(inputs, outputs, strict=True)]
+        return [_stdio_case(value)]
+    if isinstance(value, Sequence):
+        out: list[TestCase] = []
+        for item in value:
+            if isinstance(item, TestCase):
+                out.append(item)
+            elif isinstance(item, str):
+                out.append(TestCase(code=item))
+            elif isinstance(item, dict):
+                out.append(_stdio_case(item))
+            else:
+                raise ValueError(f"tests: a test case must be a string or an input/output dict, got {item!r}")
+        return out
+    raise ValueError(
+        f"tests: cannot read {type(value).__name__} {value!r} as test cases; use a list of assert "
+        "strings or of {'input': ..., 'output': ...} dicts"
+    )
+
+
+def _stdio_case(item: dict) -> TestCase:
+    if "output" not in item:
+        raise ValueError(f"tests: an input/output test needs an 'output' key, got keys {sorted(item)}")
+    return _stdio(item.get("input", ""), item["output"])
+
+
+def _stdio(stdin: Any, expected: Any) -> TestCase:
+    as_text = lambda v: "\n".join(map(str, v)) if isinstance(v, list) else str(v)  # noqa: E731
+    return TestCase(stdin=as_text(stdin), expected=as_text(expected))
+
+
+def same_output(actual: str, expected: str) -> bool:
+    """Line-by-line equality ignoring trailing whitespace on each line and trailing blank lines."""
+
+    def lines(text: str) -> list[str]:
+        out = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+        while out and not out[-1]:
+            out.pop()
+        return out
+
+    return lines(actual) == lines(expected)
+
+
+# --------------------------------------------------------------------------------- the child
+# The child's bootstrap, run as ``python -I -S -B -X utf8 -c _CHILD job.json`` (inside ``unshare``
+# when available). It reads its job (then deletes it, so the program cannot read the tests) and
+# forks: the fork sets the limits, drops to the dedicated uid, installs the audit hook and runs the
+# program and the test; the bootstrap itself only waits for it and reports how it ended in its exit
+# status (128 + signal when killed by a signal; the program's own exit codes are kept below 128,
+# so a program cannot pass itself off as timed out). In a PID namespace the bootstrap is its
+# init, and when it exits the kernel kills every process left in the namespace. Everything lives
+# in a function so the program's ``import __main__`` sees none of it. Only the standard library,
+# and nothing that would leave ``subprocess`` or ``ctypes`` imported for the program to use.
+_CHILD = r"""
+def _sandbox_main():
+    import json, os, sys
+    path = sys.argv[1]
+    with open(path, "rb") as f:
+        job = json.loads(f.read())
+    os.remove(path)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _run_program(job)
+        finally:
+            os._exit(job["exit_codes"][1])
+    del job
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        os._exit(128 + os.WTERMSIG(status))
+    os._exit(min(os.WEXITSTATUS(status), 127))
+
+
+def _run_program(job):
+    import os, resource, sys
+    limits, scratch, uid = job["limits"], os.path.realpath(job["scratch"]), job["uid"]
+    marker, program, test, stdio = job["marker"].encode(), job["program"], job["test"], job["stdio"]
+    same_user, audit_network = job["same_user"], job["audit_network"]
+    exit_assertion, exit_error, exit_memory = job["exit_codes"]
+    job.clear()
+
+    def cap(kind, value):
+        resource.setrlimit(kind, (value, value))
+
+    resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_s"], limits["cpu_s"] + 1))
+    cap(resource.RLIMIT_CORE, 0)
+    cap(resource.RLIMIT_FSIZE, limits["file_size"])
+    cap(resource.RLIMIT_NOFILE, limits["open_files"])
+    if uid is not None:
+        cap(resource.RLIMIT_NPROC, limits["max_processes"])
+        # The standard library may sit below a directory the dedicated uid cannot enter (such as
+        # /root); directory descriptors opened now keep it importable through /proc/self/fd, for
+        # new imports (sys.path) and for the submodules of packages already imported (__path__).
+        moved = {}
+        for entry in sys.path:
+            if entry and os.path.isdir(entry):
+                moved[entry] = "/proc/self/fd/%d" % os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
+        sys.path[:] = list(moved.values())
+        for module in list(sys.modules.values()):
+            search = getattr(module, "__path__", None)
+            if isinstance(search, list):
+                for i, location in enumerate(search):
+                    for old, new in moved.items():
+                        if location == old or location.startswith(old + "/"):
+                            search[i] = new + location[len(old):]
+        sys.path_importer_cache.clear()
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    own_pid = os.getpid()
+    # event: (indices of the paths it writes, indices of its dir_fd arguments)
+    writes = {
+        "os.remove": ((0,), (1,)), "os.rmdir": ((0,), (1,)), "os.mkdir": ((0,), (2,)),
+        "os.rename": ((0, 1), (2, 3)), "os.chmod": ((0,), (2,)), "os.chown": ((0,), (3,)),
+        "os.utime": ((0,), (3,)), "os.symlink": ((1,), (2,)), "os.truncate": ((0,), ()),
+        "shutil.rmtree": ((0,), (1,)), "sqlite3.connect": ((0,), ()), "os.chflags": ((0,), ()),
+        "os.lchflags": ((0,), ()), "os.setxattr": ((0,), ()), "os.removexattr": ((0,), ()),
+    }
+    refused = {
+        "os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen", "os.link",
+        "os.startfile", "resource.setrlimit", "resource.prlimit",
+    }
+    if same_user:
+        refused |= {"os.fork", "os.forkpty"}
+
+    def inside(path):
+        if isinstance(path, int):
+            return False
+        try:
+            real = os.path.realpath(os.fsdecode(path))
+        except Exception:
+            return False
+        return real == scratch or real.startswith(scratch + "/") or real == "/dev/null"
+
+    def other_process(path):
+        parts = os.path.realpath(os.fsdecode(path)).split("/")
+        return len(parts) > 2 and parts[1] == "proc" and parts[2].isdigit() and int(parts[2]) != own_pid
+
+    def refuse(what):
+        raise PermissionError("sandbox: " + what + " is refused")
+
+    def hook(event, args):
+        if event == "open":
+            path, mode, flags = args
+            if isinstance(path, int):
+                return
+            writing = bool(flags & write_flags) if isinstance(flags, int) else any(c in (mode or "") for c in "wax+")
+            if writing and not inside(path):
+                refuse("writing outside the scratch directory (%s)" % (path,))
+            if same_user and other_process(path):
+                refuse("reading another process's /proc entry (%s)" % (path,))
+        elif event in writes:
+            paths, dir_fds = writes[event]
+            if any(args[i] not in (None, -1) for i in dir_fds if i < len(args)):
+                refuse(event + " relative to a directory descriptor")
+            for i in paths:
+                if not (event == "os.truncate" and isinstance(args[i], int)) and not inside(args[i]):
+                    refuse("%s outside the scratch directory (%s)" % (event, args[i]))
+        elif event in refused or event.startswith("ctypes."):
+            refuse(event)
+        elif event == "import" and args[0] in ("_posixsubprocess", "_ctypes"):
+            raise ImportError("sandbox: importing " + args[0] + " is refused")
+        elif audit_network and event.startswith("socket."):
+            refuse("network access (" + event + ")")
+        elif same_user and event in ("os.kill", "os.killpg") and args[0] != own_pid:
+            refuse("signalling another process")
+
+    cap(resource.RLIMIT_AS, limits["memory"])
+    sys.addaudithook(hook)
+    namespace = {"__name__": "__main__" if stdio else "__program__", "__builtins__": __builtins__}
+    try:
+        exec(compile(program, "<program>", "exec"), namespace)
+        if test is not None:
+            exec(compile(test, "<test>", "exec"), namespace)
+    except SystemExit as error:
+        if not (stdio and error.code in (None, 0)):
+            os.write(2, b"\nsandbox: the program exited (%r) before the test finished\n" % (error.code,))
+            os._exit(exit_error)
+    except MemoryError:
+        os.write(2, b"\nMemoryError\n")
+        os._exit(exit_memory)
+    except AssertionError:
+        _print_exception()
+        os._exit(exit_assertion)
+    except BaseException:
+        _print_exception()
+        os._exit(exit_error)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:
+        os._exit(exit_error)
+    os.write(1, marker)
+    os._exit(0)
+
+
+def _print_exception():
+    try:
+        import traceback
+        traceback.print_exc()
+    except BaseException:
+        import os, sys
+        os.write(2, repr(sys.exc_info()[1]).encode("utf-8", "replace")[-2000:])
+
+
+_sandbox_main()
+"""
+
+
+# --------------------------------------------------------------------------------- isolation
+@cache
+def _unshare_args() -> tuple[str, ...] | None:
+    """The ``unshare`` arguments that give a child an empty network namespace and a PID namespace
+    of its own here (as root, or through a user namespace), or None when neither works."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    namespaces = ("--net", "--pid", "--fork", "--kill-child")
+    for args in ((unshare, *namespaces), (unshare, "--user", *namespaces)):
+        try:
+            done = subprocess.run([*args, "true"], capture_output=True, timeout=10, env={})
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if done.returncode == 0:
+            return args
+    return None
+
+
+def _check_reachable(root: Path) -> None:
+    """A dedicated uid reaches its scratch directory (its HOME) only if it may pass through every
+    directory above it."""
+    for directory in (root.resolve(), *root.resolve().parents):
+        if not directory.stat().st_mode & stat.S_IXOTH:
+            raise ValueError(
+                f"sandbox scratch_root {str(root)!r}: the sandbox's uid cannot reach it because {str(directory)!r} "
+                "is not searchable by other users; use a directory every user can pass through, such as /tmp"
+            )
+
+
+@cache
+def _kill_binary() -> str | None:
+    return shutil.which("kill")
+
+
+class _UidSlots:
+    """Dedicated uids handed out one run at a time, held by an ``flock`` on a lock file so that
+    parallel runs, and other trainers on the machine, never share one."""
+
+    def __init__(self, base: int, slots: int):
+        self.base, self.slots = base, slots
+        self.dir = Path(tempfile.gettempdir()) / "grpozoo-sandbox-uids"
+        self.next = secrets.randbelow(slots)
+        self.lock = threading.Lock()
+
+    def acquire(self) -> tuple[int, int]:
+        self.dir.mkdir(mode=0o700, exist_ok=True)
+        for _ in range(3 * self.slots):
+            with self.lock:
+                slot, self.next = self.next, (self.next + 1) % self.slots
+            fd = os.open(
+                self.dir / f"uid-{self.base + slot}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self.base + slot, fd
+            except BlockingIOError:
+                os.close(fd)
+        raise RuntimeError(
+            f"sandbox: all {self.slots} dedicated uids from {self.base} are in use; raise uid_slots"
+        )
+
+    @staticmethod
+    def release(fd: int) -> None:
+        os.close(fd)  # closing drops the flock
+
+
+def kill_uid(uid: int) -> None:
+    """Kill every process of ``uid`` (needed only without a PID namespace, where a process that
+    left the process group with ``setsid()`` would survive the group kill): ``kill -KILL -1`` run
+    as that uid signals all of them at once, itself excepted, until none is left."""
+    kill = _kill_binary()
+    if kill is None:
+        raise RuntimeError("sandbox: the 'kill' program is needed to clean up after a dedicated uid")
+    for _ in range(20):
+        if not processes_of(uid):
+            return
+        subprocess.run(
+            [kill, "-KILL", "--", "-1"], user=uid, group=uid, extra_groups=[], env={},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+    raise RuntimeError(f"sandbox: processes of uid {uid} survived 20 rounds of kill -KILL -1")
+
+
+def processes_of(uid: int) -> list[int]:
+    """The ids of the live (not zombie) processes whose real uid is ``uid``, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        fields_ = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if int(fields_.get("Uid", "-1 0").split()[0]) == uid and not fields_.get(
+            "State", ""
+        ).strip().startswith("Z"):
+            found.append(int(entry))
+    return found
+
+
+# --------------------------------------------------------------------------------- the sandbox
+@dataclass(frozen=True)
+class _Run:
+    """One test case's process: how it ended."""
+
+    status: str  # passed | failed | timeout | memory | killed | error
+    stderr: str
+
+
+class Sandbox:
+    """Runs programs against their test cases under ``limits``.
+
+    ``network``: ``"auto"`` (a network namespace when ``unshare`` works here, else the audit hook),
+    ``"namespace"`` (fail if unavailable) or ``"audit"``. ``user``: ``"auto"`` (a dedicated uid when
+    running as root, else the trainer's user), ``"dedicated"`` or ``"same"``. ``workers`` bounds the
+    programs run at once (default: the number of cores). ``python`` runs the programs (default: this
+    interpreter, with ``-I -S``: the standard library only).
+    """
+
+    _uid_slots: dict[tuple[int, int], _UidSlots] = {}
+    _uid_slots_lock = threading.Lock()
+
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        *,
+        workers: int | None = None,
+        network: str = "auto",
+        user: str = "auto",
+        python: str | None = None,
+        scratch_root: str | None = None,
+        uid_base: int = UID_BASE,
+        uid_slots: int = UID_SLOTS,
+    ):
+        self.limits = limits or Limits()
+        self.workers = workers or os.cpu_count() or 1
+        if self.workers < 1:
+            raise ValueError(f"sandbox workers={workers}: must be at least 1")
+        if network not in ("auto", "namespace", "audit"):
+            raise ValueError(f"sandbox network={network!r}: use 'auto', 'namespace' or 'audit'")
+        if user not in ("auto", "dedicated", "same"):
+            raise ValueError(f"sandbox user={user!r}: use 'auto', 'dedicated' or 'same'")
+        self.unshare = None if network == "audit" else _unshare_args()
+        if network == "namespace" and self.unshare is None:
+            raise RuntimeError(
+                "sandbox network='namespace': 'unshare --net' is not available or not permitted here; "
+                "install util-linux, allow user namespaces, or use network='audit'"
+            )
+        root = os.geteuid() == 0
+        if user == "dedicated" and not root:
+            raise RuntimeError(
+                "sandbox user='dedicated' needs root to switch to a dedicated uid; use user='same'"
+            )
+        self.dedicated = root if user == "auto" else user == "dedicated"
+        if self.dedicated:
+            with Sandbox._uid_slots_lock:
+                key = (uid_base, uid_slots)
+                self.uids = Sandbox._uid_slots.setdefault(key, _UidSlots(uid_base, uid_slots))
+        self.python = python or sys.executable
+        self.scratch_root = scratch_root
+        if self.dedicated:
+            _check_reachable(Path(scratch_root or tempfile.gettempdir()))
+        network_part = "network and PID namespaces (unshare)" if self.unshare else "no network (audit hook)"
+        user_part = "dedicated uid" if self.dedicated else "same user, no new processes"
+        self.isolation = f"{network_part}; {user_part}; writes outside scratch refused (audit hook)"
+
+    # ---------------------------------------------------------------------------- public
+    def run(self, program: str, tests: Any) -> SandboxResult:
+        """Runs ``program`` against every test (see ``parse_tests`` for the accepted forms)."""
+        cases = parse_tests(tests)
+        if not cases:
+            raise ValueError("sandbox: a program needs at least one test case")
+        passed, worst, stderr = 0, "ok", None
+        for case in cases:
+            run = self._run_case(program, case)
+            passed += run.status == "passed"
+            status = "ok" if run.status in ("passed", "failed") else run.status
+            # the stderr of the first test that did not pass, or of the first one that went worse
+            if run.status != "passed" and (stderr is None or _SEVERITY[status] > _SEVERITY[worst]):
+                stderr = run.stderr
+            worst = max(worst, status, key=_SEVERITY.__getitem__)
+            if status == "timeout":
+                break  # the score is missing whatever the other tests say
+        return SandboxResult(passed, len(cases), worst, stderr or "", self.isolation)
+
+    def run_many(self, programs: Sequence[str], tests: Sequence[Any]) -> list[SandboxResult]:
+        """``run`` for every (program, tests) pair, ``workers`` at a time, in input order."""
+        if len(programs) != len(tests):
+            raise ValueError(f"sandbox: {len(programs)} programs but {len(tests)} test lists")
+        if len(programs) <= 1 or self.workers == 1:
+            return [self.run(p, t) for p, t in zip(programs, tests, strict=True)]
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(programs))) as pool:
+            return list(pool.map(self.run, programs, tests))
+
+    # ---------------------------------------------------------------------------- one process
+    def _run_case(self, program: str, case: TestCase) -> _Run:
+        uid, lock = self.uids.acquire() if self.dedicated else (None, None)
+        private = Path(tempfile.mkdtemp(prefix="grpozoo-sandbox-", dir=self.scratch_root))
+        try:
+            os.chmod(private, 0o711)  # the dedicated uid may pass through to scratch/, not list it
+            scratch = private / "scratch"
+            scratch.mkdir(mode=0o700)
+            if uid is not None:
+                os.chown(scratch, uid, uid)
+            marker = secrets.token_hex(16)
+            job_path = private / "job.json"
+            job = {
+                "program": program,
+                "test": case.code,
+                "stdio": case.code is None,
+                "scratch": str(scratch),
+                "uid": uid,
+                "marker": marker,
+                "same_user": not self.dedicated,
+                "audit_network": self.unshare is None,
+                "limits": self._child_limits(),
+                "exit_codes": [_EXIT_ASSERTION, _EXIT_ERROR, _EXIT_MEMORY],
+            }
+            fd = os.open(job_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(job, f)
+            stdin_path = private / "stdin"
+            stdin_path.write_bytes((case.stdin or "").encode())
+            return self._execute(job_path, scratch, stdin_path, uid, marker, case)
+        finally:
+            if uid is not None:
+                if not self.unshare:  # in a PID namespace the kernel has already killed them all
+                    kill_uid(uid)
+                self.uids.release(lock)
+            shutil.rmtree(private, ignore_errors=True)
+
+    def _child_limits(self) -> dict[str, int]:
+        limits = self.limits
+        return {
+            "cpu_s": max(1, math.ceil(limits.cpu_s)),
+            "memory": limits.memory_mb << 20,
+            "max_processes": limits.max_processes,
+            "file_size": limits.file_size_mb << 20,
+            "open_files": limits.open_files,
+        }
+
+    def _execute(
+        self, job_path: Path, scratch: Path, stdin_path: Path, uid, marker: str, case: TestCase
+    ) -> _Run:
+        limits = self.limits
+        command = [self.python, "-I", "-S", "-B", "-X", "utf8", "-c", _CHILD, str(job_path)]
+        if self.unshare:
+            command = [*self.unshare, "--", *command]
+        env = {
+            "HOME": str(scratch),
+            "TMPDIR": str(scratch),
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+        }
+        with open(stdin_path, "rb") as stdin:
+            process = subprocess.Popen(
+                command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=scratch, env=env,
+                start_new_session=True, close_fds=True,
+            )  # fmt: skip
+        try:
+            out, err, timed_out, overflow = _collect(
+                process, time.monotonic() + limits.wall_s, limits.output_bytes
+            )
+        finally:
+            _kill_group(process.pid)
+            returncode = process.wait()
+        stderr = err.decode("utf-8", "replace")[-limits.stderr_chars :]
+        # the bootstrap reports a program killed by signal s as 128 + s; a negative code is a
+        # signal to the bootstrap itself (the group kill)
+        died_of = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else None
+        if timed_out or died_of == signal.SIGXCPU:
+            return _Run("timeout", stderr)
+        if overflow:
+            return _Run("killed", stderr + f"\nsandbox: stdout passed {limits.output_bytes} bytes; killed")
+        if returncode == _EXIT_MEMORY or (returncode != 0 and "MemoryError" in stderr):
+            return _Run("memory", stderr)
+        if died_of is not None:
+            return _Run("killed", stderr + f"\nsandbox: killed by {_signal_name(died_of)}")
+        if returncode == 0 and case.code is None:  # a script may end itself; its output is what counts
+            text = out.removesuffix(marker.encode()).decode("utf-8", "replace")
+            return _Run("passed" if same_output(text, case.expected) else "failed", stderr)
+        if returncode == 0 and out.endswith(marker.encode()):  # the test ran to its end
+            return _Run("passed", stderr)
+        if returncode == _EXIT_ASSERTION:
+            return _Run("failed", stderr)
+        if returncode == 0:
+            stderr += "\nsandbox: the program ended the process before the test finished"
+        return _Run("error", stderr)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _collect(process: subprocess.Popen, deadline: float, cap: int) -> tuple[bytes, bytes, bool, bool]:
+    """Reads stdout (up to ``cap`` bytes) and stderr (its tail) until the process has ended and its
+    pipes are drained, or the deadline passes. Returns (stdout, stderr, timed out, stdout
+    overflowed). A grandchild still holding the pipes does not keep this waiting once the process
+    itself has ended. The process is not reaped here, so its group id stays valid for the kill."""
+    out, err = bytearray(), bytearray()
+    selector = selectors.DefaultSelector()
+    for stream in (process.stdout, process.stderr):
+        os.set_blocking(stream.fileno(), False)
+        selector.register(stream.fileno(), selectors.EVENT_READ)
+    try:
+        pidfd = os.pidfd_open(process.pid)  # readable once the process ends: an immediate wake-up
+        selector.register(pidfd, selectors.EVENT_READ)
+    except (AttributeError, OSError):
+        pidfd = None
+    try:
+        while True:
+            exited = _has_exited(process.pid)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return bytes(out), bytes(err), not exited, False
+            wait = 0 if exited else remaining if pidfd is not None else min(remaining, 0.02)
+            ready = [key.fd for key, _ in selector.select(wait) if key.fd != pidfd]
+            for fd in ready:
+                try:
+                    chunk = os.read(fd, 1 << 16)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    selector.unregister(fd)
+                elif fd == process.stdout.fileno():
+                    out += chunk
+                    if len(out) > cap:
+                        return bytes(out), bytes(err), False, True
+                else:
+                    err += chunk
+                    del err[: -(1 << 16)]
+            if exited and not ready:
+                return bytes(out), bytes(err), False, False
+    finally:
+        selector.close()
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _has_exited(pid: int) -> bool:
+    """Whether the child has ended, without reaping it (``WNOWAIT``)."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
