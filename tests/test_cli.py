@@ -39,6 +39,15 @@ def test_train_then_resume_then_eval_a_run(capsys, tiny_overrides, tmp_path):
     result = json.loads(result_file.read_text())
     assert result["prompts"] == 6 and 0.0 <= result["accuracy"] <= 1.0 and "pass@2" in result
     assert result["model"].endswith("step-000002")
+    for key in ("maj@2", "pass^2", "length_p50", "length_histogram", "mean_entropy", "calibration_auc"):
+        assert key in result, key
+    for words in ("pass@2", "maj@2", "pass^2", "length histogram", "entropy (nats/token)", "calibration AUC"):
+        assert words in out, words
+    # a checkpoint on its own (its run is found from it), printed as JSON: the same numbers
+    code, out = run_cli(capsys, "eval", "--checkpoint", str(run / "checkpoints" / "step-000002"), "--samples", "2",
+                        "--json")
+    assert code == 0, out
+    assert json.loads(out) == result
 
 
 def test_eval_of_a_model_is_reproducible_with_a_seed(capsys, tiny_overrides, tmp_path):
@@ -116,3 +125,24 @@ def test_a_new_run_never_appends_to_an_existing_run_directory(capsys, tiny_overr
     code, out = run_cli(capsys, *args)
     assert code == 2
     assert "already holds a run" in out and "--resume" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--steps", "2"], ["an arena needs recipes: --recipes grpo,dr_grpo"]),
+        (["--recipes", "grpo,dr_grpoo"], ["unknown recipe 'dr_grpoo'", "Did you mean 'dr_grpo'"]),
+        (["--recipes", "grpo", "--seeds", "two"], ["--seeds 'two': expected a number of seeds"]),
+        (["--recipes", "grpo", "--set", "output_dir=elsewhere"], ["which the arena sets itself", "--output"]),
+        (["--recipes", "grpo", "--set", "rollout.group_sise=2"],
+         ["arena entry 'grpo'", "unknown config key 'rollout.group_sise'", "Did you mean 'group_size'"]),
+        (["--recipes", "grpo", "--parallel", "0"], ["--parallel 0: at least 1 run at a time"]),
+        (["--recipes", "grpo", "--config", "no/such/arena.yaml"], ["config file 'no/such/arena.yaml' does not exist"]),
+    ],
+)
+def test_bad_arena_input_fails_fast_naming_the_culprit(capsys, tmp_path, argv, expected):
+    code, out = run_cli(capsys, "arena", "--output", str(tmp_path / "arena"), *argv)
+    assert code == 2, out
+    for text in expected:
+        assert text in out
+    assert not (tmp_path / "arena" / "runs").exists()

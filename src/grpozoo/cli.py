@@ -1,9 +1,8 @@
-"""``grpozoo train | recipes | docs | eval``."""
+"""``grpozoo train | recipes | docs | eval | arena``."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -43,14 +42,36 @@ def build_parser() -> argparse.ArgumentParser:
     docs = sub.add_parser("docs", help="write the zoo page: every recipe and component with its paper")
     docs.add_argument("--output", default="docs/zoo.md", help="where to write it (default docs/zoo.md)")
 
-    ev = sub.add_parser("eval", help="held-out accuracy and pass@k of a model or a run's checkpoint")
+    ev = sub.add_parser("eval", help="held-out accuracy, pass@k, maj@k, pass^k, length, entropy and calibration "
+                                     "of a model, a checkpoint or a run")
     _common(ev)
     ev.add_argument("--run", help="a run directory: evaluates its latest checkpoint on its task")
-    ev.add_argument("--checkpoint", help="a specific checkpoint directory of --run")
+    ev.add_argument("--checkpoint", help="a checkpoint directory (RUN/checkpoints/step-N); with or without --run")
     ev.add_argument("--samples", type=int, help="samples per prompt (eval.samples)")
     ev.add_argument("--temperature", type=float, help="sampling temperature; 0 is greedy (eval.temperature)")
     ev.add_argument("--seed", type=int, help="sampling seed (eval.seed)")
     ev.add_argument("--output", help="write the result as JSON here")
+    ev.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    arena = sub.add_parser(
+        "arena", help="train several recipes side by side (same model, data, seeds, budget) and report",
+        description="Train every recipe × seed one after the other with the same model, data order, seeds, "
+                    "generation budget and evaluation, then write DIR/report.html, summary.md and summary.csv. "
+                    "Re-running the same command continues where it stopped.",
+    )
+    arena.add_argument("--recipes", help="comma-separated recipe names, e.g. grpo,dr_grpo,dapo")
+    arena.add_argument("--task", help="a reasoning-gym task name or a .jsonl/.parquet/.csv file")
+    arena.add_argument("--model", help="smollm2-135m (embedded, default), a checkpoint directory, or a hub id")
+    arena.add_argument("--steps", type=int, help="training steps of every run")
+    arena.add_argument("--seeds", help="how many seeds (3 means 0,1,2) or a comma-separated list (0,7,42)")
+    arena.add_argument("--config", help="arena YAML file: recipes, seeds, steps, task, model, set, parallel")
+    arena.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one value of every run's configuration (repeatable)")
+    arena.add_argument("--output", help="arena directory (default arenas/<task>-<steps>steps)")
+    arena.add_argument("--parallel", type=int, help="runs trained at once, each in its own process (default 1)")
+    arena.add_argument("--report-only", action="store_true", help="only rewrite the report from the runs so far")
+    arena.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
 
@@ -97,8 +118,11 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     from grpozoo.config import load_run_config, resolve_config
     from grpozoo.evaluation import evaluate_held_out
+    from grpozoo.evaluation.table import dumps, eval_table
     from grpozoo.tasks import make_task
     from grpozoo.training import checkpoint as ckpt
     from grpozoo.training.model import load_model, load_policy, load_tokenizer, resolve_model
@@ -108,12 +132,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
                        ("eval.seed", args.seed)):
         if value is not None:
             overrides.append(f"{key}={value}")
-    if args.run:
-        run_dir = Path(args.run)
+    run = args.run
+    if args.checkpoint and not run:
+        checkpoint = Path(args.checkpoint)
+        run = str(checkpoint.parent.parent)
+        if not (checkpoint / "model").is_dir() or not (Path(run) / "config.yaml").exists():
+            raise FileNotFoundError(
+                f"--checkpoint {args.checkpoint!r} is not a checkpoint of a run: expected RUN/checkpoints/step-N "
+                f"holding model/, with RUN/config.yaml; give --run RUN too if the checkpoint lies elsewhere"
+            )
+    if run:
+        run_dir = Path(run)
         cfg = load_run_config(run_dir, overrides)
         checkpoint = Path(args.checkpoint) if args.checkpoint else ckpt.latest_checkpoint(run_dir)
         if checkpoint is None:
-            raise FileNotFoundError(f"--run {args.run!r} has no checkpoint yet")
+            raise FileNotFoundError(f"--run {run!r} has no checkpoint yet")
+        if not (checkpoint / "model").is_dir():
+            raise FileNotFoundError(f"--checkpoint {str(checkpoint)!r} holds no model/ directory")
         model, tokenizer = load_policy(cfg.model, cfg.train.device, init_from=checkpoint / "model")
         source = str(checkpoint)
     else:
@@ -121,17 +156,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
         path = resolve_model(cfg.model.name)
         model, tokenizer = load_model(path, cfg.model.dtype, cfg.train.device), load_tokenizer(path)
         source = cfg.model.name
-    result = evaluate_held_out(model, tokenizer, make_task(cfg.task), cfg)
+    task = make_task(cfg.task)
+    progress = Progress(TextColumn("[bold]evaluating"), BarColumn(), TextColumn("{task.completed}/{task.total} prompts"),
+                        TimeElapsedColumn(), console=console, disable=args.no_progress or args.json, transient=True)
+    with progress:
+        bar = progress.add_task("eval", total=len(task.eval_rows))
+        result = evaluate_held_out(model, tokenizer, task, cfg, progress=lambda n: progress.advance(bar, n))
     e = cfg.eval
-    result = {"model": source, "task": cfg.task.name, "temperature": e.temperature, "seed": e.seed, **result}
-    table = Table(title=f"{source} on {cfg.task.name} (held-out)")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in result.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    console.print(table)
+    result = {"model": source, "task": cfg.task.name, "temperature": e.temperature, "seed": e.seed,
+              "max_new_tokens": cfg.rollout.max_new_tokens, **result}
+    if args.json:
+        print(dumps(result))
+    else:
+        console.print(eval_table(result, f"{source} on {cfg.task.name} (held-out; temperature {e.temperature:g}, "
+                                         f"seed {e.seed}, at most {cfg.rollout.max_new_tokens} new tokens)"))
     if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2))
+        Path(args.output).write_text(dumps(result) + "\n")
+    return 0
+
+
+def cmd_arena(args: argparse.Namespace) -> int:
+    from grpozoo.arena import arena_from_args, run_arena, write_report
+
+    arena = arena_from_args(
+        config=args.config, recipes=args.recipes, task=args.task, model=args.model, steps=args.steps,
+        seeds=args.seeds, overrides=args.overrides, output=args.output, parallel=args.parallel,
+    )
+    if args.report_only:
+        paths = write_report(arena)
+        console.print(f"wrote {paths['html']}")
+        return 0
+    try:
+        run_arena(arena, console=console, show_progress=not args.no_progress)
+    except KeyboardInterrupt:
+        console.print(f"[bold]arena stopped.[/] Run the same command again to continue where it stopped "
+                      f"({arena.directory}).")
+        return 130
     return 0
 
 
@@ -149,7 +209,8 @@ def quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_libraries()
-    command = {"train": cmd_train, "recipes": cmd_recipes, "docs": cmd_docs, "eval": cmd_eval}[args.command]
+    command = {"train": cmd_train, "recipes": cmd_recipes, "docs": cmd_docs, "eval": cmd_eval,
+               "arena": cmd_arena}[args.command]
     try:
         return command(args)
     except USER_ERRORS as error:

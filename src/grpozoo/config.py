@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from grpozoo.registry import did_you_mean
 
@@ -149,6 +149,25 @@ class EvalConfig(Section):
     seed: int = 1234
 
 
+class LogConfig(Section):
+    """Where metrics go besides ``metrics.jsonl`` (always written). Both off by default."""
+
+    tensorboard: bool = False  # TensorBoard event files in RUN/tensorboard (pip install 'grpozoo[tensorboard]')
+    trackio: bool = False  # a local trackio project "grpozoo", one run per run directory ('grpozoo[trackio]')
+    completions_every: int = Field(0, ge=0)  # a table of prompts, completions, rewards and advantages every
+    #   N steps into the enabled loggers (0: never; samples.jsonl holds every completion regardless)
+
+    @model_validator(mode="after")
+    def _completions_need_a_logger(self) -> LogConfig:
+        if self.completions_every and not (self.tensorboard or self.trackio):
+            raise ValueError(
+                f"log.completions_every={self.completions_every} logs a completion table to TensorBoard or "
+                f"trackio, but both are off: set log.tensorboard=true or log.trackio=true "
+                f"(samples.jsonl already holds every completion)"
+            )
+        return self
+
+
 class RunConfig(Section):
     recipe: str = "grpo"
     model: ModelConfig = ModelConfig()
@@ -158,6 +177,7 @@ class RunConfig(Section):
     algorithm: AlgorithmConfig = AlgorithmConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    log: LogConfig = LogConfig()
     output_dir: str | None = None  # default: runs/<recipe>-<task>-<time>
 
     @field_validator("rewards")

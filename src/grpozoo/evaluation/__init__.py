@@ -1,6 +1,23 @@
-"""Held-out evaluation: accuracy, pass@k, lengths and truncation of a model or checkpoint."""
+"""Held-out evaluation: accuracy, pass@k, maj@k, pass^k, lengths, truncation, entropy and
+calibration of a model or checkpoint."""
 
-from grpozoo.evaluation.evaluate import evaluate, evaluate_held_out
-from grpozoo.evaluation.metrics import pass_at_k
+from grpozoo.evaluation.evaluate import EvalSamples, evaluate, evaluate_held_out, summarize
+from grpozoo.evaluation.metrics import (
+    calibration_auc,
+    calibration_auc_within_groups,
+    maj_at_k,
+    pass_at_k,
+    pass_hat_k,
+)
 
-__all__ = ["evaluate", "evaluate_held_out", "pass_at_k"]
+__all__ = [
+    "EvalSamples",
+    "calibration_auc",
+    "calibration_auc_within_groups",
+    "evaluate",
+    "evaluate_held_out",
+    "maj_at_k",
+    "pass_at_k",
+    "pass_hat_k",
+    "summarize",
+]

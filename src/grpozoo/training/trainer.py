@@ -204,6 +204,9 @@ class Trainer:
         self.check_signal()
         append_jsonl(self.run_dir / "metrics.jsonl", metrics)
         append_jsonl(self.run_dir / "samples.jsonl", *(sample_record(self.step, batch, i) for i in range(batch.batch_size)))
+        from grpozoo.reporting.loggers import loggers_of
+
+        loggers_of(self).log_step(metrics, batch)  # TensorBoard / trackio, when the log section asks
         return metrics
 
     def generate(self, rows: list[int]) -> Rollouts:
@@ -426,10 +429,12 @@ class Trainer:
     # ----------------------------------------------------------------------------- evaluation
     def evaluate(self) -> dict[str, Any]:
         from grpozoo.evaluation import evaluate_held_out
+        from grpozoo.reporting.loggers import loggers_of
 
         record = {"step": self.step, **evaluate_held_out(self.model, self.tokenizer, self.task, self.cfg)}
         self.evals.append(record)
         append_jsonl(self.run_dir / "eval.jsonl", record)
+        loggers_of(self).log_eval(record)
         return record
 
     def plot(self) -> None:
@@ -529,9 +534,12 @@ def fit(trainer: Trainer, show_progress: bool = True) -> dict[str, Any]:
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from grpozoo.reporting.loggers import close_loggers, loggers_of
+
     cfg = trainer.cfg
     console = trainer.console
     summary: dict[str, Any] = {}
+    loggers_of(trainer)  # open TensorBoard / trackio first: a missing package fails before any work
     if cfg.eval.at_start and trainer.step == 0:
         summary["eval_start"] = trainer.evaluate()
         _say(console, f"held-out accuracy before training: {_fmt_eval(summary['eval_start'])}")
@@ -562,6 +570,7 @@ def fit(trainer: Trainer, show_progress: bool = True) -> dict[str, Any]:
         summary["eval_end"] = trainer.evaluate()
         _say(console, f"held-out accuracy after training:  {_fmt_eval(summary['eval_end'])}")
         trainer.plot()
+    close_loggers(trainer)
     _say(console, f"run directory: {trainer.run_dir}")
     return summary
 

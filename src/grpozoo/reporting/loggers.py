@@ -1,0 +1,167 @@
+"""TensorBoard and trackio, beside ``metrics.jsonl`` (which is always written).
+
+Configured by the run's ``log`` section: ``tensorboard`` writes event files into
+``RUN/tensorboard`` (``tensorboard --logdir RUN/tensorboard``); ``trackio`` logs into the local
+trackio project ``grpozoo`` (``trackio show --project grpozoo``; trackio keeps its data under
+``$TRACKIO_DIR``, default ``~/.cache/huggingface/trackio``). With ``completions_every = N > 0``
+a table of prompts, completions, rewards and advantages goes to both every N steps. With both
+off (the default) nothing is imported and nothing is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Any
+
+TRACKIO_PROJECT = "grpozoo"
+MAX_TABLE_ROWS = 64
+COMPLETION_COLUMNS = ["step", "prompt", "completion", "reward", "advantage"]
+
+
+class RunLoggers:
+    """The optional metric sinks of one run. ``start_step`` is the step the run resumes after (0
+    for a new run); TensorBoard drops its events past that step, as ``metrics.jsonl`` does."""
+
+    def __init__(self, cfg, run_dir: Path, start_step: int = 0):
+        self.cfg = cfg
+        self.every = cfg.log.completions_every
+        self.tensorboard = None
+        self.trackio = None
+        if cfg.log.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as error:
+                raise ImportError(
+                    f"log.tensorboard=true needs the tensorboard package ({error}): "
+                    f"pip install 'grpozoo[tensorboard]', or set log.tensorboard=false"
+                ) from None
+            self.tensorboard = SummaryWriter(
+                str(run_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None
+            )
+        if cfg.log.trackio:
+            try:
+                import trackio
+            except ImportError as error:
+                raise ImportError(
+                    f"log.trackio=true needs the trackio package ({error}): "
+                    f"pip install 'grpozoo[trackio]', or set log.trackio=false"
+                ) from None
+            self.trackio_module = trackio
+            self.trackio = trackio.init(
+                project=TRACKIO_PROJECT,
+                name=trackio_run_name(run_dir),
+                config=cfg.model_dump(mode="json"),
+                resume="allow",
+            )
+
+    @property
+    def active(self) -> bool:
+        return self.tensorboard is not None or self.trackio is not None
+
+    def log_step(self, metrics: dict[str, Any], batch=None) -> None:
+        """A training step's metrics, and every ``completions_every`` steps its completion table."""
+        if not self.active:
+            return
+        step = int(metrics["step"])
+        scalars = numeric(metrics)
+        if self.tensorboard is not None:
+            for key, value in scalars.items():
+                self.tensorboard.add_scalar(key, value, step)
+        table = None
+        if batch is not None and self.every and step % self.every == 0:
+            table = completion_rows(step, batch)
+            if self.tensorboard is not None:
+                self.tensorboard.add_text("completions", markdown_table(table), step)
+        if self.trackio is not None:
+            record: dict[str, Any] = dict(scalars)
+            if table is not None:
+                record["completions"] = self.trackio_module.Table(columns=COMPLETION_COLUMNS, data=table)
+            self.trackio.log(record, step=step)
+        if self.tensorboard is not None:
+            self.tensorboard.flush()
+
+    def log_eval(self, record: dict[str, Any]) -> None:
+        """A held-out evaluation (its scalar metrics under ``eval/``), at its step."""
+        if not self.active:
+            return
+        step = int(record["step"])
+        scalars = {f"eval/{k}": v for k, v in numeric(record).items()}
+        if self.tensorboard is not None:
+            for key, value in scalars.items():
+                self.tensorboard.add_scalar(key, value, step)
+            self.tensorboard.flush()
+        if self.trackio is not None:
+            self.trackio.log(scalars, step=step)
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
+        if self.trackio is not None:
+            self.trackio.finish()
+            self.trackio = None
+
+
+def loggers_of(trainer) -> RunLoggers:
+    """The trainer's loggers, opened on first use (after a resume, at the resumed step)."""
+    loggers = trainer.__dict__.get("_loggers")
+    if loggers is None:
+        loggers = trainer._loggers = RunLoggers(trainer.cfg, trainer.run_dir, trainer.step)
+    return loggers
+
+
+def close_loggers(trainer) -> None:
+    loggers = trainer.__dict__.pop("_loggers", None)
+    if loggers is not None:
+        loggers.close()
+
+
+def trackio_run_name(run_dir: Path) -> str:
+    """The run directory's name plus a short digest of its absolute path: unique per directory
+    (arena runs share names like ``grpo-seed0``), and the same when a run resumes."""
+    digest = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:6]
+    return f"{Path(run_dir).name}-{digest}"
+
+
+def numeric(record: dict[str, Any]) -> dict[str, float]:
+    """The finite numbers of a metrics record, without its step."""
+    return {
+        k: float(v)
+        for k, v in record.items()
+        if k != "step" and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
+def question_of(example: dict[str, Any], rendered: str) -> str:
+    """The question as a person wrote it (the row's prompt or last user message), not the
+    chat-templated text."""
+    if example.get("prompt"):
+        return str(example["prompt"])
+    messages = example.get("messages") or []
+    users = [m["content"] for m in messages if m.get("role") == "user"]
+    return users[-1] if users else rendered
+
+
+def completion_rows(step: int, batch) -> list[list[Any]]:
+    """``[step, prompt, completion, reward, advantage]`` for the batch's first rows."""
+    rows = []
+    for i in range(min(batch.batch_size, MAX_TABLE_ROWS)):
+        advantage = None
+        if batch.advantages is not None:
+            advantage = round(float(batch.advantages[i].float().mean()), 4)
+        reward = round(float(batch.rewards[i]), 4) if batch.rewards is not None else None
+        rows.append(
+            [step, question_of(batch.examples[i], batch.prompts[i]), batch.completions[i], reward, advantage]
+        )
+    return rows
+
+
+def markdown_table(rows: list[list[Any]]) -> str:
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ⏎ ")
+
+    lines = ["| " + " | ".join(COMPLETION_COLUMNS) + " |", "|" + "---|" * len(COMPLETION_COLUMNS)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
