@@ -14,10 +14,14 @@ What each run gets (``Limits`` holds the numbers):
 - **Processes**: ``RLIMIT_NPROC`` (threads count too) stops fork bombs. Linux does not apply this
   limit to root, so when the trainer runs as root each run is given a **dedicated user id** of its
   own (``uid_base`` + slot, allocated with lock files so parallel runs and parallel trainers never
-  share one); afterwards every process of that uid is killed with ``kill(-1, SIGKILL)`` run as that
-  uid, which also catches a process that left the process group with ``setsid()``. Without root the
-  program runs as the trainer's user, where ``RLIMIT_NPROC`` would count the trainer's own
-  processes, so starting processes (``os.fork``) is refused instead.
+  share one). Without root the program runs as the trainer's user, where ``RLIMIT_NPROC`` would
+  count the trainer's own processes, so starting processes (``os.fork``) is refused instead.
+- **Clean-up**: the run starts in a session and process group of its own, killed as a whole
+  (``os.killpg``, ``SIGKILL``) after every run. With ``unshare`` the run also has a **PID
+  namespace** whose init is the sandbox's bootstrap: when it ends, the kernel kills every process
+  left in the namespace, even one that left the process group with ``setsid()``. Without it, a
+  dedicated uid is cleaned with ``kill(-1, SIGKILL)`` run as that uid until none of its processes
+  is left.
 - **Files**: ``RLIMIT_FSIZE`` per file; a fresh scratch directory is the working directory,
   ``HOME`` and ``TMPDIR``, deleted afterwards. Writing, deleting, renaming or changing files
   outside it is refused by an audit hook in the child (``sys.addaudithook``: ``open`` for writing,
@@ -28,8 +32,9 @@ What each run gets (``Limits`` holds the numbers):
   ``os.posix_spawn``) and ``ctypes`` are refused by the hook, so the hook cannot be stepped around
   by running another binary or calling libc directly.
 - **Network**: ``unshare --net`` gives the child an empty network namespace (no interface up, no
-  route, not even the trainer's loopback). Where ``unshare`` is missing or not permitted, the hook
-  refuses every ``socket.*`` event instead. ``SandboxResult.isolation`` says which was used.
+  route, not even the trainer's loopback). Where ``unshare`` is missing or not permitted (neither
+  as root nor through a user namespace), the hook refuses every ``socket.*`` event instead.
+  ``SandboxResult.isolation`` says which was used.
 - **Environment**: the child starts from an empty environment (only ``HOME``, ``TMPDIR``, ``PATH``
   and ``LANG`` are set), so the trainer's variables — API keys, tokens — never reach it. Another
   process's ``/proc/<pid>/environ`` is closed to it (the kernel refuses it to a dedicated uid; the
@@ -194,8 +199,12 @@ def _stdio_case(item: dict) -> TestCase:
 
 
 def _stdio(stdin: Any, expected: Any) -> TestCase:
-    as_text = lambda v: "\n".join(map(str, v)) if isinstance(v, list) else str(v)  # noqa: E731
-    return TestCase(stdin=as_text(stdin), expected=as_text(expected))
+    return TestCase(stdin=_text(stdin), expected=_text(expected))
+
+
+def _text(value: Any) -> str:
+    """A test's input or output: a list is its lines."""
+    return "\n".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def same_output(actual: str, expected: str) -> bool:
@@ -293,8 +302,8 @@ def _run_program(job):
         "os.lchflags": ((0,), ()), "os.setxattr": ((0,), ()), "os.removexattr": ((0,), ()),
     }
     refused = {
-        "os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen", "os.link",
-        "os.startfile", "resource.setrlimit", "resource.prlimit",
+        "os.system", "os.exec", "os.posix_spawn", "subprocess.Popen", "os.link",
+        "resource.setrlimit", "resource.prlimit",
     }
     if same_user:
         refused |= {"os.fork", "os.forkpty"}
@@ -582,6 +591,7 @@ class Sandbox:
     # ---------------------------------------------------------------------------- one process
     def _run_case(self, program: str, case: TestCase) -> _Run:
         uid, lock = self.uids.acquire() if self.dedicated else (None, None)
+        run = None
         private = Path(tempfile.mkdtemp(prefix="grpozoo-sandbox-", dir=self.scratch_root))
         try:
             os.chmod(private, 0o711)  # the dedicated uid may pass through to scratch/, not list it
@@ -608,10 +618,14 @@ class Sandbox:
                 json.dump(job, f)
             stdin_path = private / "stdin"
             stdin_path.write_bytes((case.stdin or "").encode())
-            return self._execute(job_path, scratch, stdin_path, uid, marker, case)
+            run = self._execute(job_path, scratch, stdin_path, marker, case)
+            return run
         finally:
             if uid is not None:
-                if not self.unshare:  # in a PID namespace the kernel has already killed them all
+                # When the bootstrap ends by itself in a PID namespace, the kernel has killed and
+                # reaped the namespace before it returns; otherwise make sure no process of the
+                # uid is left before it is handed to the next run.
+                if not self.unshare or run is None or run.status in ("timeout", "killed"):
                     kill_uid(uid)
                 self.uids.release(lock)
             shutil.rmtree(private, ignore_errors=True)
@@ -626,9 +640,7 @@ class Sandbox:
             "open_files": limits.open_files,
         }
 
-    def _execute(
-        self, job_path: Path, scratch: Path, stdin_path: Path, uid, marker: str, case: TestCase
-    ) -> _Run:
+    def _execute(self, job_path: Path, scratch: Path, stdin_path: Path, marker: str, case: TestCase) -> _Run:
         limits = self.limits
         command = [self.python, "-I", "-S", "-B", "-X", "utf8", "-c", _CHILD, str(job_path)]
         if self.unshare:
