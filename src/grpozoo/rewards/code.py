@@ -1,7 +1,7 @@
 """Code-execution reward: the completion's program run against the row's test cases in the sandbox.
 
-DESIGN.md's "sandboxed code tests" reward (issue part 5); the isolation and its limits are
-described in ``grpozoo.rewards.sandbox``.
+DESIGN.md's "sandboxed code tests" reward; the isolation and its limits are described in
+``grpozoo.rewards.sandbox``.
 """
 
 from __future__ import annotations
@@ -45,17 +45,18 @@ def code_tests_reward(
     **columns,
 ) -> RewardScores:
     """The fraction of the row's test cases the completion's program passes (1.0 or 0.0 with
-    ``all_or_nothing``), run in the sandbox (``grpozoo.rewards.sandbox``).
+    ``all_or_nothing``), run in the sandbox (``grpozoo.rewards.sandbox``); returns ``[B]`` scores.
 
     The program is ``extract_code(completion)``. The tests come from the dataset column ``column``
     (default ``tests``), one list per row, in either form (see ``sandbox.parse_tests``):
 
-    - assert statements, run after the program in the same process:
-      ``["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]``; the program's
+    - assert statements, run after the program in the same process, as in MBPP (Austin et al.,
+      2021): ``["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]``; the program's
       ``if __name__ == "__main__":`` block does not run;
     - stdin/stdout pairs, the program run as a script for each and its output compared line by
-      line (trailing spaces ignored): ``[{"input": "1 2\\n", "output": "3"}]``, or APPS' layout
-      ``{"inputs": [...], "outputs": [...]}``; a JSON string of either is read too.
+      line (trailing spaces ignored): ``[{"input": "1 2\\n", "output": "3"}]``, or the layout of
+      APPS (Hendrycks et al., 2021) ``{"inputs": [...], "outputs": [...]}``; a JSON string of
+      either is read too.
 
     A program whose run timed out (wall clock or CPU) scores None — missing, never 0 or 1 — and
     is counted in the returned ``RewardScores.timeouts`` (logged as ``reward/code_tests/timeouts``).

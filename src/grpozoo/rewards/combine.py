@@ -1,7 +1,7 @@
 """Several reward functions, weighted and summed, each part kept under its own name.
 
-The rewards of a batch run at the same time (issue part 6: slow rewards such as the code sandbox
-or a verifier must not wait for each other): each reward runs in a worker thread of its own, an
+The rewards of a batch run at the same time (slow rewards, such as the code sandbox or a
+verifier, do not wait for each other): each reward runs in a worker thread of its own, an
 async reward on an event loop in its thread, except the first synchronous reward without a
 timeout, which runs on the calling thread so that libraries that time themselves out with
 ``SIGALRM`` (only the main thread may set it; math-verify does) keep working.
