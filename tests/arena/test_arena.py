@@ -119,7 +119,7 @@ def test_the_report_holds_every_recipe_plot_and_number(finished_arena):
         assert f"plots/{name}" in md, name
     # self-contained: no resource is fetched from anywhere
     assert not re.search(r'(src|href)="(?!data:)', page)
-    assert "http://" not in page and "https://" not in page
+    assert "<link" not in page and "<script" not in page and "url(" not in page and "@import" not in page
 
     # readable by a newcomer: how to read it, units, the recipes' exact settings
     assert "How to read this" in page and "How to read this" in md
@@ -157,6 +157,7 @@ def test_the_report_holds_every_recipe_plot_and_number(finished_arena):
         assert html.escape(shown) in page
         assert shown.strip() in md
     assert "constant_normalizer" in page and "token_mean" in page  # dr_grpo's and grpo's aggregations
+    assert page.count("What it changes relative to GRPO:") == 2 and "DeepSeekMath" in page
 
 
 def chromium() -> str:
@@ -332,3 +333,20 @@ def test_the_command_line_continues_an_arena_described_in_a_file(
     assert (arena.directory / "report.html").exists()
     assert main(["arena", "--config", str(config), "--report-only"]) == 0
     assert "report.html" in capsys.readouterr().out
+
+
+def test_runs_in_parallel_processes_give_the_same_numbers(finished_arena, tiny_overrides, tmp_path):
+    arena, _ = finished_arena
+    parallel = make_arena(tiny_overrides, tmp_path / "parallel")
+    parallel.parallel = 2
+    result = run_arena(parallel, console=None, show_progress=False)
+    assert sorted(result["trained"]) == ["dr_grpo-seed0", "grpo-seed0"]
+
+    def numbers(directory: Path, recipe: str, name: str) -> list[dict[str, Any]]:
+        rows = read_jsonl(directory / "runs" / f"{recipe}-seed0" / name)
+        return [{k: v for k, v in r.items() if not k.startswith(("time/", "tokens_per_s"))} for r in rows]
+
+    for recipe in RECIPES:
+        for name in ("metrics.jsonl", "eval.jsonl"):
+            assert numbers(tmp_path / "parallel", recipe, name) == numbers(arena.directory, recipe, name)
+    assert (tmp_path / "parallel" / "report.html").exists()

@@ -59,6 +59,7 @@ def write_report(arena: Arena) -> dict[str, Any]:
         settings=settings,
         missing=missing,
         recipes={e.name: e.recipe for e in arena.entries},
+        descriptions={e.name: _description(e) for e in arena.entries},
     )
     return write_comparison_report(groups, meta)
 
@@ -73,3 +74,11 @@ def _overrides_text(shared: dict[str, Any], prefix: str = "") -> str:
         elif f"{prefix}{key}" not in ("task.name", "model.name", "train.steps"):
             parts.append(f"{prefix}{key}={value}")
     return ", ".join(parts)
+
+
+def _description(entry) -> str:
+    from grpozoo.recipes import get_recipe
+
+    recipe = get_recipe(entry.recipe)
+    own = f" This competitor also sets {_overrides_text(entry.overrides)}." if entry.overrides else ""
+    return f"What it changes relative to GRPO: {recipe.changes}. Paper: {recipe.citation}.{own}"

@@ -53,6 +53,9 @@ class ReportMeta:
     settings: dict[str, str] = field(default_factory=dict)  # shown as a table, in order
     missing: list[str] = field(default_factory=list)  # planned runs without data yet
     recipes: dict[str, str] = field(default_factory=dict)  # competitor name -> recipe name
+    descriptions: dict[str, str] = field(
+        default_factory=dict
+    )  # competitor name -> what it changes, its paper
 
 
 @dataclass
@@ -371,7 +374,7 @@ h1{margin-bottom:.2rem} h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;mar
 .sub{color:#555;margin-top:0} .read{background:#f5f7fa;border-left:4px solid #4a7bd0;padding:.8rem 1rem}
 table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.92rem}
 th,td{border:1px solid #d0d4da;padding:.3rem .6rem;text-align:left;vertical-align:top}
-th{background:#eef1f5} td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#eef1f5} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 figure{margin:1rem 0 1.6rem} figure img{max-width:100%;border:1px solid #e3e3e3}
 figcaption{color:#444;font-size:.9rem;max-width:760px} .missing{color:#8a5a00}
 pre{background:#f7f7f7;padding:.6rem;overflow:auto;font-size:.85rem} details{margin:.4rem 0}
@@ -469,9 +472,12 @@ def write_comparison_report(groups: Groups, meta: ReportMeta) -> dict[str, Path]
         "(<code>config.yaml</code> of its first seed; the seeds differ only in <code>train.seed</code>).</p>",
     ]
     for name, group in groups.items():
+        about = meta.descriptions.get(name)
         parts.append(
             f"<details open><summary><b>{html.escape(name)}</b> (recipe {html.escape(group[0].recipe)})"
-            f"</summary><pre>{html.escape(algorithm_yaml(group[0]))}</pre></details>"
+            f"</summary>"
+            + (f"<p>{html.escape(about)}</p>" if about else "")
+            + f"<pre>{html.escape(algorithm_yaml(group[0]))}</pre></details>"
         )
     parts.append("</body></html>")
     html_path = directory / "report.html"
@@ -516,7 +522,9 @@ def write_comparison_report(groups: Groups, meta: ReportMeta) -> dict[str, Path]
             )
     md += ["", "## Recipes", ""]
     for name, group in groups.items():
-        md += [f"### {name}", "", "```yaml", algorithm_yaml(group[0]).rstrip(), "```", ""]
+        about = meta.descriptions.get(name)
+        md += [f"### {name}", ""] + ([about, ""] if about else [])
+        md += ["```yaml", algorithm_yaml(group[0]).rstrip(), "```", ""]
     md_path = directory / "summary.md"
     md_path.write_text("\n".join(md), encoding="utf-8")
 
