@@ -41,7 +41,7 @@ def test_train_then_resume_then_eval_a_run(capsys, tiny_overrides, tmp_path):
     assert result["model"].endswith("step-000002")
     for key in ("maj@2", "pass^2", "length_p50", "length_histogram", "mean_entropy", "calibration_auc"):
         assert key in result, key
-    for words in ("pass@2", "maj@2", "pass^2", "length histogram", "entropy (nats/token)", "calibration AUC"):
+    for words in ("pass@k", "maj@k", "pass^k", "length histogram", "entropy (nats/token)", "calibration AUC"):
         assert words in out, words
     # a checkpoint on its own (its run is found from it), printed as JSON: the same numbers
     code, out = run_cli(capsys, "eval", "--checkpoint", str(run / "checkpoints" / "step-000002"), "--samples", "2",

@@ -58,7 +58,12 @@ def test_table_and_json_of_a_summary():
     console = Console(record=True, width=160)
     console.print(eval_table(r, "hand"))
     text = console.export_text()
-    for words in ("pass@2 1.000", "maj@2 0.750", "pass^2 0.500", "0.750 ± 0.250", "calibration AUC", "n/a"):
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2:5] for line in text.splitlines() if line.count("│") == 5
+    }
+    assert [float(v) for v in rows["2"]] == [1.0, 0.75, 0.5]  # k = 2: pass@2, maj@2, pass^2
+    assert [float(v) for v in rows["1"]] == [0.75, 0.75, 0.75]
+    for words in ("0.750 ± 0.250", "calibration AUC", "n/a", "majority answer right"):
         assert words in text
     assert '"calibration_auc": null' in dumps(r)  # strict JSON: no NaN
     assert sparkline([0, 1, 4]) == " ▂█"

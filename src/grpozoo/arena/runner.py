@@ -150,8 +150,30 @@ def run_arena(arena: Arena, console=None, show_progress: bool = True, report: bo
     result: dict[str, Any] = {"trained": [run.label for run in todo], "skipped": skipped}
     if report:
         result["report"] = write_report(arena)
+        if console is not None:
+            console.print(scores_table(arena))
         _say(console, f"[bold]report:[/] {result['report']['html']}")
     return result
+
+
+def scores_table(arena: Arena):
+    """The final scores as a terminal table (the report's first table)."""
+    from rich.table import Table
+
+    from grpozoo.arena.report import collect
+    from grpozoo.reporting.comparison import ACCURACY_HEADER, accuracy_rows
+
+    groups, _ = collect(arena)
+    groups = {name: runs for name, runs in groups.items() if runs}
+    table = Table(
+        title=f"held-out accuracy, {len(arena.seeds)} seed(s): mean ± std (lowest–highest)",
+        title_justify="left",
+    )
+    for column in ACCURACY_HEADER:
+        table.add_column(column, overflow="fold")
+    for row in accuracy_rows(groups, {e.name: e.recipe for e in arena.entries}):
+        table.add_row(*row)
+    return table
 
 
 def _run_parallel(

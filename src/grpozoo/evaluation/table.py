@@ -7,6 +7,7 @@ import math
 import re
 from typing import Any
 
+from rich.console import Group
 from rich.table import Table
 
 SPARK = " ▁▂▃▄▅▆▇█"
@@ -47,8 +48,9 @@ def ks_of(result: dict[str, Any]) -> list[int]:
     return sorted(int(m.group(1)) for key in result if (m := re.fullmatch(r"pass@(\d+)", key)))
 
 
-def eval_table(result: dict[str, Any], title: str) -> Table:
-    """The metrics grouped by what they say, each with its unit and a one-line meaning."""
+def eval_table(result: dict[str, Any], title: str) -> Group:
+    """The metrics grouped by what they say, each with its unit and a one-line meaning, and the
+    estimators over k samples as a table of their own (one row per k)."""
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -60,14 +62,6 @@ def eval_table(result: dict[str, Any], title: str) -> Table:
         f"{_num(result['accuracy'])} ± {_num(result['accuracy_stderr'])}",
         "share of samples the verifier judges right (± standard error over prompts)",
     )
-    for k in ks_of(result):
-        parts = [f"pass@{k} {_num(result.get(f'pass@{k}'))}"]
-        if f"maj@{k}" in result:
-            parts.append(f"maj@{k} {_num(result[f'maj@{k}'])}")
-        if f"pass^{k}" in result:
-            parts.append(f"pass^{k} {_num(result[f'pass^{k}'])}")
-        meaning = "of k samples: at least one right | the majority answer right | all right" if k == 1 else ""
-        table.add_row(f"k = {k}", "   ".join(parts), meaning)
     if "answered_rate" in result:
         table.add_row(
             "answered", _num(result["answered_rate"]), "share of samples with an extractable answer"
@@ -98,16 +92,23 @@ def eval_table(result: dict[str, Any], title: str) -> Table:
         table.add_row(
             "mean log-prob",
             _num(result["mean_logprob"]),
-            "the model's per-token log-likelihood of its own samples (confidence)",
+            "the model's per-token log-likelihood of its own samples (its confidence)",
         )
         table.add_row(
             "calibration AUC",
             _num(result["calibration_auc"]),
-            "does confidence tell right from wrong? 1 perfect, 0.5 chance, n/a all right/wrong",
+            "does that confidence tell right from wrong? 1 perfect, 0.5 chance, n/a if all right or all wrong",
         )
         table.add_row(
             "calibration AUC, per prompt",
             _num(result["calibration_auc_within_prompt"]),
             "the same over pairs of samples of one prompt",
         )
-    return table
+    by_k = Table(title="over k samples of a prompt", title_justify="left")
+    by_k.add_column("k", justify="right")
+    by_k.add_column("pass@k\n(≥ 1 right)", justify="right")
+    by_k.add_column("maj@k\n(majority answer right)", justify="right")
+    by_k.add_column("pass^k\n(all right)", justify="right")
+    for k in ks_of(result):
+        by_k.add_row(str(k), *(_num(result.get(f"{m}{k}")) for m in ("pass@", "maj@", "pass^")))
+    return Group(table, by_k)
