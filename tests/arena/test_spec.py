@@ -167,3 +167,28 @@ def test_bad_arena_files_are_named(tmp_path, text, message):
     config = write(tmp_path / "arena.yaml", text)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         arena_from_args(config=config)
+
+
+def test_a_run_is_new_resumable_or_finished_by_what_its_directory_holds(tmp_path):
+    from grpozoo.arena import run_state
+    from grpozoo.training.checkpoint import STATE_FILE
+
+    run = arena_from_args(recipes="grpo", steps=2, output=tmp_path).runs()[0]
+    assert run_state(run) == "new"
+    run.run_dir.mkdir(parents=True)
+    (run.run_dir / "metrics.jsonl").write_text('{"step": 1}\n')
+    assert run_state(run) == "new"  # stopped before its first checkpoint: starts again
+
+    def checkpoint(step: int) -> None:
+        path = run.run_dir / "checkpoints" / f"step-{step:06d}"
+        path.mkdir(parents=True)
+        (path / STATE_FILE).write_bytes(b"")
+
+    checkpoint(1)
+    assert run_state(run) == "resume"
+    checkpoint(2)
+    assert run_state(run) == "resume"  # trained, but its final evaluation is missing
+    (run.run_dir / "eval.jsonl").write_text('{"step": 0}\n{"step": 2}\n')
+    assert run_state(run) == "finished"
+    longer = arena_from_args(recipes="grpo", steps=3, output=tmp_path).runs()[0]
+    assert run_state(longer) == "resume"  # more steps asked for: it continues

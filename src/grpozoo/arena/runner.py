@@ -55,8 +55,9 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 def check_compatible(run: ArenaRun) -> None:
     """A run directory already on disk must have been trained with the configuration the arena
-    asks for now (apart from the step count, which may grow, and where the logs go)."""
-    if not (run.run_dir / "config.yaml").exists():
+    asks for now (apart from the step count, which may grow, and where the logs go). A run without
+    a checkpoint is not checked: nothing of it is reused."""
+    if not (run.run_dir / "config.yaml").exists() or ckpt.latest_checkpoint(run.run_dir) is None:
         return
     saved = _flatten(load_run_config(run.run_dir).model_dump(mode="json"))
     wanted = _flatten(run.cfg.model_dump(mode="json"))
