@@ -84,6 +84,10 @@ class RolloutConfig(Section):
     temperature: float = Field(1.0, gt=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0)  # 0: off
+    # extra generation rounds of fresh prompts a refilling group filter (dynamic sampling) may ask for
+    # in one step when fewer than prompts_per_step groups survive it; past them the step learns from
+    # what it has, or stops with an error when no group survived
+    max_refill_rounds: int = Field(3, ge=0)
 
 
 class ComponentConfig(Section):
@@ -114,8 +118,40 @@ class EntropyConfig(Section):
     adapt_rate: float = Field(1e-3, gt=0.0)
 
 
+class GuidanceConfig(Section):
+    """Guided rollouts for all-fail groups (Scaf-GRPO A2/B43, GHPO A43, Guide-GRPO B7); off while
+    ``mode`` is "off". A group whose every rollout failed is sampled again with a hint from the task
+    column ``column`` appended to its prompt, level by level (the tiers of a list, or growing prefixes
+    of a solution) until a hinted rollout succeeds; hinted rollouts then replace failed ones."""
+
+    mode: Literal["off", "tiered_hints", "solution_prefix"] = "off"
+    column: str = "hints"  # a list of hints from abstract to concrete, or a solution text
+    prefix_fractions: list[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75])  # solution_prefix ω levels
+    template: str = "\n\nHint: {hint}"  # appended to the last user message
+    learn_with: Literal["hinted", "unhinted"] = "hinted"  # unhinted: Guide's off-policy ratio
+    replace: Literal["successes", "all"] = "successes"  # what replaces failed rollouts
+    max_replaced: int | None = Field(1, gt=0)  # per group (None: as many as there are)
+    samples_per_level: int | None = Field(None, gt=0)  # hinted rollouts per stuck prompt (None: group_size)
+    success_on: Literal["task_score", "reward"] = "task_score"
+    success_threshold: float = 1.0  # a rollout succeeds when its score reaches this
+    start_fraction: float = Field(0.0, ge=0.0, le=1.0)  # the first steps (a fraction of the run) unguided
+
+    @model_validator(mode="after")
+    def _check(self) -> GuidanceConfig:
+        if "{hint}" not in self.template:
+            raise ValueError(f"guidance.template={self.template!r} must contain {{hint}}, where the hint goes")
+        if not self.prefix_fractions or any(not 0.0 < f <= 1.0 for f in self.prefix_fractions):
+            raise ValueError(
+                f"guidance.prefix_fractions={self.prefix_fractions}: give one or more fractions in (0, 1], "
+                f"e.g. [0.25, 0.5, 0.75]"
+            )
+        return self
+
+
 class AlgorithmConfig(Section):
     advantage: ComponentConfig = ComponentConfig(name="grpo")
+    group_filters: list[ComponentConfig] = Field(default_factory=list)  # which rows learn (dynamic sampling, …)
+    guidance: GuidanceConfig = GuidanceConfig()  # hinted rollouts for all-fail groups
     token_weights: list[ComponentConfig] = Field(default_factory=list)  # multiplied into the token loss
     loss: ComponentConfig = ComponentConfig(name="ppo_clip")
     aggregation: str = "token_mean"

@@ -109,6 +109,7 @@ def needs_of(component: Any) -> frozenset[str]:
 
 advantages: Registry[Callable[..., Any]] = Registry("advantage estimator")
 token_weights: Registry[Callable[..., Any]] = Registry("token weighting")
+group_filters: Registry[Callable[..., Any]] = Registry("group filter")
 losses: Registry[Callable[..., Any]] = Registry("policy loss")
 aggregations: Registry[Callable[..., Any]] = Registry("loss aggregation")
 kl_estimators: Registry[Callable[..., Any]] = Registry("KL estimator")

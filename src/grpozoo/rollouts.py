@@ -51,6 +51,11 @@ class Rollouts:
     completion_token_texts: list[list[str]] | None = None  # [B][L_i] the text of each completion token
     extras: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [B] per-row values an
     #   advantage estimator hands to later components (e.g. COPO's global advantage and blend weight)
+    hint_level: torch.Tensor | None = field(default=None, metadata={"fill": 0})  # [B] long: 0 sampled
+    #   without a hint, k >= 1 with the k-th hint level in the prompt (guided rollouts, A2 / A43 / B7)
+    off_policy: torch.Tensor | None = field(default=None, metadata={"fill": False})  # [B] bool: sampled
+    #   under another context than the learner's prompt (a hint); the loss's old log-probs there are
+    #   the sampler's ``sampling_logprobs`` (Guide-GRPO's off-policy ratio, B7)
     step: int = 0  # the training step this batch belongs to (1-based)
     total_steps: int = 1
     state: dict[str, Any] = field(default_factory=dict, metadata={"per_row": False})
@@ -83,3 +88,81 @@ class Rollouts:
             elif isinstance(value, dict) and f.metadata.get("per_row", True):
                 updates[f.name] = {k: v.index_select(0, index) for k, v in value.items()}
         return replace(self, **updates)
+
+    @classmethod
+    def concat(cls, batches: list[Rollouts], renumber_groups: bool = True) -> Rollouts:
+        """One batch holding the rows of ``batches`` in order (several generation rounds of a step).
+
+        Prompt tensors are left-padded and per-token tensors right-padded to the widest batch (with 0;
+        ``segment_values`` with NaN). With ``renumber_groups`` every batch's group ids are shifted
+        past the previous batches' so groups stay distinct; without it the ids are kept as they are
+        (rows added to existing groups). A field that is None in some batches and set in others is
+        filled where it has a default (``hint_level`` 0, ``off_policy`` False), else an error.
+        ``state``, ``step`` and ``total_steps`` come from the first batch.
+        """
+        if not batches:
+            raise ValueError("Rollouts.concat: no batches to concatenate")
+        if len(batches) == 1:
+            return batches[0]
+        first = batches[0]
+        group_ids = []
+        offset = 0
+        for batch in batches:
+            ids = batch.group_ids
+            if renumber_groups and ids.numel():
+                ids = ids - ids.min() + offset
+                offset = int(ids.max()) + 1
+            group_ids.append(ids)
+        updates: dict[str, Any] = {"group_ids": torch.cat(group_ids)}
+        for f in fields(cls):
+            if f.name == "group_ids" or not f.metadata.get("per_row", True):
+                continue
+            values = [getattr(b, f.name) for b in batches]
+            if all(v is None for v in values):
+                continue
+            if any(v is None for v in values):
+                if "fill" not in f.metadata:
+                    raise ValueError(
+                        f"Rollouts.concat: field {f.name!r} is set in some batches and None in others; "
+                        f"set it in every batch or in none"
+                    )
+                like = next(v for v in values if v is not None)
+                values = [
+                    torch.full((b.batch_size,), f.metadata["fill"], dtype=like.dtype) if v is None else v
+                    for b, v in zip(batches, values, strict=True)
+                ]
+            if isinstance(values[0], torch.Tensor):
+                updates[f.name] = _cat_padded(values, f.name)
+            elif isinstance(values[0], list):
+                updates[f.name] = [item for v in values for item in v]
+            elif isinstance(values[0], dict):
+                keys = set(values[0])
+                if any(set(v) != keys for v in values):
+                    raise ValueError(
+                        f"Rollouts.concat: field {f.name!r} has different keys across batches: "
+                        f"{[sorted(v) for v in values]}"
+                    )
+                updates[f.name] = {k: _cat_padded([v[k] for v in values], f"{f.name}[{k!r}]") for k in keys}
+        return replace(first, **updates)
+
+
+LEFT_PADDED = ("prompt_ids", "prompt_mask")
+
+
+def _cat_padded(values: list[torch.Tensor], name: str) -> torch.Tensor:
+    """Concatenate along rows, padding dimension 1 to the widest (left for prompts, right otherwise)."""
+    dims = {v.dim() for v in values}
+    if len(dims) != 1:
+        raise ValueError(f"Rollouts.concat: field {name!r} has shapes {[tuple(v.shape) for v in values]}")
+    if dims == {1}:
+        return torch.cat(values)
+    width = max(v.shape[1] for v in values)
+    pad_value = float("nan") if name == "segment_values" else 0
+    padded = []
+    for v in values:
+        missing = width - v.shape[1]
+        if missing:
+            pad = torch.full((v.shape[0], missing, *v.shape[2:]), pad_value, dtype=v.dtype)
+            v = torch.cat([pad, v] if name in LEFT_PADDED else [v, pad], dim=1)
+        padded.append(v)
+    return torch.cat(padded)

@@ -1,5 +1,5 @@
-"""D³S (A16 / B41), token level: train only the top-ρ tokens by |A|·H, ρ relaxing from 0.2 to 1 over
-the run. The sample level (Var(A)-maximising rollout subset) is a separate group filter."""
+"""D³S (A16 / B41), both levels: from each group keep the rollouts whose advantages vary most (k of G,
+k/G relaxing from 0.5 to 1), and train only the top-ρ tokens by |A|·H (ρ relaxing from 0.2 to 1)."""
 
 from grpozoo.recipes import Recipe, register_recipe
 
@@ -9,9 +9,16 @@ D3S = register_recipe(
         entry="A16",
         citation="Wang et al. 2025, Learning More with Less: A Dynamic Dual-Level Down-Sampling Framework "
         "for Efficient Policy Optimization (arXiv:2509.22115)",
-        changes="keeps only the top-ρ tokens by |advantage|·entropy, ρ scheduled from 0.2 up to 1",
+        changes="keeps the k of G rollouts per group with the largest advantage variance (k/G from 0.5 up to 1) "
+        "and only the top-ρ tokens by |advantage|·entropy (ρ from 0.2 up to 1)",
         config={
             "algorithm": {
+                "group_filters": [
+                    {
+                        "name": "d3s_rollouts",
+                        "params": {"ratio_start": 0.5, "ratio_end": 1.0, "schedule": "linear"},
+                    }
+                ],
                 "advantage": {"name": "grpo", "params": {"scale": "group"}},
                 "token_weights": [
                     {"name": "d3s_tokens", "params": {"rho_start": 0.2, "rho_end": 1.0, "schedule": "linear"}}

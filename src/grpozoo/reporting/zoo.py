@@ -10,6 +10,7 @@ from grpozoo import registry
 
 # The component kinds, in pipeline order, with the leading arguments the pipeline passes.
 KINDS = (
+    ("Group filters", registry.group_filters, 1),
     ("Advantage estimators", registry.advantages, 2),
     ("Token weights", registry.token_weights, 0),
     ("Policy losses", registry.losses, 4),
@@ -42,6 +43,11 @@ def parameters(component: Any, positional: int) -> str:
 def recipe_components(config: dict[str, Any]) -> str:
     algo = config.get("algorithm", {})
     parts = []
+    for group_filter in algo.get("group_filters", []):
+        parts.append(f"filter `{group_filter['name']}`")
+    if algo.get("guidance", {}).get("mode", "off") != "off":
+        guided = algo["guidance"]
+        parts.append(f"guidance `{guided['mode']}` ({guided.get('learn_with', 'hinted')})")
     if "advantage" in algo:
         parts.append(f"advantage `{algo['advantage']['name']}`")
     for weight in algo.get("token_weights", []):

@@ -16,7 +16,9 @@ class FileTask(Task):
     """A file with a ``prompt`` (text) or ``messages`` (chat) column and an ``answer`` column.
 
     Rows are shuffled with ``task.seed``; the first ``eval_size`` are held out, and train rows
-    with the same prompt as a held-out row are dropped.
+    with the same prompt as a held-out row are dropped. Every other column reaches the reward
+    functions; a ``hints`` column (a list of hints, or a solution text) feeds guided rollouts
+    (see :mod:`grpozoo.tasks.hints`).
     """
 
     def __init__(self, cfg):

@@ -24,9 +24,19 @@ from typing import Any
 import torch
 
 from grpozoo import registry
+from grpozoo.algos import guidance
 from grpozoo.algos.advantages import AdvantageOutput
 from grpozoo.algos.aggregation import BatchTotals
 from grpozoo.algos.controllers import adaptive_entropy_coef, adaptive_kl_coef
+from grpozoo.algos.filters import (
+    AFTER_ADVANTAGES,
+    NoLearnableGroupsError,
+    check_keep,
+    count_groups,
+    filter_stage,
+    first_groups,
+    no_signal_message,
+)
 from grpozoo.algos.groups import group_mean, group_std
 from grpozoo.algos.kl import kl_to_go, straight_through
 from grpozoo.algos.losses import broadcast_advantages
@@ -38,6 +48,7 @@ from grpozoo.rewards import RewardModel
 from grpozoo.rollouts import Rollouts
 from grpozoo.tasks import make_task
 from grpozoo.tasks.base import render_prompt
+from grpozoo.tasks.hints import require_hints
 from grpozoo.training import checkpoint as ckpt
 from grpozoo.training.forward import completion_logprobs, micro_batches, shared_prefix_logprobs
 from grpozoo.training.model import load_policy
@@ -79,6 +90,15 @@ class Trainer:
         for component, fn in zip(algo.token_weights, self.token_weight_fns, strict=True):
             registry.check_params("token weighting", component.name, fn, component.params, 0)
         registry.check_params("policy loss", algo.loss.name, self.loss_fn, algo.loss.params, 4)
+        # group filters: (config, function, stage); a refilling one asks for more rounds of prompts
+        self.group_filters = []
+        for component in algo.group_filters:
+            fn = registry.group_filters.get(component.name)
+            registry.check_params("group filter", component.name, fn, component.params, 1)
+            self.group_filters.append((component, fn, filter_stage(fn, component.params)))
+        self.refill = [
+            c.name for c, fn, stage in self.group_filters if stage != AFTER_ADVANTAGES and getattr(fn, "refill", False)
+        ]
         self.needs = set().union(*map(registry.needs_of, [self.advantage_fn, self.loss_fn, *self.token_weight_fns]))
         if algo.num_iterations > 1:
             self.needs.add("old_logprobs")  # the ratio's denominator must stay fixed across iterations
@@ -88,6 +108,8 @@ class Trainer:
         self.state: dict[str, Any] = {"kl_coef": algo.kl.coef, "entropy_coef": algo.entropy.coef}
         selector_cls = registry.selectors.get(algo.selector.name)
         self.task = make_task(cfg.task)
+        if algo.guidance.mode != "off":
+            require_hints(self.task, algo.guidance.column, algo.guidance.mode)
         self.rewards = RewardModel(cfg.rewards, reward_functions or {})
         registry.check_params("selector", algo.selector.name, selector_cls, algo.selector.params, 2)
         self.selector = selector_cls(len(self.task.train_rows), seed=cfg.train.seed, **algo.selector.params)
@@ -174,25 +196,22 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- the step
     def train_step(self) -> dict[str, Any]:
-        """One step: select, generate, reward, advantages, token weights, learn, log.
-        Returns the step's metrics."""
+        """One step: select, generate, reward, guide, filter (refilling), advantages, token weights,
+        learn, log. Returns the step's metrics."""
         self.step += 1
         start = time.perf_counter()
-        rows = self.selector.next(self.cfg.rollout.prompts_per_step)
-        batch = self.generate(rows)
+        batch, learning_rows, collect_metrics = self.collect()
         generated = time.perf_counter()
-        self.score(batch)
-        self.selector.update(rows, batch)
-        self.provide(batch)
-        learning_batch = self.advantages(batch)
-        learning_batch.token_weights = self.token_weights(learning_batch)
+        learning_batch = self.prepare(batch, learning_rows)
         learn_metrics = self.learn(learning_batch)
         end = time.perf_counter()
+        own = batch if batch.hint_level is None else batch.select(batch.hint_level == 0)  # no hint
         metrics = {
             "step": self.step,
-            **batch_metrics(batch, self.rewards.parts),
+            **batch_metrics(own, self.rewards.parts),
             **self.rewards.timeout_metrics(),
-            "kept_fraction": learning_batch.batch_size / batch.batch_size,
+            "kept_fraction": learning_batch.batch_size / own.batch_size,
+            **collect_metrics,
             **learn_metrics,
             "lr": self.scheduler.get_last_lr()[0],
             "time/generation_s": generated - start,
@@ -208,6 +227,178 @@ class Trainer:
 
         loggers_of(self).log_step(metrics, batch)  # TensorBoard / trackio, when the log section asks
         return metrics
+
+    # ----------------------------------------------------------------------------- sampling rounds
+    def collect(self) -> tuple[Rollouts, torch.Tensor, dict[str, float]]:
+        """Sample the step's rollouts: select prompts, generate, score, update the selector, guide
+        all-fail groups and run the group filters that act before the advantages. With a refilling
+        filter (dynamic sampling), further rounds of ``rollout.prompts_per_step`` fresh prompts follow
+        until that many groups survive or ``rollout.max_refill_rounds`` extra rounds are spent; the
+        surplus beyond ``prompts_per_step`` groups is left out. No surviving group at all is an error.
+
+        Returns every rollout sampled (all rounds, hinted ones included, group ids distinct), the
+        indices of the rows that go on to the advantages, and the rounds' metrics."""
+        r = self.cfg.rollout
+        target = r.prompts_per_step
+        max_rounds = 1 + (r.max_refill_rounds if self.refill else 0)
+        rounds: list[Rollouts] = []
+        uses: list[torch.Tensor] = []
+        metrics: dict[str, float] = defaultdict(float)
+        kept = 0
+        while len(rounds) < max_rounds and kept < target:
+            rows = self.selector.next(target)
+            batch = self.generate(rows)
+            self.score(batch)
+            self.selector.update(rows, batch)
+            batch, use = self.guide(batch, metrics)
+            use = self.filter_before_advantages(batch, use)
+            rounds.append(batch)
+            uses.append(use)
+            kept += count_groups(batch.group_ids, use)
+        batch = Rollouts.concat(rounds)
+        use = torch.cat(uses)
+        if self.refill:
+            if kept == 0:
+                own = batch.rewards if batch.hint_level is None else batch.rewards[batch.hint_level == 0]
+                raise NoLearnableGroupsError(
+                    no_signal_message(self.refill, len(rounds), target, r.group_size, float(own.mean()),
+                                      r.max_refill_rounds)
+                )
+            use = first_groups(batch.group_ids, use, target)
+            metrics["filter/rounds"] = len(rounds)
+        if "guidance/hint_level_sum" in metrics:  # the mean level that rescued a group (0: none did)
+            metrics["guidance/hint_level"] = metrics.pop("guidance/hint_level_sum") / max(
+                metrics["guidance/rescued_groups"], 1
+            )
+        if self.group_filters:
+            metrics["filter/kept_groups"] = count_groups(batch.group_ids, use)
+            metrics["filter/sampled_groups"] = count_groups(batch.group_ids, torch.ones_like(use))
+        return batch, use.nonzero().squeeze(1), dict(metrics)
+
+    def prepare(self, batch: Rollouts, rows: torch.Tensor) -> Rollouts:
+        """The batch that learns from the sampled ``batch``'s ``rows``: on-demand fields, advantages
+        (set on ``batch`` too, NaN on rows that do not learn), the after-advantages filters, token
+        weights."""
+        learn_input = batch if len(rows) == batch.batch_size else batch.select(rows)
+        if learn_input.batch_size == 0:
+            batch.advantages = torch.full((batch.batch_size,), float("nan"))
+            learn_input.advantages = torch.zeros(0)
+            return learn_input
+        self.provide(learn_input)
+        learning_batch = self.advantages(learn_input)
+        if learn_input is not batch:
+            batch.advantages = scatter_rows(learn_input.advantages, rows, batch.batch_size)
+        learning_batch = self.filter_after_advantages(learning_batch)
+        learning_batch.token_weights = self.token_weights(learning_batch)
+        return learning_batch
+
+    def filter_before_advantages(self, batch: Rollouts, use: torch.Tensor) -> torch.Tensor:
+        """``use`` narrowed by each group filter of the before-advantages stage, in order; each
+        filter sees the rows the previous ones kept."""
+        for component, fn, stage in self.group_filters:
+            if stage == AFTER_ADVANTAGES or not bool(use.any()):
+                continue
+            rows = use.nonzero().squeeze(1)
+            keep = check_keep(component.name, fn(batch.select(rows), **component.params), len(rows))
+            use = use.clone()
+            use[rows[~keep]] = False
+        return use
+
+    def filter_after_advantages(self, batch: Rollouts) -> Rollouts:
+        """The learning batch without the rows the after-advantages filters drop (e.g. truncated
+        completions under DAPO's overlong filtering): they counted in their group's statistics, and
+        receive no loss."""
+        for component, fn, stage in self.group_filters:
+            if stage != AFTER_ADVANTAGES or batch.batch_size == 0:
+                continue
+            keep = check_keep(component.name, fn(batch, **component.params), batch.batch_size)
+            if not bool(keep.all()):
+                batch = batch.select(keep)
+        return batch
+
+    # ----------------------------------------------------------------------------- guided rollouts
+    def guide(self, batch: Rollouts, metrics: dict[str, float]) -> tuple[Rollouts, torch.Tensor]:
+        """Hinted rollouts for the all-fail groups of ``batch`` (``algorithm.guidance``; Scaf-GRPO,
+        GHPO, Guide-GRPO): each stuck prompt is sampled again with its level-1 hint in the prompt,
+        then level 2, … until a hinted rollout succeeds; hinted rollouts then replace failed ones
+        (:func:`grpozoo.algos.guidance.substitution`). Returns the batch with the hinted rollouts
+        appended (``hint_level`` ≥ 1) and ``use [B']``, the rows that learn. Hint tokens sit in the
+        prompt, so they never receive loss; with ``learn_with="unhinted"`` the hinted rows carry the
+        unhinted prompt and are marked ``off_policy`` (their old log-probs are the sampler's)."""
+        g = self.cfg.algorithm.guidance
+        use = torch.ones(batch.batch_size, dtype=torch.bool)
+        if g.mode == "off" or not guidance.guidance_active(self.step, self.cfg.train.steps, g.start_fraction):
+            return batch, use
+        stuck = guidance.stuck_groups(self.success_scores(batch), batch.group_ids, g.success_threshold)
+        first_row = {int(batch.group_ids[i]): i for i in reversed(stuck.nonzero().squeeze(1).tolist())}
+        levels = {
+            group: guidance.hint_levels(batch.examples[i].get(g.column), g.mode, g.prefix_fractions,
+                                        self._encode, self._decode)
+            for group, i in first_row.items()
+        }
+        metrics["guidance/stuck_groups"] += len(first_row)
+        hinted: list[Rollouts] = []
+        pending = [group for group in first_row if levels[group]]
+        level = 0
+        while pending:
+            todo = [group for group in pending if level < len(levels[group])]
+            if not todo:
+                break
+            out = self.hinted_rollouts(batch, [first_row[grp] for grp in todo], [levels[grp][level] for grp in todo])
+            out.hint_level = torch.full((out.batch_size,), level + 1, dtype=torch.long)
+            solved = set(out.group_ids[self.success_scores(out) >= g.success_threshold].tolist())
+            hinted.append(out)
+            metrics["guidance/hinted_rollouts"] += out.batch_size
+            metrics["guidance/rescued_groups"] += len(solved)
+            metrics["guidance/hint_level_sum"] += (level + 1) * len(solved)
+            pending = [group for group in todo if group not in solved]
+            level += 1
+        if not hinted:
+            return batch, use
+        merged = Rollouts.concat([batch, *hinted], renumber_groups=False)
+        success = self.success_scores(merged) >= g.success_threshold
+        stuck_all = torch.cat([stuck, torch.zeros(merged.batch_size - batch.batch_size, dtype=torch.bool)])
+        use = guidance.substitution(
+            merged.group_ids, merged.hint_level > 0, success, stuck_all, g.max_replaced, g.replace
+        )
+        return merged, use
+
+    def hinted_rollouts(self, batch: Rollouts, rows: list[int], hints: list[str]) -> Rollouts:
+        """Sample and score the rollouts of ``batch`` rows' prompts with ``hints`` appended
+        (``guidance.samples_per_level`` each, in the row's group). With ``learn_with="unhinted"``
+        the result carries the row's own, unhinted prompt and ``off_policy`` True."""
+        g = self.cfg.algorithm.guidance
+        examples = [batch.examples[i] for i in rows]
+        prompts = [
+            render_prompt(self.tokenizer, guidance.hinted_messages(self.task.messages(e), h, g.template))
+            for e, h in zip(examples, hints, strict=True)
+        ]
+        n = g.samples_per_level or self.cfg.rollout.group_size
+        out = self.generator.generate(prompts, examples, n, self.sampling)
+        index = torch.tensor(rows).repeat_interleave(n)
+        out.group_ids = batch.group_ids[index]
+        out.row_ids = batch.row_ids[index] if batch.row_ids is not None else None
+        out.step, out.total_steps, out.state = batch.step, batch.total_steps, batch.state
+        self.score(out)  # scored as sampled: with the hint in the prompt
+        if g.learn_with == "unhinted":
+            out = replace(
+                out,
+                prompt_ids=batch.prompt_ids[index],
+                prompt_mask=batch.prompt_mask[index],
+                prompts=[batch.prompts[i] for i in index.tolist()],
+                off_policy=torch.ones(out.batch_size, dtype=torch.bool),
+            )
+        return out
+
+    def success_scores(self, batch: Rollouts) -> torch.Tensor:
+        """What guidance counts as success: the verifier's score or the total reward."""
+        return batch.task_scores if self.cfg.algorithm.guidance.success_on == "task_score" else batch.rewards
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def generate(self, rows: list[int]) -> Rollouts:
         """Sample the rollouts of task ``rows``: ``rollout.group_size`` each, or the per-row counts of a
@@ -248,7 +439,8 @@ class Trainer:
     def provide(self, batch: Rollouts) -> None:
         """Fill the batch fields the run's components declared with ``@needs``."""
         if "old_logprobs" in self.needs:
-            batch.old_logprobs = self.logprobs_without_grad(batch, self.model)
+            old = self.logprobs_without_grad(batch, self.model)
+            batch.old_logprobs = guidance.behaviour_logprobs(old, batch.sampling_logprobs, batch.off_policy)
         if "ref_logprobs" in self.needs:
             batch.ref_logprobs = self.reference_logprobs(batch)
         if "baseline_rewards" in self.needs:
@@ -369,6 +561,7 @@ class Trainer:
                 self.model, mb, self.cfg.rollout.temperature, with_entropy=True, entropy_grad=entropy_bonus
             )
             old = mb.old_logprobs if mb.old_logprobs is not None else logp.detach()
+            old = guidance.behaviour_logprobs(old, mb.sampling_logprobs, mb.off_policy)  # hinted rows: the sampler's
             per_token, diagnostics = self.loss_fn(logp, old, mb.advantages, mask, mb, **algo.loss.params)
             if mb.token_weights is not None:
                 per_token = per_token * mb.token_weights
@@ -496,9 +689,23 @@ def sample_record(step: int, batch: Rollouts, i: int) -> dict[str, Any]:
         "answer": batch.examples[i].get("answer"),
         "reward": float(batch.rewards[i]),
         "parts": {k: (None if v[i].isnan() else float(v[i])) for k, v in batch.reward_parts.items()},
-        "advantage": float(batch.advantages[i].mean()) if batch.advantages is not None else None,
+        "advantage": _finite_or_none(batch.advantages[i].mean()) if batch.advantages is not None else None,
         "truncated": bool(batch.truncated[i]),
+        **({"hint_level": int(batch.hint_level[i])} if batch.hint_level is not None else {}),
     }
+
+
+def _finite_or_none(value: torch.Tensor) -> float | None:
+    """A row's advantage for samples.jsonl; None for a row that did not learn (NaN)."""
+    number = float(value)
+    return None if number != number else number
+
+
+def scatter_rows(values: torch.Tensor, rows: torch.Tensor, size: int) -> torch.Tensor:
+    """``values`` (``[n]`` or ``[n, T]``) placed at ``rows`` of a NaN tensor with ``size`` rows."""
+    out = torch.full((size, *values.shape[1:]), float("nan"), dtype=values.dtype)
+    out[rows] = values
+    return out
 
 
 class StopAfterStep:
