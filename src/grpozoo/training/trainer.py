@@ -201,7 +201,7 @@ class Trainer:
         self.step += 1
         start = time.perf_counter()
         batch, learning_rows, collect_metrics = self.collect()
-        generated = time.perf_counter()
+        generation_s = collect_metrics.pop("time/generation_s")  # the generator's share of collecting
         learning_batch = self.prepare(batch, learning_rows)
         learn_metrics = self.learn(learning_batch)
         end = time.perf_counter()
@@ -214,10 +214,10 @@ class Trainer:
             **collect_metrics,
             **learn_metrics,
             "lr": self.scheduler.get_last_lr()[0],
-            "time/generation_s": generated - start,
-            "time/learning_s": end - generated,
+            "time/generation_s": generation_s,
+            "time/learning_s": end - start - generation_s,
             "time/step_s": end - start,
-            "tokens_per_s": float(batch.completion_mask.sum()) / (generated - start),
+            "tokens_per_s": float(batch.completion_mask.sum()) / generation_s,
         }
         self.history.append(metrics)
         self.check_signal()
@@ -247,7 +247,9 @@ class Trainer:
         kept = 0
         while len(rounds) < max_rounds and kept < target:
             rows = self.selector.next(target)
+            started = time.perf_counter()
             batch = self.generate(rows)
+            metrics["time/generation_s"] += time.perf_counter() - started
             self.score(batch)
             self.selector.update(rows, batch)
             batch, use = self.guide(batch, metrics)
@@ -344,7 +346,8 @@ class Trainer:
             todo = [group for group in pending if level < len(levels[group])]
             if not todo:
                 break
-            out = self.hinted_rollouts(batch, [first_row[grp] for grp in todo], [levels[grp][level] for grp in todo])
+            hints = [levels[grp][level] for grp in todo]
+            out = self.hinted_rollouts(batch, [first_row[grp] for grp in todo], hints, metrics)
             out.hint_level = torch.full((out.batch_size,), level + 1, dtype=torch.long)
             solved = set(out.group_ids[self.success_scores(out) >= g.success_threshold].tolist())
             hinted.append(out)
@@ -363,7 +366,9 @@ class Trainer:
         )
         return merged, use
 
-    def hinted_rollouts(self, batch: Rollouts, rows: list[int], hints: list[str]) -> Rollouts:
+    def hinted_rollouts(
+        self, batch: Rollouts, rows: list[int], hints: list[str], metrics: dict[str, float] | None = None
+    ) -> Rollouts:
         """Sample and score the rollouts of ``batch`` rows' prompts with ``hints`` appended
         (``guidance.samples_per_level`` each, in the row's group). With ``learn_with="unhinted"``
         the result carries the row's own, unhinted prompt and ``off_policy`` True."""
@@ -374,7 +379,10 @@ class Trainer:
             for e, h in zip(examples, hints, strict=True)
         ]
         n = g.samples_per_level or self.cfg.rollout.group_size
+        started = time.perf_counter()
         out = self.generator.generate(prompts, examples, n, self.sampling)
+        if metrics is not None:
+            metrics["time/generation_s"] += time.perf_counter() - started
         index = torch.tensor(rows).repeat_interleave(n)
         out.group_ids = batch.group_ids[index]
         out.row_ids = batch.row_ids[index] if batch.row_ids is not None else None
