@@ -6,7 +6,9 @@ import json
 
 import pytest
 
+import grpozoo.cli as cli
 from grpozoo.cli import main
+from grpozoo.recipes import all_recipes
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str]:
@@ -23,6 +25,22 @@ def test_recipes_lists_grpo_with_its_paper(capsys):
     code, out = run_cli(capsys, "recipes")
     assert code == 0
     assert "grpo" in out and "DeepSeekMath" in out
+
+
+def test_recipes_lists_every_registered_recipe_with_its_entry(capsys, monkeypatch):
+    from rich.console import Console
+
+    # wide enough that no cell wraps: one table line per recipe
+    monkeypatch.setattr(cli, "console", Console(width=5000))
+    code = main(["recipes"])
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = [[cell.strip() for cell in line.strip().strip("│").split("│")] for line in out.splitlines()
+            if line.startswith("│")]
+    listed = [(row[0], row[1]) for row in rows]
+    registered = [(recipe.name, recipe.entry) for recipe in all_recipes()]
+    assert len(registered) > 50
+    assert sorted(listed) == sorted(registered)
 
 
 def test_train_then_resume_then_eval_a_run(capsys, tiny_overrides, tmp_path):

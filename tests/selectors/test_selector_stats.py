@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from grpozoo.selectors.trackers import BetaTracker, PromptStats, group_observations, weighted_sample
+from grpozoo.selectors.trackers import BetaTracker, PromptStats, Selector, group_observations, weighted_sample
 
 
 def test_beta_tracker_with_rho_one_is_the_beta_posterior_count_update():
@@ -65,3 +65,24 @@ def test_restoring_state_for_another_number_of_rows_names_the_fix():
     small, big = BetaTracker(3, 0.5, 0.5), BetaTracker(4, 0.5, 0.5)
     with pytest.raises(ValueError, match="task.train_size"):
         big.load_state_dict(small.state_dict())
+
+
+def test_a_selector_must_implement_observe(groups_batch):
+    class Forgetful(Selector):
+        def next(self, k):
+            return list(range(k))
+
+    with pytest.raises(TypeError, match="observe"):
+        Forgetful(4)
+
+    class Recording(Forgetful):
+        def observe(self, row, values, indices, batch):
+            self.seen.append((row, values, indices.tolist()))
+
+        def after_update(self, batch):
+            self.seen.append("done")
+
+    selector = Recording(4)
+    selector.seen = []
+    selector.update([2, 0], groups_batch({2: [1.0, 0.0], 0: [0.5]}))
+    assert selector.seen == [(2, [1.0, 0.0], [0, 1]), (0, [0.5], [2]), "done"]

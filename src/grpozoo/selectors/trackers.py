@@ -13,6 +13,7 @@ not an observation.
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
@@ -160,7 +161,7 @@ def weighted_sample(weights: torch.Tensor, k: int, generator: torch.Generator) -
     return torch.multinomial(weights.double(), k, replacement=False, generator=generator).tolist()
 
 
-class Selector:
+class Selector(ABC):
     """Base of the stateful selectors: a seeded ``torch.Generator``, per-prompt statistics, and
     ``state_dict``/``load_state_dict`` covering both.
 
@@ -195,10 +196,12 @@ class Selector:
             self.observe(row, values, indices, batch)
         self.after_update(batch)
 
+    @abstractmethod
     def observe(self, row: int, values: list[float], indices: torch.Tensor, batch: Rollouts) -> None:
-        raise NotImplementedError
+        """Learn from one group of the scored batch: task ``row``, its completions' ``values`` and
+        their positions ``indices`` in ``batch``."""
 
-    def after_update(self, batch: Rollouts) -> None:
+    def after_update(self, batch: Rollouts) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """Once per step, after every group was observed."""
 
     def state_dict(self) -> dict[str, Any]:
