@@ -8,7 +8,8 @@ figure, no shared caches); with ``--rounds R > 1`` the order alternates between 
 * the embedded SmolLM2-135M-Instruct (``--model smollm2-135m``), float32 weights and compute
   (TRL's ``bf16`` default is switched off), gradient checkpointing off (TRL defaults it on);
 * full fine-tuning, or with ``--lora`` LoRA r=16, alpha=32, dropout 0, all linear layers, in both;
-* one optimiser step = 4 prompts x 4 completions, max 32 new tokens, temperature 1.0, top-p 1,
+* one optimiser step = 4 prompts x 4 completions of exactly 32 new tokens (EOS suppressed before
+  32 tokens in both: ``min_new_tokens``), temperature 1.0, top-p 1,
   no top-k, learning rate 1e-6, AdamW (torch), grad-norm clip 1.0, no KL term (beta=0), one
   policy update per batch (so neither recomputes old log-probs), one micro-batch;
 * the same reasoning-gym ``chain_sum`` prompts in the same order (TRL's dataset holds exactly the
@@ -46,7 +47,8 @@ def grpozoo_config(steps: int, lora: bool, threads: int | None, out: str):
         "model.name=smollm2-135m", "model.dtype=float32", f"model.lora.enabled={str(lora).lower()}",
         "model.lora.r=16", "model.lora.alpha=32", "model.lora.dropout=0.0", "model.lora.target_modules=all-linear",
         "task.name=chain_sum", f"rollout.prompts_per_step={PROMPTS}", f"rollout.group_size={GROUP}",
-        f"rollout.max_new_tokens={MAX_NEW}", f"rollout.temperature={TEMPERATURE}", "rollout.top_p=1.0",
+        f"rollout.max_new_tokens={MAX_NEW}", f"rollout.min_new_tokens={MAX_NEW}",
+        f"rollout.temperature={TEMPERATURE}", "rollout.top_p=1.0",
         f"train.learning_rate={LR}", f"train.steps={steps + 1}", "algorithm.kl.coef=0.0",
         "algorithm.num_iterations=1", "eval.at_start=false", "eval.at_end=false", f"output_dir={out}",
     ]
@@ -95,7 +97,8 @@ def run_trl(steps: int, lora: bool, threads: int | None) -> dict:
             output_dir=out, use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False,
             per_device_train_batch_size=PROMPTS * GROUP, gradient_accumulation_steps=1,
             num_generations=GROUP, generation_batch_size=PROMPTS * GROUP, max_completion_length=MAX_NEW,
-            temperature=TEMPERATURE, top_p=1.0, top_k=0, learning_rate=LR, lr_scheduler_type="constant",
+            temperature=TEMPERATURE, top_p=1.0, top_k=0, generation_kwargs={"min_new_tokens": MAX_NEW},
+            learning_rate=LR, lr_scheduler_type="constant",
             optim="adamw_torch", weight_decay=0.0, max_grad_norm=1.0, beta=0.0, num_iterations=1,
             epsilon=0.2, scale_rewards="group", loss_type="dapo", use_vllm=False, shuffle_dataset=False,
             max_steps=steps + 1, logging_steps=1, report_to=[], save_strategy="no", seed=cfg.train.seed,

@@ -84,6 +84,7 @@ class RolloutConfig(Section):
     temperature: float = Field(1.0, gt=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0)  # 0: off
+    min_new_tokens: int = Field(0, ge=0)  # EOS suppressed before this many tokens (0: off)
     # extra generation rounds of fresh prompts a refilling group filter (dynamic sampling) may ask for
     # in one step when fewer than prompts_per_step groups survive it; past them the step learns from
     # what it has, or stops with an error when no group survived

@@ -28,5 +28,6 @@ def test_every_recipe_trains_two_steps(tiny_overrides, recipe, tmp_path):
     summary = fit(trainer, show_progress=False)
     assert trainer.step == 2
     metrics = summary["metrics"]
-    assert math.isfinite(metrics["grad_norm"]) and math.isfinite(metrics["entropy"])
-    assert math.isfinite(metrics["loss"]) or metrics["kept_fraction"] == 0
+    assert math.isfinite(metrics["grad_norm"])
+    if metrics["kept_fraction"] > 0:  # e.g. DAPO's overlong filter may drop every truncated row
+        assert math.isfinite(metrics["loss"]) and math.isfinite(metrics["entropy"])

@@ -1,4 +1,5 @@
-"""Sampling completions with Hugging Face ``generate`` (CPU or GPU)."""
+"""Sampling completions from a Hugging Face causal LM (CPU or GPU); the token loop is
+:func:`grpozoo.generation.sampling.sample_tokens`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import torch
 
+from grpozoo.generation.sampling import sample_tokens
 from grpozoo.rollouts import Rollouts
 
 
@@ -16,6 +18,7 @@ class SamplingParams:
     temperature: float = 1.0  # 0 means greedy
     top_p: float = 1.0
     top_k: int = 0  # 0 means off
+    min_new_tokens: int = 0  # EOS is suppressed until this many tokens (benchmarks force fixed lengths)
 
 
 def eos_token_ids(model, tokenizer) -> list[int]:
@@ -51,7 +54,7 @@ def per_prompt_counts(n: int | list[int], num_prompts: int) -> list[int]:
 
 
 class HFGenerator:
-    """Samples ``n`` completions per prompt in one batched ``generate`` call."""
+    """Samples ``n`` completions per prompt in one batch, each prompt prefilled once."""
 
     def __init__(self, model, tokenizer):
         self.model = model
@@ -69,50 +72,40 @@ class HFGenerator:
         repeats = torch.tensor(counts, dtype=torch.long)
         device = next(self.model.parameters()).device
         encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        prompt_ids = encoded["input_ids"].repeat_interleave(repeats, dim=0).to(device)
-        prompt_mask = encoded["attention_mask"].repeat_interleave(repeats, dim=0).to(device)
-        greedy = params.temperature == 0
         was_training = self.model.training
         self.model.eval()
-        out = self.model.generate(
-            input_ids=prompt_ids,
-            attention_mask=prompt_mask,
-            do_sample=not greedy,
-            temperature=None if greedy else params.temperature,
-            top_p=None if greedy else params.top_p,
-            top_k=None if greedy else params.top_k,
-            max_new_tokens=params.max_new_tokens,
-            eos_token_id=self.eos_ids,
-            pad_token_id=self.tokenizer.pad_token_id,
-            output_logits=True,
-            return_dict_in_generate=True,
+        sampled = sample_tokens(
+            self.model,
+            encoded["input_ids"].to(device),
+            encoded["attention_mask"].to(device),
+            counts,
+            params.max_new_tokens,
+            self.eos_ids,
+            self.tokenizer.pad_token_id,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k,
+            min_new_tokens=params.min_new_tokens,
         )
         self.model.train(was_training)
-        completion_ids = out.sequences[:, prompt_ids.shape[1] :]
-        mask, truncated = completion_mask_and_truncation(completion_ids, self.eos_ids)
-        logits = torch.stack(out.logits, dim=1).float()  # [B, T, V]
-        if not greedy:
-            logits = logits / params.temperature
-        log_probs = torch.log_softmax(logits, dim=-1)
-        sampling_logprobs = log_probs.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1) * mask
-        entropies = -(log_probs.exp() * log_probs).sum(dim=-1) * mask
-        completion_ids = completion_ids.masked_fill(mask == 0, self.tokenizer.pad_token_id)
+        mask, truncated = completion_mask_and_truncation(sampled.ids, self.eos_ids)
+        completion_ids = sampled.ids.masked_fill(mask == 0, self.tokenizer.pad_token_id)
         texts = self.tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
         lengths = mask.sum(dim=1).tolist()
         token_texts = [
             [self.tokenizer.decode([t]) for t in row[:n]] for row, n in zip(completion_ids.tolist(), lengths, strict=True)
         ]
         return Rollouts(
-            prompt_ids=prompt_ids.cpu(),
-            prompt_mask=prompt_mask.cpu(),
+            prompt_ids=encoded["input_ids"].repeat_interleave(repeats, dim=0),
+            prompt_mask=encoded["attention_mask"].repeat_interleave(repeats, dim=0),
             completion_ids=completion_ids.cpu(),
             completion_mask=mask.cpu(),
             group_ids=torch.arange(len(prompts)).repeat_interleave(repeats),
-            sampling_logprobs=sampling_logprobs.cpu(),
+            sampling_logprobs=(sampled.logprobs * mask).cpu(),
             truncated=truncated.cpu(),
             prompts=[p for p, c in zip(prompts, counts, strict=True) for _ in range(c)],
             completions=texts,
             examples=[e for e, c in zip(examples, counts, strict=True) for _ in range(c)],
-            entropies=entropies.cpu(),
+            entropies=(sampled.entropies * mask).cpu(),
             completion_token_texts=token_texts,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from grpozoo.generation.sampling import cache_keyword
 from grpozoo.rollouts import Rollouts
 
 
@@ -119,8 +120,8 @@ def shared_prefix_logprobs(
         input_ids=completion_inputs,
         attention_mask=torch.cat([prompt_mask[group_index], completion_mask[:, :-1]], dim=1),
         position_ids=position_ids,
-        past_key_values=cache,
         use_cache=True,
+        **{cache_keyword(model): cache},
     )
     logits = torch.cat([first_logits, rest.logits], dim=1)
     return token_logprobs(logits, batch, temperature, with_entropy, entropy_grad)

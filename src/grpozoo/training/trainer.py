@@ -139,10 +139,11 @@ class Trainer:
         self.forward = shared_prefix_logprobs if shared else completion_logprobs
         self.whole_groups = shared or getattr(self.loss_fn, "whole_groups", False)
         r = cfg.rollout
-        self.sampling = SamplingParams(r.max_new_tokens, r.temperature, r.top_p, r.top_k)
+        self.sampling = SamplingParams(r.max_new_tokens, r.temperature, r.top_p, r.top_k, r.min_new_tokens)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
+        # the fused kernel updates every parameter in one pass: several times faster than foreach on a CPU
         self.optimizer = torch.optim.AdamW(
-            trainable, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay
+            trainable, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay, fused=True
         )
         from transformers import get_scheduler
 
@@ -524,7 +525,7 @@ class Trainer:
         algo = self.cfg.algorithm
         if batch.batch_size == 0:
             self.warn("every completion was dropped before learning; no update this step")
-            return {"loss": float("nan"), "grad_norm": 0.0}
+            return {"loss": float("nan"), "grad_norm": 0.0, "entropy": float("nan")}
         totals = BatchTotals.of(batch.completion_mask, self.cfg.rollout.max_new_tokens, batch.group_ids)
         chunks = [mb for _, mb in micro_batches(batch, self.cfg.train.micro_batch_tokens, self.whole_groups)]
         trainable = [p for p in self.model.parameters() if p.requires_grad]
