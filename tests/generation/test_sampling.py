@@ -9,6 +9,7 @@ from tiny import build_tiny_model, build_tokenizer
 
 from grpozoo.generation.hf import HFGenerator, SamplingParams, completion_mask_and_truncation
 from grpozoo.generation.sampling import draw, filter_logits, sample_tokens
+from grpozoo.modeling import head_is_plain
 from grpozoo.training.forward import completion_logprobs
 
 PROMPTS = ["<u>3+4=</s><a>", "<u>a longer question, 12*3=</s><a>", "<u>x</s><a>"]
@@ -32,27 +33,30 @@ def _encode(tokenizer, prompts):
 
 @pytest.fixture
 def eos_heavy(tiny):
-    """The tiny model with its EOS logit raised, so that rows finish at different steps."""
+    """The tiny model with a bias raising its EOS logit, so that rows finish at different steps.
+    (A biased output layer is not plain: these tests also run the sampler's model-logits path.)"""
     model, tokenizer = tiny
     eos = tokenizer.eos_token_id
-
-    def raise_eos(module, args, logits):
-        return logits.index_add(-1, torch.tensor([eos]), torch.full((*logits.shape[:-1], 1), 3.0))
-
-    handle = model.lm_head.register_forward_hook(raise_eos)
+    bias = torch.zeros(model.lm_head.out_features)
+    bias[eos] = 3.0
+    model.lm_head.bias = torch.nn.Parameter(bias, requires_grad=False)
+    assert not head_is_plain(model)
     yield eos
-    handle.remove()
+    model.lm_head.bias = None
 
 
-def test_greedy_rows_equal_each_prompt_decoded_alone_by_generate(tiny):
-    """Shared prefill, left padding and the dropping of finished rows give, row by row, what HF's
-    own greedy ``generate`` gives for that prompt alone."""
+@pytest.mark.parametrize("prompts", [PROMPTS, ["<u>3+4=</s><a>", "<u>5-2=</s><a>", "<u>1*9=</s><a>"]],
+                         ids=["left-padded", "no-padding"])
+def test_greedy_rows_equal_each_prompt_decoded_alone_by_generate(tiny, prompts):
+    """Shared prefill, left padding (or no mask at all) and the dropping of finished rows give, row
+    by row, what HF's own greedy ``generate`` gives for that prompt alone."""
     model, tokenizer = tiny
-    ids, mask = _encode(tokenizer, PROMPTS)
+    ids, mask = _encode(tokenizer, prompts)
+    assert bool(mask.all()) == (prompts is not PROMPTS)
     counts = [2, 3, 1]
     out = sample_tokens(model, ids, mask, counts, 12, [tokenizer.eos_token_id], tokenizer.pad_token_id, temperature=0)
     row = 0
-    for prompt, count in zip(PROMPTS, counts, strict=True):
+    for prompt, count in zip(prompts, counts, strict=True):
         alone, alone_mask = _encode(tokenizer, [prompt])
         ref = model.generate(input_ids=alone, attention_mask=alone_mask, do_sample=False, max_new_tokens=12,
                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)[0, alone.shape[1]:]
@@ -86,7 +90,7 @@ def test_finished_rows_are_padded_and_the_batch_shrinks(tiny, eos_heavy):
     model, tokenizer = tiny
     eos = eos_heavy
     calls = []
-    hook = model.register_forward_pre_hook(lambda m, args, kwargs: calls.append(kwargs["input_ids"].shape[0]),
+    hook = model.get_decoder().register_forward_pre_hook(lambda m, args, kwargs: calls.append(kwargs["input_ids"].shape[0]),
                                            with_kwargs=True)
     try:
         ids, mask = _encode(tokenizer, PROMPTS)

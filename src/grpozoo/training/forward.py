@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from grpozoo.generation.sampling import cache_keyword
+from grpozoo.modeling import cache_keyword, head_is_plain
 from grpozoo.rollouts import Rollouts
+from grpozoo.training.fused_head import head_logprobs
 
 
 def trim_padding(batch: Rollouts) -> Rollouts:
@@ -59,23 +62,20 @@ def completion_logprobs(
     model, batch: Rollouts, temperature: float = 1.0, with_entropy: bool = False, entropy_grad: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs ``[b, T]`` of the completion tokens under ``model`` (and token entropies ``[b, T]``
-    when asked: detached, or differentiable with ``entropy_grad`` for an entropy bonus). Logits are
-    computed only for the T completion positions."""
+    when asked: detached, or differentiable with ``entropy_grad`` for an entropy bonus). The output
+    layer runs only for completion tokens (:mod:`grpozoo.training.fused_head`)."""
     device = next(model.parameters()).device
     input_ids = torch.cat([batch.prompt_ids, batch.completion_ids], dim=1).to(device)
     attention = torch.cat([batch.prompt_mask, batch.completion_mask], dim=1).to(device)
     # positions as generate() numbers them under left padding
     position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
     num_completion = batch.completion_ids.shape[1]
-    out = model(
-        input_ids=input_ids,
-        attention_mask=attention,
-        position_ids=position_ids,
-        logits_to_keep=num_completion + 1,
+    states, _ = last_states(
+        model, num_completion + 1, input_ids=input_ids, attention_mask=attention, position_ids=position_ids,
         use_cache=False,
     )
-    logits = out.logits[:, :-1, :]  # position t predicts completion token t
-    return token_logprobs(logits, batch, temperature, with_entropy, entropy_grad)
+    # position t predicts completion token t
+    return completion_outputs(model, states[:, :-1], batch, temperature, with_entropy, entropy_grad)
 
 
 def shared_prefix_logprobs(
@@ -98,33 +98,54 @@ def shared_prefix_logprobs(
     )
     prompt_ids = batch.prompt_ids[first_row].to(device)
     prompt_mask = batch.prompt_mask[first_row].to(device)
-    prompt = model(
-        input_ids=prompt_ids,
-        attention_mask=prompt_mask,
-        position_ids=(prompt_mask.cumsum(dim=1) - 1).clamp(min=0),
-        logits_to_keep=1,
-        use_cache=True,
+    prompt_states, prompt = last_states(
+        model, 1, input_ids=prompt_ids, attention_mask=prompt_mask,
+        position_ids=(prompt_mask.cumsum(dim=1) - 1).clamp(min=0), use_cache=True,
     )
     group_index = group_of_row.to(device)
-    first_logits = prompt.logits[:, -1:, :][group_index]  # predicts each row's first completion token
+    first = prompt_states[group_index]  # predicts each row's first completion token
     num_completion = batch.completion_ids.shape[1]
     if num_completion == 1:
-        return token_logprobs(first_logits, batch, temperature, with_entropy, entropy_grad)
+        return completion_outputs(model, first, batch, temperature, with_entropy, entropy_grad)
     cache = prompt.past_key_values
     cache.batch_select_indices(group_index)  # every row attends to its group's prompt keys/values
     completion_mask = batch.completion_mask.to(device)
     completion_inputs = batch.completion_ids[:, :-1].to(device)
     prompt_lengths = prompt_mask.sum(dim=1)[group_index]
     position_ids = prompt_lengths.unsqueeze(1) + torch.arange(num_completion - 1, device=device)
-    rest = model(
-        input_ids=completion_inputs,
+    rest, _ = last_states(
+        model, num_completion - 1, input_ids=completion_inputs,
         attention_mask=torch.cat([prompt_mask[group_index], completion_mask[:, :-1]], dim=1),
-        position_ids=position_ids,
-        use_cache=True,
-        **{cache_keyword(model): cache},
+        position_ids=position_ids, use_cache=True, **{cache_keyword(model): cache},
     )
-    logits = torch.cat([first_logits, rest.logits], dim=1)
-    return token_logprobs(logits, batch, temperature, with_entropy, entropy_grad)
+    states = torch.cat([first, rest], dim=1)
+    return completion_outputs(model, states, batch, temperature, with_entropy, entropy_grad)
+
+
+def last_states(model, keep: int, **inputs) -> tuple[torch.Tensor, Any]:
+    """``[b, keep, ·]`` for the last ``keep`` positions, and the model's output: the decoder's last
+    hidden states when the output layer is plain (the fused head applies it to completion tokens
+    only), else the logits."""
+    if head_is_plain(model):
+        out = model.get_decoder()(**inputs)
+        return out.last_hidden_state[:, -keep:], out
+    out = model(**inputs, logits_to_keep=keep)
+    return out.logits[:, -keep:], out
+
+
+def completion_outputs(
+    model, states: torch.Tensor, batch: Rollouts, temperature: float, with_entropy: bool, entropy_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs and entropies ``[b, T]`` (0 on padding) from :func:`last_states`' ``states
+    [b, T, ·]`` at the positions that predict the completion tokens."""
+    if not head_is_plain(model):
+        return token_logprobs(states, batch, temperature, with_entropy, entropy_grad)
+    mask = batch.completion_mask.to(states.device).bool()
+    targets = batch.completion_ids.to(states.device)[mask]
+    weight = model.get_output_embeddings().weight
+    logp, entropy = head_logprobs(states[mask], weight, targets, temperature, with_entropy, entropy_grad)
+    zeros = torch.zeros(mask.shape, device=states.device)
+    return zeros.masked_scatter(mask, logp), (zeros.masked_scatter(mask, entropy) if entropy is not None else None)
 
 
 def token_logprobs(

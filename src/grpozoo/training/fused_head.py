@@ -1,0 +1,94 @@
+"""Token log-probs and entropies straight from the last hidden states, in chunks of tokens.
+
+The output layer, the log-softmax, the gather of the sampled token and the entropy run as one
+autograd function over ``chunk_tokens`` completion tokens at a time, so float32 logits are held
+for one chunk, never for the whole batch; padding positions are never sent through the output
+layer. With a single chunk its logits are kept for the backward; with several, each chunk's logits
+are recomputed there (one more matmul instead of holding ``[N, V]`` floats).
+
+Gradients, for logits ``z`` (tempered), ``p = softmax(z)``, entropy ``H = -Σ p log p``:
+``d log p_y / dz = onehot(y) - p`` and ``dH / dz = -p (log p + H)``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+DEFAULT_CHUNK_TOKENS = 1024
+
+
+def _chunk_stats(hidden, weight, targets, inv_temp, with_entropy):
+    z = (hidden @ weight.T).float() * inv_temp
+    lse = torch.logsumexp(z, dim=-1)
+    logp = z.gather(1, targets.unsqueeze(1)).squeeze(1) - lse
+    entropy = lse - (torch.softmax(z, dim=-1) * z).sum(dim=-1) if with_entropy else None
+    return z, lse, logp, entropy
+
+
+class _HeadLogprobs(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, inv_temp, chunk_tokens, with_entropy):
+        n = hidden.shape[0]
+        logp = hidden.new_empty(n, dtype=torch.float32)
+        entropy = hidden.new_zeros(n, dtype=torch.float32)
+        lse = hidden.new_empty(n, dtype=torch.float32)
+        kept_logits = None
+        for start in range(0, n, chunk_tokens):
+            end = min(start + chunk_tokens, n)
+            z, lse[start:end], logp[start:end], ent = _chunk_stats(
+                hidden[start:end], weight, targets[start:end], inv_temp, with_entropy
+            )
+            if ent is not None:
+                entropy[start:end] = ent
+            if n <= chunk_tokens:
+                kept_logits = z
+        ctx.save_for_backward(hidden, weight, targets, lse, entropy, kept_logits)
+        ctx.inv_temp, ctx.chunk_tokens = inv_temp, chunk_tokens
+        ctx.set_materialize_grads(False)
+        return logp, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logp, grad_entropy):
+        hidden, weight, targets, lse, entropy, kept_logits = ctx.saved_tensors
+        want_hidden, want_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_hidden = torch.zeros_like(hidden) if want_hidden else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if want_weight else None
+        n = hidden.shape[0]
+        for start in range(0, n, ctx.chunk_tokens):
+            end = min(start + ctx.chunk_tokens, n)
+            h = hidden[start:end]
+            z = kept_logits if kept_logits is not None else (h @ weight.T).float() * ctx.inv_temp
+            log_p = z - lse[start:end, None]
+            p = log_p.exp()
+            grad_z = torch.zeros_like(z)
+            if grad_entropy is not None:
+                grad_z = -p * (log_p + entropy[start:end, None]) * grad_entropy[start:end, None]
+            if grad_logp is not None:
+                g = grad_logp[start:end, None]
+                grad_z = grad_z - p * g
+                grad_z.scatter_add_(1, targets[start:end, None], g)
+            grad_z = (grad_z * ctx.inv_temp).to(hidden.dtype)
+            if want_hidden:
+                grad_hidden[start:end] = grad_z @ weight
+            if want_weight:
+                grad_weight += (grad_z.T @ h).float()
+        if grad_weight is not None:
+            grad_weight = grad_weight.to(weight.dtype)
+        return grad_hidden, grad_weight, None, None, None, None
+
+
+def head_logprobs(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+    entropy_grad: bool = False,
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs ``[N]`` of ``targets [N]`` under the logits ``hidden [N, H] @ weight [V, H].T /
+    temperature`` (and entropies ``[N]``: detached, or differentiable with ``entropy_grad``)."""
+    logp, entropy = _HeadLogprobs.apply(hidden, weight, targets, 1.0 / temperature, chunk_tokens, with_entropy)
+    if not with_entropy:
+        return logp, None
+    return logp, entropy if entropy_grad else entropy.detach()
