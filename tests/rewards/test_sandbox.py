@@ -18,15 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from grpozoo.rewards.sandbox import (
-    UID_BASE,
-    UID_SLOTS,
-    Limits,
-    Sandbox,
-    TestCase,
-    parse_tests,
-    same_output,
-)
+from grpozoo.rewards.sandbox import UID_BASE, UID_SLOTS, Limits, Sandbox
+from grpozoo.rewards.test_cases import TestCase, parse_tests, same_output
 
 LIMITS = Limits(wall_s=2.0, cpu_s=1, memory_mb=128, max_processes=8, file_size_mb=1, output_bytes=64 << 10)
 SECRET_NAME = "GRPOZOO_SANDBOX_TEST_SECRET"

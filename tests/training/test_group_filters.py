@@ -18,6 +18,7 @@ from grpozoo.config import resolve_config
 from grpozoo.reporting.metrics import read_jsonl
 from grpozoo.training import Trainer
 from grpozoo.training.forward import completion_logprobs
+from grpozoo.training.guided import hinted_rollouts
 
 REFILL = "algorithm.group_filters=[{name: dynamic_sampling}]"
 
@@ -279,7 +280,7 @@ def test_with_an_empty_hint_the_guided_ratio_is_the_ordinary_ratio(tiny_override
     torch.manual_seed(0)
     batch = trainer.generate(trainer.selector.next(2))
     trainer.score(batch)
-    out = trainer.hinted_rollouts(batch, [0, 3], ["", ""])
+    out = hinted_rollouts(trainer, batch, [0, 3], ["", ""])
     assert out.off_policy.all() and out.prompts == [batch.prompts[0]] * 3 + [batch.prompts[3]] * 3
     with torch.no_grad():
         logp, _ = completion_logprobs(trainer.model, out)

@@ -10,7 +10,8 @@ import re
 
 from grpozoo.registry import rewards
 from grpozoo.rewards.combine import RewardScores
-from grpozoo.rewards.sandbox import Limits, Sandbox, SandboxResult, parse_tests
+from grpozoo.rewards.sandbox import Limits, Sandbox, SandboxResult
+from grpozoo.rewards.test_cases import parse_tests
 
 # an opening fence with its language tag; the block runs to the next fence or, unclosed, to the end
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -48,7 +49,7 @@ def code_tests_reward(
     ``all_or_nothing``), run in the sandbox (``grpozoo.rewards.sandbox``); returns ``[B]`` scores.
 
     The program is ``extract_code(completion)``. The tests come from the dataset column ``column``
-    (default ``tests``), one list per row, in either form (see ``sandbox.parse_tests``):
+    (default ``tests``), one list per row, in either form (see ``test_cases.parse_tests``):
 
     - assert statements, run after the program in the same process, as in MBPP (Austin et al.,
       2021): ``["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]``; the program's

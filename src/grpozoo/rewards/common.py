@@ -11,7 +11,7 @@ def need_column(reward: str, name: str, values: Sequence[Any] | None, size: int)
     if values is None:
         raise ValueError(
             f"reward {reward!r} needs the column {name!r}, which this batch does not have; the trainer "
-            f"provides it (grpozoo.training.trainer.reward_columns), or pass {name}=[...] when calling it directly"
+            f"provides it (grpozoo.training.step_records.reward_columns), or pass {name}=[...] when calling it directly"
         )
     if len(values) != size:
         raise ValueError(

@@ -1,5 +1,6 @@
 """The trainer loop, optimisation, and checkpoint/resume."""
 
-from grpozoo.training.trainer import Trainer, fit
+from grpozoo.training.fit import fit
+from grpozoo.training.trainer import Trainer
 
 __all__ = ["Trainer", "fit"]

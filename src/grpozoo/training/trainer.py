@@ -10,8 +10,6 @@ trainer computes it only for runs that use such a component (see docs/components
 from __future__ import annotations
 
 import copy
-import signal
-import threading
 import time
 import warnings
 from collections import defaultdict
@@ -37,7 +35,7 @@ from grpozoo.algos.filters import (
     first_groups,
     no_signal_message,
 )
-from grpozoo.algos.groups import group_mean, group_std
+from grpozoo.algos.groups import group_mean
 from grpozoo.algos.kl import kl_to_go, straight_through
 from grpozoo.algos.losses import broadcast_advantages
 from grpozoo.config import RunConfig, save_config
@@ -51,7 +49,9 @@ from grpozoo.tasks.base import render_prompt
 from grpozoo.tasks.hints import require_hints
 from grpozoo.training import checkpoint as ckpt
 from grpozoo.training.forward import completion_logprobs, micro_batches, shared_prefix_logprobs
+from grpozoo.training.guided import guided_rollouts
 from grpozoo.training.model import load_policy
+from grpozoo.training.step_records import batch_metrics, reward_columns, sample_record, scatter_rows
 
 # Warn when a step's batch carries almost no learning signal.
 TRUNCATION_WARNING = 0.9
@@ -253,7 +253,7 @@ class Trainer:
             metrics["time/generation_s"] += time.perf_counter() - started
             self.score(batch)
             self.selector.update(rows, batch)
-            batch, use = self.guide(batch, metrics)
+            batch, use = guided_rollouts(self, batch, metrics)
             use = self.filter_before_advantages(batch, use)
             rounds.append(batch)
             uses.append(use)
@@ -318,96 +318,6 @@ class Trainer:
             if not bool(keep.all()):
                 batch = batch.select(keep)
         return batch
-
-    # ----------------------------------------------------------------------------- guided rollouts
-    def guide(self, batch: Rollouts, metrics: dict[str, float]) -> tuple[Rollouts, torch.Tensor]:
-        """Hinted rollouts for the all-fail groups of ``batch`` (``algorithm.guidance``; Scaf-GRPO,
-        GHPO, Guide-GRPO): each stuck prompt is sampled again with its level-1 hint in the prompt,
-        then level 2, … until a hinted rollout succeeds; hinted rollouts then replace failed ones
-        (:func:`grpozoo.algos.guidance.substitution`). Returns the batch with the hinted rollouts
-        appended (``hint_level`` ≥ 1) and ``use [B']``, the rows that learn. Hint tokens sit in the
-        prompt, so they never receive loss; with ``learn_with="unhinted"`` the hinted rows carry the
-        unhinted prompt and are marked ``off_policy`` (their old log-probs are the sampler's)."""
-        g = self.cfg.algorithm.guidance
-        use = torch.ones(batch.batch_size, dtype=torch.bool)
-        if g.mode == "off" or not guidance.guidance_active(self.step, self.cfg.train.steps, g.start_fraction):
-            return batch, use
-        stuck = guidance.stuck_groups(self.success_scores(batch), batch.group_ids, g.success_threshold)
-        first_row = {int(batch.group_ids[i]): i for i in reversed(stuck.nonzero().squeeze(1).tolist())}
-        levels = {
-            group: guidance.hint_levels(batch.examples[i].get(g.column), g.mode, g.prefix_fractions,
-                                        self._encode, self._decode)
-            for group, i in first_row.items()
-        }
-        metrics["guidance/stuck_groups"] += len(first_row)
-        hinted: list[Rollouts] = []
-        pending = [group for group in first_row if levels[group]]
-        level = 0
-        while pending:
-            todo = [group for group in pending if level < len(levels[group])]
-            if not todo:
-                break
-            hints = [levels[grp][level] for grp in todo]
-            out = self.hinted_rollouts(batch, [first_row[grp] for grp in todo], hints, metrics)
-            out.hint_level = torch.full((out.batch_size,), level + 1, dtype=torch.long)
-            solved = set(out.group_ids[self.success_scores(out) >= g.success_threshold].tolist())
-            hinted.append(out)
-            metrics["guidance/hinted_rollouts"] += out.batch_size
-            metrics["guidance/rescued_groups"] += len(solved)
-            metrics["guidance/hint_level_sum"] += (level + 1) * len(solved)
-            pending = [group for group in todo if group not in solved]
-            level += 1
-        if not hinted:
-            return batch, use
-        merged = Rollouts.concat([batch, *hinted], renumber_groups=False)
-        success = self.success_scores(merged) >= g.success_threshold
-        stuck_all = torch.cat([stuck, torch.zeros(merged.batch_size - batch.batch_size, dtype=torch.bool)])
-        use = guidance.substitution(
-            merged.group_ids, merged.hint_level > 0, success, stuck_all, g.max_replaced, g.replace
-        )
-        return merged, use
-
-    def hinted_rollouts(
-        self, batch: Rollouts, rows: list[int], hints: list[str], metrics: dict[str, float] | None = None
-    ) -> Rollouts:
-        """Sample and score the rollouts of ``batch`` rows' prompts with ``hints`` appended
-        (``guidance.samples_per_level`` each, in the row's group). With ``learn_with="unhinted"``
-        the result carries the row's own, unhinted prompt and ``off_policy`` True."""
-        g = self.cfg.algorithm.guidance
-        examples = [batch.examples[i] for i in rows]
-        prompts = [
-            render_prompt(self.tokenizer, guidance.hinted_messages(self.task.messages(e), h, g.template))
-            for e, h in zip(examples, hints, strict=True)
-        ]
-        n = g.samples_per_level or self.cfg.rollout.group_size
-        started = time.perf_counter()
-        out = self.generator.generate(prompts, examples, n, self.sampling)
-        if metrics is not None:
-            metrics["time/generation_s"] += time.perf_counter() - started
-        index = torch.tensor(rows).repeat_interleave(n)
-        out.group_ids = batch.group_ids[index]
-        out.row_ids = batch.row_ids[index] if batch.row_ids is not None else None
-        out.step, out.total_steps, out.state = batch.step, batch.total_steps, batch.state
-        self.score(out)  # scored as sampled: with the hint in the prompt
-        if g.learn_with == "unhinted":
-            out = replace(
-                out,
-                prompt_ids=batch.prompt_ids[index],
-                prompt_mask=batch.prompt_mask[index],
-                prompts=[batch.prompts[i] for i in index.tolist()],
-                off_policy=torch.ones(out.batch_size, dtype=torch.bool),
-            )
-        return out
-
-    def success_scores(self, batch: Rollouts) -> torch.Tensor:
-        """What guidance counts as success: the verifier's score or the total reward."""
-        return batch.task_scores if self.cfg.algorithm.guidance.success_on == "task_score" else batch.rewards
-
-    def _encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def generate(self, rows: list[int]) -> Rollouts:
         """Sample the rollouts of task ``rows``: ``rollout.group_size`` each, or the per-row counts of a
@@ -643,159 +553,3 @@ class Trainer:
         if self.history:
             title = f"{self.cfg.recipe} on {self.task.name} ({Path(self.cfg.model.name).name})"
             plot_reward_curve(self.history, self.evals, self.run_dir / "reward_curve.png", title)
-
-
-def reward_columns(batch: Rollouts, task_scores: torch.Tensor) -> dict[str, list[Any]]:
-    """The keyword arguments every reward function receives besides ``completions`` and ``prompts``:
-    the task row's columns (``answer``, …), the task's verifier score, and per-sample facts about
-    the rollout (its group, length in tokens, truncation, mean sampling log-prob, extracted answer)
-    and the training step, so group-level and length-aware rewards need nothing else."""
-    columns: dict[str, list[Any]] = {"task_score": task_scores.tolist()}
-    for key in batch.examples[0]:
-        if key not in ("prompt", "messages") and all(key in e for e in batch.examples):
-            columns[key] = [e[key] for e in batch.examples]
-    lengths = batch.completion_lengths
-    mean_logprob = batch.sampling_logprobs.sum(dim=1) / lengths.clamp(min=1)
-    columns.update(
-        group_id=batch.group_ids.tolist(),
-        completion_length=lengths.tolist(),
-        truncated=batch.truncated.tolist(),
-        mean_logprob=mean_logprob.tolist(),
-        extracted_answer=batch.answers if batch.answers is not None else [None] * batch.batch_size,
-        step=[batch.step] * batch.batch_size,
-        total_steps=[batch.total_steps] * batch.batch_size,
-    )
-    return columns
-
-
-def batch_metrics(batch: Rollouts, parts) -> dict[str, float]:
-    """Per-step statistics of the sampled batch (rewards, accuracy, lengths, signal)."""
-    rewards = batch.rewards
-    std_per_group = group_std(rewards, batch.group_ids)
-    groups = batch.group_ids.unique()
-    zero_variance = sum(float(std_per_group[batch.group_ids == g][0] < 1e-6) for g in groups) / len(groups)
-    out = {
-        "reward/mean": float(rewards.mean()),
-        "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
-        "accuracy": float((batch.task_scores >= 1.0).float().mean()),
-        "completion_length": float(batch.completion_lengths.float().mean()),
-        "truncation_rate": float(batch.truncated.float().mean()),
-        "zero_variance_groups": zero_variance,
-    }
-    for part in parts:
-        values = batch.reward_parts[part.name]
-        known = values[~values.isnan()]
-        out[f"reward/{part.name}"] = float(known.mean()) if len(known) else float("nan")
-    return out
-
-
-def sample_record(step: int, batch: Rollouts, i: int) -> dict[str, Any]:
-    return {
-        "step": step,
-        "group": int(batch.group_ids[i]),
-        "prompt": batch.prompts[i],
-        "completion": batch.completions[i],
-        "answer": batch.examples[i].get("answer"),
-        "reward": float(batch.rewards[i]),
-        "parts": {k: (None if v[i].isnan() else float(v[i])) for k, v in batch.reward_parts.items()},
-        "advantage": _finite_or_none(batch.advantages[i].mean()) if batch.advantages is not None else None,
-        "truncated": bool(batch.truncated[i]),
-        **({"hint_level": int(batch.hint_level[i])} if batch.hint_level is not None else {}),
-    }
-
-
-def _finite_or_none(value: torch.Tensor) -> float | None:
-    """A row's advantage for samples.jsonl; None for a row that did not learn (NaN)."""
-    number = float(value)
-    return None if number != number else number
-
-
-def scatter_rows(values: torch.Tensor, rows: torch.Tensor, size: int) -> torch.Tensor:
-    """``values`` (``[n]`` or ``[n, T]``) placed at ``rows`` of a NaN tensor with ``size`` rows."""
-    out = torch.full((size, *values.shape[1:]), float("nan"), dtype=values.dtype)
-    out[rows] = values
-    return out
-
-
-class StopAfterStep:
-    """While active, the first Ctrl-C asks the loop to stop once the current step is complete (so
-    the checkpoint holds a consistent state); a second Ctrl-C interrupts at once."""
-
-    def __init__(self, console):
-        self.console = console
-        self.requested = False
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        _say(self.console, "[bold]stopping after this step[/] and saving a checkpoint (Ctrl-C again to abort now)")
-
-    def __enter__(self) -> StopAfterStep:
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        self.previous = signal.signal(signal.SIGINT, self._handle) if in_main_thread else None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-
-def fit(trainer: Trainer, show_progress: bool = True) -> dict[str, Any]:
-    """Run ``trainer`` to ``train.steps`` with a progress bar, held-out evaluation at start and end,
-    checkpoints every ``train.checkpoint_every`` steps, and a checkpoint when stopped with Ctrl-C
-    (after the current step completes; then KeyboardInterrupt is raised).
-
-    Returns ``{"metrics": last step's metrics, "eval_start": …, "eval_end": …}``.
-    """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from grpozoo.reporting.loggers import close_loggers, loggers_of
-
-    cfg = trainer.cfg
-    console = trainer.console
-    summary: dict[str, Any] = {}
-    loggers_of(trainer)  # open TensorBoard / trackio first: a missing package fails before any work
-    if cfg.eval.at_start and trainer.step == 0:
-        summary["eval_start"] = trainer.evaluate()
-        _say(console, f"held-out accuracy before training: {_fmt_eval(summary['eval_start'])}")
-    progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("step {task.completed}/{task.total}"),
-        TextColumn("reward {task.fields[reward]}"), TextColumn("acc {task.fields[accuracy]}"),
-        TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-        console=console, disable=not show_progress,
-    )
-    with progress, StopAfterStep(console) as stop:
-        bar = progress.add_task(cfg.recipe, total=cfg.train.steps, completed=trainer.step, reward="-", accuracy="-")
-        while trainer.step < cfg.train.steps:
-            metrics = trainer.train_step()
-            summary["metrics"] = metrics
-            progress.update(bar, completed=trainer.step, reward=f"{metrics['reward/mean']:.3f}",
-                            accuracy=f"{metrics['accuracy']:.2f}")
-            trainer.plot()
-            if trainer.step % cfg.train.checkpoint_every == 0 or stop.requested:
-                path = trainer.save()
-            if stop.requested:
-                progress.stop()
-                _say(console, f"stopped at step {trainer.step}; checkpoint {path}. "
-                              f"Continue with: grpozoo train --resume {trainer.run_dir}")
-                raise KeyboardInterrupt
-    if ckpt.latest_checkpoint(trainer.run_dir) != ckpt.checkpoint_dir(trainer.run_dir, trainer.step):
-        trainer.save()
-    if cfg.eval.at_end:
-        summary["eval_end"] = trainer.evaluate()
-        _say(console, f"held-out accuracy after training:  {_fmt_eval(summary['eval_end'])}")
-        trainer.plot()
-    close_loggers(trainer)
-    _say(console, f"run directory: {trainer.run_dir}")
-    return summary
-
-
-def _fmt_eval(result: dict[str, Any]) -> str:
-    return (f"{result['accuracy']:.3f} ± {result['accuracy_stderr']:.3f} "
-            f"({result['prompts']} prompts × {result['samples_per_prompt']} samples)")
-
-
-def _say(console, text: str) -> None:
-    if console is not None:
-        console.print(text)

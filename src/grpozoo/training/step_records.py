@@ -1,0 +1,83 @@
+"""What a step writes down about its batch: the columns every reward function receives, the
+step's batch statistics, one ``samples.jsonl`` record per completion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from grpozoo.algos.groups import group_std
+from grpozoo.rollouts import Rollouts
+
+
+def reward_columns(batch: Rollouts, task_scores: torch.Tensor) -> dict[str, list[Any]]:
+    """The keyword arguments every reward function receives besides ``completions`` and ``prompts``:
+    the task row's columns (``answer``, …), the task's verifier score, and per-sample facts about
+    the rollout (its group, length in tokens, truncation, mean sampling log-prob, extracted answer)
+    and the training step, so group-level and length-aware rewards need nothing else."""
+    columns: dict[str, list[Any]] = {"task_score": task_scores.tolist()}
+    for key in batch.examples[0]:
+        if key not in ("prompt", "messages") and all(key in e for e in batch.examples):
+            columns[key] = [e[key] for e in batch.examples]
+    lengths = batch.completion_lengths
+    mean_logprob = batch.sampling_logprobs.sum(dim=1) / lengths.clamp(min=1)
+    columns.update(
+        group_id=batch.group_ids.tolist(),
+        completion_length=lengths.tolist(),
+        truncated=batch.truncated.tolist(),
+        mean_logprob=mean_logprob.tolist(),
+        extracted_answer=batch.answers if batch.answers is not None else [None] * batch.batch_size,
+        step=[batch.step] * batch.batch_size,
+        total_steps=[batch.total_steps] * batch.batch_size,
+    )
+    return columns
+
+
+def batch_metrics(batch: Rollouts, parts) -> dict[str, float]:
+    """Per-step statistics of the sampled batch (rewards, accuracy, lengths, signal)."""
+    rewards = batch.rewards
+    std_per_group = group_std(rewards, batch.group_ids)
+    groups = batch.group_ids.unique()
+    zero_variance = sum(float(std_per_group[batch.group_ids == g][0] < 1e-6) for g in groups) / len(groups)
+    out = {
+        "reward/mean": float(rewards.mean()),
+        "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
+        "accuracy": float((batch.task_scores >= 1.0).float().mean()),
+        "completion_length": float(batch.completion_lengths.float().mean()),
+        "truncation_rate": float(batch.truncated.float().mean()),
+        "zero_variance_groups": zero_variance,
+    }
+    for part in parts:
+        values = batch.reward_parts[part.name]
+        known = values[~values.isnan()]
+        out[f"reward/{part.name}"] = float(known.mean()) if len(known) else float("nan")
+    return out
+
+
+def sample_record(step: int, batch: Rollouts, i: int) -> dict[str, Any]:
+    return {
+        "step": step,
+        "group": int(batch.group_ids[i]),
+        "prompt": batch.prompts[i],
+        "completion": batch.completions[i],
+        "answer": batch.examples[i].get("answer"),
+        "reward": float(batch.rewards[i]),
+        "parts": {k: (None if v[i].isnan() else float(v[i])) for k, v in batch.reward_parts.items()},
+        "advantage": _finite_or_none(batch.advantages[i].mean()) if batch.advantages is not None else None,
+        "truncated": bool(batch.truncated[i]),
+        **({"hint_level": int(batch.hint_level[i])} if batch.hint_level is not None else {}),
+    }
+
+
+def _finite_or_none(value: torch.Tensor) -> float | None:
+    """A row's advantage for samples.jsonl; None for a row that did not learn (NaN)."""
+    number = float(value)
+    return None if number != number else number
+
+
+def scatter_rows(values: torch.Tensor, rows: torch.Tensor, size: int) -> torch.Tensor:
+    """``values`` (``[n]`` or ``[n, T]``) placed at ``rows`` of a NaN tensor with ``size`` rows."""
+    out = torch.full((size, *values.shape[1:]), float("nan"), dtype=values.dtype)
+    out[rows] = values
+    return out
