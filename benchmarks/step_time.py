@@ -9,9 +9,9 @@ figure, no shared caches); with ``--rounds R > 1`` the order alternates between 
   (TRL's ``bf16`` default is switched off), gradient checkpointing off (TRL defaults it on);
 * full fine-tuning, or with ``--lora`` LoRA r=16, alpha=32, dropout 0, all linear layers, in both;
 * one optimiser step = 4 prompts x 4 completions of exactly 32 new tokens (EOS suppressed before
-  32 tokens in both: ``min_new_tokens``), temperature 1.0, top-p 1,
-  no top-k, learning rate 1e-6, AdamW (torch), grad-norm clip 1.0, no KL term (beta=0), one
-  policy update per batch (so neither recomputes old log-probs), one micro-batch;
+  32 tokens in both: ``min_new_tokens``), temperature 1.0, top-p 1, no top-k, learning rate 1e-6,
+  AdamW (torch's fused kernel in both, transformers' default), grad-norm clip 1.0, no KL term
+  (beta=0), one policy update per batch (so neither recomputes old log-probs), one micro-batch;
 * the same reasoning-gym ``chain_sum`` prompts in the same order (TRL's dataset holds exactly the
   rows grpozoo's seeded selector picks, unshuffled) and the same verifier (the task's ``score``);
 * 1 warm-up step, then ``--steps`` measured steps; medians over all measured steps of all rounds.
@@ -99,7 +99,7 @@ def run_trl(steps: int, lora: bool, threads: int | None) -> dict:
             num_generations=GROUP, generation_batch_size=PROMPTS * GROUP, max_completion_length=MAX_NEW,
             temperature=TEMPERATURE, top_p=1.0, top_k=0, generation_kwargs={"min_new_tokens": MAX_NEW},
             learning_rate=LR, lr_scheduler_type="constant",
-            optim="adamw_torch", weight_decay=0.0, max_grad_norm=1.0, beta=0.0, num_iterations=1,
+            optim="adamw_torch_fused", weight_decay=0.0, max_grad_norm=1.0, beta=0.0, num_iterations=1,
             epsilon=0.2, scale_rewards="group", loss_type="dapo", use_vllm=False, shuffle_dataset=False,
             max_steps=steps + 1, logging_steps=1, report_to=[], save_strategy="no", seed=cfg.train.seed,
         )
