@@ -176,6 +176,7 @@ class TrainConfig(Section):
     keep_checkpoints: int = Field(2, gt=0)
     device: str = "cpu"
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    keep_freed_memory: bool = True  # glibc keeps freed blocks for reuse: faster CPU steps, larger RSS
 
 
 class EvalConfig(Section):

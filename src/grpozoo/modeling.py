@@ -1,10 +1,12 @@
 """What the generator and the learner need to know about a Hugging Face causal LM's structure:
-the keyword of its KV cache, and whether its output layer is a plain matmul (so that it can be
-applied outside the model: to completion tokens only, in chunks, or with a faster layout)."""
+the keyword of its KV cache, whether its output layer is a plain matmul (so that it can be
+applied outside the model: to completion tokens only, in chunks, or with a faster layout), and
+how to run its LoRA adapters folded into their base weights for generation."""
 
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 from functools import cache
 
 import torch
@@ -34,3 +36,39 @@ def head_is_plain(model) -> bool:
         and getattr(config, "logit_scale", 1.0) in (None, 1.0)
         and getattr(config, "logits_scaling", 1.0) in (None, 1.0)
     )
+
+
+@contextmanager
+def adapters_folded(model):
+    """Within the block, each active LoRA adapter of ``model`` runs folded into a copy of its base
+    weight, ``W + scale·B·A``: one matmul a layer instead of three, for generation. The base weights
+    are swapped back afterwards, never recomputed by subtraction, so they stay bit for bit what they
+    were. A model without (active, unmerged) LoRA layers is left as it is."""
+    try:
+        from peft.tuners.lora import LoraLayer
+    except ImportError:
+        yield model
+        return
+    folded = []
+    with torch.no_grad():
+        for layer in model.modules():
+            if not isinstance(layer, LoraLayer) or layer.merged or layer.disable_adapters or layer.lora_variant:
+                continue
+            adapters = [a for a in layer.active_adapters if a in layer.lora_A]
+            base = layer.get_base_layer()
+            if not adapters or not isinstance(base, torch.nn.Linear):
+                continue
+            weight = base.weight
+            merged = weight.detach().clone()
+            for adapter in adapters:
+                merged += layer.get_delta_weight(adapter).to(merged.dtype)
+            base.weight = torch.nn.Parameter(merged, requires_grad=False)
+            layer.merged_adapters.extend(adapters)  # peft's forward then runs the base layer alone
+            folded.append((layer, base, weight, adapters))
+    try:
+        yield model
+    finally:
+        for layer, base, weight, adapters in folded:
+            base.weight = weight
+            for adapter in adapters:
+                layer.merged_adapters.remove(adapter)

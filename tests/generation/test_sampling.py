@@ -3,6 +3,8 @@ recorded log-probs are the learner's; top-k/top-p and min_new_tokens shape only 
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from tiny import build_tiny_model, build_tokenizer
@@ -159,3 +161,36 @@ def test_draw_follows_the_distribution_and_never_draws_a_zero():
     assert counts[0] == 0 and counts[2] == 0
     torch.testing.assert_close(counts, probs[0], atol=0.015, rtol=0)
     assert draw(torch.tensor([[0.0, 0.0, 1.0]])).item() == 2
+
+
+def test_folded_adapters_give_the_unfolded_outputs_and_leave_the_base_untouched(tiny):
+    from peft import LoraConfig, get_peft_model
+
+    from grpozoo.modeling import adapters_folded
+
+    model, tokenizer = tiny
+    lora = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    torch.manual_seed(0)
+    for name, p in lora.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.3)  # a trained adapter: not the zero start
+    lora.eval()
+    ids, mask = _encode(tokenizer, PROMPTS)
+    base_before = {n: p.detach().clone() for n, p in lora.named_parameters() if "lora_" not in n}
+    with torch.no_grad():
+        unfolded = lora(input_ids=ids, attention_mask=mask).logits
+        with adapters_folded(lora):
+            folded = lora(input_ids=ids, attention_mask=mask).logits
+            greedy_folded = sample_tokens(lora, ids, mask, [1, 1, 1], 8, [tokenizer.eos_token_id],
+                                          tokenizer.pad_token_id, temperature=0)
+        with lora.disable_adapter():
+            base_only = lora(input_ids=ids, attention_mask=mask).logits
+        greedy = sample_tokens(lora, ids, mask, [1, 1, 1], 8, [tokenizer.eos_token_id], tokenizer.pad_token_id,
+                               temperature=0)
+    torch.testing.assert_close(folded, unfolded, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(unfolded, base_only, atol=1e-3)  # the adapter matters here
+    assert torch.equal(greedy_folded.ids, greedy.ids)
+    for name, p in lora.named_parameters():  # the base weights are bit for bit the same objects' values
+        if "lora_" not in name:
+            assert torch.equal(p, base_before[name]), name
+    assert all(not layer.merged for layer in lora.modules() if hasattr(layer, "merged_adapters"))

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from grpozoo.generation.sampling import sample_tokens
+from grpozoo.modeling import adapters_folded
 from grpozoo.rollouts import Rollouts
 
 
@@ -74,19 +75,20 @@ class HFGenerator:
         encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         was_training = self.model.training
         self.model.eval()
-        sampled = sample_tokens(
-            self.model,
-            encoded["input_ids"].to(device),
-            encoded["attention_mask"].to(device),
-            counts,
-            params.max_new_tokens,
-            self.eos_ids,
-            self.tokenizer.pad_token_id,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            top_k=params.top_k,
-            min_new_tokens=params.min_new_tokens,
-        )
+        with adapters_folded(self.model):  # LoRA: one matmul a layer while sampling
+            sampled = sample_tokens(
+                self.model,
+                encoded["input_ids"].to(device),
+                encoded["attention_mask"].to(device),
+                counts,
+                params.max_new_tokens,
+                self.eos_ids,
+                self.tokenizer.pad_token_id,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                top_k=params.top_k,
+                min_new_tokens=params.min_new_tokens,
+            )
         self.model.train(was_training)
         mask, truncated = completion_mask_and_truncation(sampled.ids, self.eos_ids)
         completion_ids = sampled.ids.masked_fill(mask == 0, self.tokenizer.pad_token_id)

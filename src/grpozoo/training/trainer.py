@@ -48,6 +48,7 @@ from grpozoo.tasks import make_task
 from grpozoo.tasks.base import render_prompt
 from grpozoo.tasks.hints import require_hints
 from grpozoo.training import checkpoint as ckpt
+from grpozoo.training.allocator import keep_freed_memory
 from grpozoo.training.forward import completion_logprobs, micro_batches, shared_prefix_logprobs
 from grpozoo.training.guided import guided_rollouts
 from grpozoo.training.model import load_policy
@@ -80,6 +81,8 @@ class Trainer:
         self.run_dir = Path(run_dir or cfg.output_dir or default_run_dir(cfg))
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
+        if cfg.train.keep_freed_memory and cfg.train.device == "cpu":
+            keep_freed_memory()
         algo = cfg.algorithm
         self.advantage_fn = registry.advantages.get(algo.advantage.name)
         self.token_weight_fns = [registry.token_weights.get(c.name) for c in algo.token_weights]
