@@ -1,6 +1,8 @@
 """Median GRPO step time of grpozoo, and of TRL's ``GRPOTrainer`` on the same work when ``trl`` imports.
 
     python benchmarks/step_time.py [--steps 3] [--lora] [--threads N] [--rounds R]
+    python benchmarks/step_time.py --scaling [--lora]        # step time as G, prompt, completion double
+    python benchmarks/step_time.py --shared-prefix [--lora]  # shared-prefix forward vs plain, long prompts
 
 Both systems run the same fixed configuration, each in its own child process (a fair peak-RSS
 figure, no shared caches); with ``--rounds R > 1`` the order alternates between rounds. Fairness:
@@ -40,7 +42,7 @@ MARKER = "STEP_TIME_RESULT "
 TRL_INSTALL = "pip install trl 'torch==2.13.0'"
 
 
-def grpozoo_config(steps: int, lora: bool, threads: int | None, out: str):
+def grpozoo_config(steps: int, lora: bool, threads: int | None, out: str, extra: tuple[str, ...] = ()):
     from grpozoo.config import resolve_config
 
     sets = [
@@ -54,21 +56,25 @@ def grpozoo_config(steps: int, lora: bool, threads: int | None, out: str):
     ]
     if threads:
         sets.append(f"train.threads={threads}")
-    return resolve_config(overrides=sets)
+    return resolve_config(overrides=sets + list(extra))
 
 
-def run_grpozoo(steps: int, lora: bool, threads: int | None) -> dict:
+def run_grpozoo(steps: int, lora: bool, threads: int | None, extra: tuple[str, ...] = ()) -> dict:
     from grpozoo.training import Trainer
 
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(grpozoo_config(steps, lora, threads, out))
+        trainer = Trainer(grpozoo_config(steps, lora, threads, out, extra))
+        r = trainer.cfg.rollout
+        batch = trainer.generate(trainer.selector.next(r.prompts_per_step))
+        prompt_tokens = float(batch.prompt_mask.sum(dim=1).float().mean())
         trainer.train_step()  # warm-up
         records = []
         for _ in range(steps):
             m = trainer.train_step()
             records.append({"step_s": m["time/step_s"], "gen_s": m["time/generation_s"],
-                            "learn_s": m["time/learning_s"], "tokens": m["completion_length"] * PROMPTS * GROUP})
-    return {"records": records}
+                            "learn_s": m["time/learning_s"],
+                            "tokens": m["completion_length"] * r.prompts_per_step * r.group_size})
+    return {"records": records, "prompt_tokens": prompt_tokens}
 
 
 def run_trl(steps: int, lora: bool, threads: int | None) -> dict:
@@ -145,18 +151,19 @@ def run_trl(steps: int, lora: bool, threads: int | None) -> dict:
     return {"records": records, "version": trl.__version__}
 
 
-def child(system: str, steps: int, lora: bool, threads: int | None) -> None:
+def child(system: str, steps: int, lora: bool, threads: int | None, extra: tuple[str, ...] = ()) -> None:
     import torch
 
-    result = (run_grpozoo if system == "grpozoo" else run_trl)(steps, lora, threads)
+    result = run_grpozoo(steps, lora, threads, extra) if system == "grpozoo" else run_trl(steps, lora, threads)
     result["threads"] = torch.get_num_threads()
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(MARKER + json.dumps(result), flush=True)
 
 
-def spawn(system: str, a: argparse.Namespace) -> tuple[dict | None, str]:
+def spawn(system: str, a: argparse.Namespace, extra: tuple[str, ...] = ()) -> tuple[dict | None, str]:
     cmd = [sys.executable, __file__, "--system", system, "--steps", str(a.steps)]
     cmd += ["--lora"] * a.lora + (["--threads", str(a.threads)] if a.threads else [])
+    cmd += [arg for override in extra for arg in ("--set", override)]
     print(f"[running {system}: {' '.join(cmd[1:])}]", file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     for line in proc.stdout.splitlines():
@@ -164,6 +171,48 @@ def spawn(system: str, a: argparse.Namespace) -> tuple[dict | None, str]:
             return json.loads(line[len(MARKER):]), ""
     tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
     return None, f"exit status {proc.returncode}: {tail}"
+
+
+# a sentence of about 13 tokens; repeated in the system prompt, it lengthens every prompt alike
+FILLER = "Read the whole chain of additions and subtractions before you answer. "
+SCALING = {
+    "title": "scaling: each row doubles one dimension of the first (grpozoo; medians of measured steps)",
+    "configs": [
+        ("base", ()),
+        ("group size x2", ("rollout.group_size=8",)),
+        ("prompt x2", (f"task.system_prompt=Answer with just the final number. {FILLER * 3}",)),
+        ("completion x2", ("rollout.max_new_tokens=64", "rollout.min_new_tokens=64")),
+    ],
+}
+LONG_PROMPT = ("rollout.prompts_per_step=2", "rollout.group_size=8", f"task.system_prompt={FILLER * 24}")
+SHARED_PREFIX = {
+    "title": "shared-prefix learning forward (B30) against the plain one: long prompts, 2 prompts x G=8, "
+             "32 new tokens (grpozoo)",
+    "configs": [("plain forward", ("train.shared_prefix=false", *LONG_PROMPT)), ("shared prefix", LONG_PROMPT)],
+}
+
+
+def compare_configs(a: argparse.Namespace, table: dict) -> None:
+    """One grpozoo child process per configuration; a row each, and the ratio to the first row."""
+    rows = []
+    for name, extra in table["configs"]:
+        result, error = spawn("grpozoo", a, extra)
+        if result is None:
+            sys.exit(f"grpozoo run {name!r} failed: {error}")
+        recs = result["records"]
+        rows.append((name, result["prompt_tokens"], median([x["tokens"] for x in recs]),
+                     median([x["step_s"] for x in recs]), median([x["gen_s"] for x in recs]),
+                     median([x["learn_s"] for x in recs]), result["peak_rss_mib"]))
+    mode = "LoRA r=16" if a.lora else "full fine-tuning"
+    print(f"{table['title']}; smollm2-135m float32, {mode}, {a.steps} measured steps after 1 warm-up")
+    header = f"{'config':<22}{'prompt tok':>11}{'new tok/step':>13}{'step s':>9}{'gen s':>9}{'learn s':>9}" \
+             f"{'step / first':>14}{'learn / first':>15}{'peak RSS MiB':>14}"
+    print(header)
+    print("-" * len(header))
+    first = rows[0]
+    for name, prompt, tokens, step, gen, learn, rss in rows:
+        print(f"{name:<22}{prompt:>11.0f}{tokens:>13.0f}{step:>9.3f}{gen:>9.3f}{learn:>9.3f}"
+              f"{step / first[3]:>14.2f}{learn / first[5]:>15.2f}{rss:>14.0f}")
 
 
 def median(values: list) -> float | None:
@@ -183,9 +232,16 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1, help="repeat both systems, alternating their order")
     p.add_argument("--system", choices=["all", "grpozoo", "trl"], default="all",
                    help="'all' runs each system in a child process; the others print one JSON result line")
+    p.add_argument("--scaling", action="store_true",
+                   help="grpozoo only: step time as group size, prompt length and completion length double")
+    p.add_argument("--shared-prefix", action="store_true",
+                   help="grpozoo only: the shared-prefix learning forward against the plain one, long prompts, G=8")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.system != "all":
-        return child(a.system, a.steps, a.lora, a.threads)
+        return child(a.system, a.steps, a.lora, a.threads, tuple(a.set))
+    if a.scaling or a.shared_prefix:
+        return compare_configs(a, SCALING if a.scaling else SHARED_PREFIX)
 
     systems = ["grpozoo"]
     skipped = None

@@ -160,6 +160,34 @@ def test_the_report_holds_every_recipe_plot_and_number(finished_arena):
     assert page.count("What it changes relative to GRPO:") == 2 and "DeepSeekMath" in page
 
 
+def test_the_report_shows_each_runs_own_scores_before_and_after(finished_arena, tmp_path):
+    """Distinct held-out scores per run and per moment (the tiny model's are all 0): the report must
+    put each one in its own recipe's row and column."""
+    import dataclasses
+    import shutil
+
+    from grpozoo.arena.report import write_report
+
+    arena, _ = finished_arena
+    copy = dataclasses.replace(arena, directory=tmp_path / "arena")
+    shutil.copytree(arena.directory / "runs", copy.directory / "runs")
+    scores = {"grpo": ((0.125, 0.25), (0.625, 0.75)), "dr_grpo": ((0.375, 0.5), (0.875, 1.0))}
+    for recipe, moments in scores.items():
+        path = copy.directory / "runs" / f"{recipe}-seed0" / "eval.jsonl"
+        records = read_jsonl(path)
+        for record, (accuracy, pass2) in zip(records, moments, strict=True):
+            record.update({"accuracy": accuracy, "pass@1": accuracy, "pass@2": pass2})
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_report(copy)
+    rows = {r["competitor"]: r for r in read_csv(copy.directory / "summary.csv")}
+    md = (copy.directory / "summary.md").read_text()
+    for recipe, ((before, before2), (after, after2)) in scores.items():
+        row = rows[recipe]
+        assert (float(row["accuracy_before"]), float(row["accuracy_after"])) == (before, after)
+        assert (float(row["pass@2_before"]), float(row["pass@2_after"])) == (before2, after2)
+        assert f"| {recipe} | {recipe} | 1 | {before:.3f} | {after:.3f} |" in md
+
+
 def chromium() -> str:
     for path in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
         if os.access(path, os.X_OK):
@@ -172,12 +200,15 @@ def chromium() -> str:
 
 CHECK_SCRIPT = """<script>
 window.addEventListener("load", () => {
-  const shown = [...document.images].map(img => ({alt: img.alt, width: img.naturalWidth,
-    height: img.naturalHeight, complete: img.complete,
-    visible: img.getBoundingClientRect().width > 0}));
+  const shown = [...document.images].map(img => {
+    const box = img.getBoundingClientRect();
+    return {alt: img.alt, width: img.naturalWidth, height: img.naturalHeight, complete: img.complete,
+            visible: box.width > 0, box: [box.left + scrollX, box.top + scrollY, box.width, box.height]};
+  });
+  const page = {images: shown, height: document.documentElement.scrollHeight};
   const out = document.createElement("pre");
   out.id = "render-check";
-  out.textContent = JSON.stringify(shown);
+  out.textContent = JSON.stringify(page);
   document.body.appendChild(out);
 });
 </script>"""
@@ -216,25 +247,30 @@ def test_the_report_renders_every_plot_in_a_headless_browser(finished_arena, tmp
     # a copy of the page with a script that writes what the browser made of each image into the page
     probe = tmp_path / "report-probe.html"
     probe.write_text(report.read_text().replace("</body>", CHECK_SCRIPT + "</body>"))
-    dom = browse("--dump-dom", page=probe, profile=tmp_path / "profile-dom")
+    dom = browse("--dump-dom", "--window-size=1200,2400", page=probe, profile=tmp_path / "profile-dom")
     found = re.search(r'<pre id="render-check">(.*?)</pre>', dom, re.S)
     assert found, "the page's load handler did not run"
-    shown = json.loads(html.unescape(found.group(1)))
+    layout = json.loads(html.unescape(found.group(1)))
+    shown = layout["images"]
     assert len(shown) == len(PLOTS)
     for image in shown:
         assert image["complete"] and image["visible"], image
         assert image["width"] >= 600 and image["height"] >= 300, image
 
+    # a screenshot of the whole page; each plot's own region of it must show a drawn plot
+    height = min(int(layout["height"]), 16000)
     shot = tmp_path / "report.png"
-    browse(f"--screenshot={shot}", "--window-size=1200,2400", page=report, profile=tmp_path / "profile-shot")
+    browse(f"--screenshot={shot}", f"--window-size=1200,{height}", page=report, profile=tmp_path / "profile-shot")
     picture = Image.open(shot).convert("RGB")
-    assert picture.size == (1200, 2400)
-    small = picture.resize((300, 600))
-    pixels = [small.getpixel((x, y)) for y in range(small.height) for x in range(small.width)]
-    not_white = sum(1 for p in pixels if min(p) < 235) / len(pixels)
-    colours = len(set(pixels))
-    assert not_white > 0.05, "the screenshot is (nearly) blank"
-    assert colours > 200, "the screenshot shows no plot (too few colours)"
+    assert picture.size == (1200, height)
+    assert all(image["box"][1] + image["box"][3] <= height for image in shown), "a plot lies below the screenshot"
+    for image in shown:
+        x, y, w, h = image["box"]
+        region = picture.crop((int(x), int(y), int(x + w), int(y + h))).resize((120, 60))
+        pixels = [region.getpixel((i, j)) for j in range(region.height) for i in range(region.width)]
+        drawn = sum(1 for p in pixels if min(p) < 200) / len(pixels)
+        assert drawn > 0.01, f"{image['alt']}: its region of the screenshot is blank"
+        assert len(set(pixels)) > 20, f"{image['alt']}: its region of the screenshot shows no plot"
 
 
 def test_rerunning_a_finished_arena_trains_nothing(finished_arena, tiny_overrides, monkeypatch):

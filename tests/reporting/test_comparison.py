@@ -30,6 +30,7 @@ def make_run(
             "accuracy": 0.1 * i,
             "entropy": 1.0 - 0.1 * i,
             "completion_length": 10.0 + i,
+            "completion_tokens": 40.0 * (i + 1),
             "clip_fraction": 0.0,
             "zero_variance_groups": 0.5,
             "time/step_s": s,
@@ -50,6 +51,11 @@ def make_run(
     (run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
     (run / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
     return run
+
+
+def test_generated_tokens_count_every_sampled_token(tmp_path):
+    # 40 + 80 + 120: each step's own count, refill rounds and hinted rollouts included by the trainer
+    assert RunData.read(make_run(tmp_path, "dapo", 0, 0.3, [1.0, 1.0, 1.0])).generated_tokens() == 240.0
 
 
 def test_spread_formats_mean_std_and_range():

@@ -104,3 +104,29 @@ def test_selector_statistics_survive_resume(tiny_overrides, tmp_path, selector):
     assert picks["straight"] == picks["resumed"] and len(picks["straight"]) == 1
     straight_state, resumed_state = straight.selector.state_dict(), resumed.selector.state_dict()
     assert_same_state(straight_state, resumed_state)
+
+
+def test_riskpo_bundles_feed_the_riskpo_advantage_whole_bundles(tiny_overrides):
+    """With the riskpo_bundles selector and the riskpo advantage at the same bundle size, each step's
+    prompts are whole bundles of consecutive train rows, and two steps train."""
+    trainer = make_trainer(
+        tiny_overrides, "recipe=riskpo", "algorithm.selector.name=riskpo_bundles",
+        "algorithm.selector.params={bundle_size: 2}", "algorithm.advantage.params.bundle_size=2",
+        "rollout.prompts_per_step=4", "train.steps=2", *QUIET,
+    )
+    selected = []
+    select = trainer.selector.next
+
+    def recording(k):
+        rows = select(k)
+        selected.append(rows)
+        return rows
+
+    trainer.selector.next = recording
+    summary = fit(trainer, show_progress=False)
+    n = trainer.selector.num_rows
+    for rows in selected:
+        assert len(rows) == 4
+        for a, b in (rows[0:2], rows[2:4]):  # two bundles of consecutive rows, in order
+            assert b == (a + 1) % n and a % 2 == 0
+    assert trainer.step == 2 and math.isfinite(summary["metrics"]["grad_norm"])

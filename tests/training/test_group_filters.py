@@ -53,6 +53,8 @@ def test_a_round_of_all_equal_groups_is_refilled(tiny_overrides):
     assert metrics["kept_fraction"] == 0.5 and metrics["grad_norm"] > 0
     samples = read_jsonl(trainer.run_dir / "samples.jsonl")
     assert len(samples) == 12 and len({s["group"] for s in samples}) == 4  # group ids stay distinct
+    # both rounds' tokens count as generated (the arena's tokens/s and generated tokens)
+    assert metrics["completion_tokens"] == pytest.approx(12 * metrics["completion_length"])
     assert [s["advantage"] is None for s in samples] == [True] * 6 + [False] * 6  # round 1 did not learn
 
 

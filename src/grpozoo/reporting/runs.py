@@ -94,10 +94,8 @@ class RunData:
         return statistics.fmean(values) if values else math.nan
 
     def generated_tokens(self) -> float:
-        """Completion tokens sampled over all steps: mean length × completions per step."""
-        r = self.config.get("rollout", {})
-        per_step = int(r.get("prompts_per_step", 0)) * int(r.get("group_size", 0))
-        return sum(per_step * float(m.get("completion_length", 0.0)) for m in self.metrics)
+        """Completion tokens sampled over all steps (refill rounds and hinted rollouts included)."""
+        return sum(float(m.get("completion_tokens", 0.0)) for m in self.metrics)
 
 
 @dataclass(frozen=True)

@@ -221,6 +221,7 @@ class Trainer:
             "time/generation_s": generation_s,
             "time/learning_s": end - start - generation_s,
             "time/step_s": end - start,
+            "completion_tokens": float(batch.completion_mask.sum()),  # every round, hinted rollouts too
             "tokens_per_s": float(batch.completion_mask.sum()) / generation_s,
         }
         self.history.append(metrics)
