@@ -1,6 +1,6 @@
 """What the generator and the learner need to know about a Hugging Face causal LM's structure:
 the keyword of its KV cache, whether its output layer is a plain matmul (so that it can be
-applied outside the model: to completion tokens only, in chunks, or with a faster layout), and
+applied outside the model: to completion tokens only, in chunks), and
 how to run its LoRA adapters folded into their base weights for generation."""
 
 from __future__ import annotations

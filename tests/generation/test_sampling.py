@@ -35,8 +35,7 @@ def _encode(tokenizer, prompts):
 
 @pytest.fixture
 def eos_heavy(tiny):
-    """The tiny model with a bias raising its EOS logit, so that rows finish at different steps.
-    (A biased output layer is not plain: these tests also run the sampler's model-logits path.)"""
+    """The tiny model with a bias raising its EOS logit, so that rows finish at different steps."""
     model, tokenizer = tiny
     eos = tokenizer.eos_token_id
     bias = torch.zeros(model.lm_head.out_features)
@@ -194,3 +193,19 @@ def test_folded_adapters_give_the_unfolded_outputs_and_leave_the_base_untouched(
         if "lora_" not in name:
             assert torch.equal(p, base_before[name]), name
     assert all(not layer.merged for layer in lora.modules() if hasattr(layer, "merged_adapters"))
+
+
+def test_decoding_linears_compute_the_same_products_and_are_undone():
+    from grpozoo.generation.sampling import FEW_ROWS, decoding_linears
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 5), torch.nn.Linear(5, 3, bias=False))
+    for rows in (1, 3, FEW_ROWS + 1):
+        x = torch.randn(rows, 1, 8)
+        expected = model(x)
+        with decoding_linears(model):
+            assert all("forward" in vars(m) for m in model)
+            got = model(x)
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+        assert got.shape == expected.shape and got.is_contiguous()
+    assert not any("forward" in vars(m) for m in model)

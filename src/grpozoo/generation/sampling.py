@@ -8,8 +8,9 @@ These make it cheaper than ``model.generate(num_return_sequences=G)`` for RL rol
   still writing;
 * the sampled token's log-prob and the distribution's entropy are taken at each step from that
   step's logits ``[b, V]``, so no ``[B, T, V]`` tensor of logits is ever kept;
-* tokens are drawn by inverting the CDF (one random number a row), and prompts without padding
-  decode without an attention mask.
+* tokens are drawn by inverting the CDF (one random number a row), prompts without padding
+  decode without an attention mask, and on a CPU the linear layers of a decoding step use the
+  weight layout that streams fastest (:func:`decoding_linears`).
 
 Log-probs and entropies are those of the tempered model distribution (what the learner's forward
 recomputes), before top-k/top-p truncation or the EOS suppression of ``min_new_tokens``, which only
@@ -18,11 +19,13 @@ shape what is drawn.
 
 from __future__ import annotations
 
+import types
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
-from grpozoo.modeling import cache_keyword, head_is_plain
+from grpozoo.modeling import cache_keyword
 
 # compact the KV cache once this fraction of its rows has finished (each compaction copies it)
 COMPACT_FRACTION = 0.25
@@ -56,21 +59,32 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     return logits
 
 
-def _last_logits_fn(model):
-    """``f(**inputs) -> (logits [b, V] at the last position, KV cache)``. A plain output layer is
-    applied by hand as ``W @ h.T``: for a few rows that layout reads the ``[V, H]`` weight faster than
-    ``h @ W.T`` does (about 1.4x on a CPU; the output layer is a fifth of SmolLM2's weights)."""
-    if not head_is_plain(model):
-        def with_head(**inputs):
-            out = model(**inputs, logits_to_keep=1)
-            return out.logits[:, -1, :], out.past_key_values
-        return with_head
-    body, weight = model.get_decoder(), model.get_output_embeddings().weight
+def _few_rows_linear(self, x: torch.Tensor) -> torch.Tensor:
+    rows = x.numel() // x.shape[-1]
+    if rows > FEW_ROWS:
+        return torch.nn.functional.linear(x, self.weight, self.bias)
+    out = (self.weight @ x.reshape(rows, x.shape[-1]).T).T
+    if self.bias is not None:
+        out = out + self.bias
+    return out.contiguous().view(*x.shape[:-1], out.shape[-1])
 
-    def by_hand(**inputs):
-        out = body(**inputs)
-        return (weight @ out.last_hidden_state[:, -1, :].T).T, out.past_key_values
-    return by_hand
+
+FEW_ROWS = 64
+
+
+@contextmanager
+def decoding_linears(model):
+    """Within the block, the CPU model's ``nn.Linear`` layers compute ``(W @ x.T).T`` for inputs of at
+    most ``FEW_ROWS`` rows (a decoding step): the same product, with a layout that streams each weight
+    about 1.4x faster on a CPU. Elsewhere (GPU, larger inputs) nothing changes."""
+    linears = [m for m in model.modules() if type(m) is torch.nn.Linear and m.weight.device.type == "cpu"]
+    for layer in linears:
+        layer.forward = types.MethodType(_few_rows_linear, layer)
+    try:
+        yield
+    finally:
+        for layer in linears:
+            del layer.forward
 
 
 def draw(probs: torch.Tensor) -> torch.Tensor:
@@ -102,9 +116,9 @@ def sample_tokens(
     group = torch.repeat_interleave(torch.arange(len(counts), device=device), torch.tensor(counts, device=device))
     rows = len(group)
     positions = (prompt_mask.cumsum(dim=1) - 1).clamp(min=0)
-    last_logits = _last_logits_fn(model)
-    logits, kv_cache = last_logits(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions,
-                                   use_cache=True)
+    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1)
+    logits, kv_cache = out.logits[:, -1, :], out.past_key_values
     kv_cache.batch_select_indices(group)  # each row continues from its prompt's keys and values
     logits = logits[group]
     # without padding every row attends to its whole cache: no mask to build at each step
@@ -146,8 +160,8 @@ def sample_tokens(
             attention = attention[keep] if attention is not None else None
         if attention is not None:
             attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
-        logits, kv_cache = last_logits(input_ids=token.unsqueeze(1), attention_mask=attention,
-                                       position_ids=next_position.unsqueeze(1), use_cache=True,
-                                       **{cache_kw: kv_cache})
+        out = model(input_ids=token.unsqueeze(1), attention_mask=attention, position_ids=next_position.unsqueeze(1),
+                    use_cache=True, **{cache_kw: kv_cache})
+        logits = out.logits[:, -1, :]
         next_position = next_position + 1
     return SampledTokens(ids[:, :steps], logprobs[:, :steps], entropies[:, :steps])

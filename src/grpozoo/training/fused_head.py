@@ -18,10 +18,12 @@ DEFAULT_CHUNK_TOKENS = 1024
 
 
 def _chunk_stats(hidden, weight, targets, inv_temp, with_entropy):
-    z = (hidden @ weight.T).float() * inv_temp
+    z = (hidden @ weight.T).float()
+    if inv_temp != 1.0:
+        z.mul_(inv_temp)
     lse = torch.logsumexp(z, dim=-1)
     logp = z.gather(1, targets.unsqueeze(1)).squeeze(1) - lse
-    entropy = lse - (torch.softmax(z, dim=-1) * z).sum(dim=-1) if with_entropy else None
+    entropy = lse - torch.linalg.vecdot(torch.exp(z - lse[:, None]), z) if with_entropy else None
     return z, lse, logp, entropy
 
 
@@ -51,30 +53,49 @@ class _HeadLogprobs(torch.autograd.Function):
     def backward(ctx, grad_logp, grad_entropy):
         hidden, weight, targets, lse, entropy, kept_logits = ctx.saved_tensors
         want_hidden, want_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_hidden = torch.zeros_like(hidden) if want_hidden else None
-        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if want_weight else None
+        grad_hidden = torch.empty_like(hidden) if want_hidden else None
+        grad_weight = None
         n = hidden.shape[0]
         for start in range(0, n, ctx.chunk_tokens):
             end = min(start + ctx.chunk_tokens, n)
             h = hidden[start:end]
-            z = kept_logits if kept_logits is not None else (h @ weight.T).float() * ctx.inv_temp
-            log_p = z - lse[start:end, None]
-            p = log_p.exp()
-            grad_z = torch.zeros_like(z)
-            if grad_entropy is not None:
-                grad_z = -p * (log_p + entropy[start:end, None]) * grad_entropy[start:end, None]
-            if grad_logp is not None:
-                g = grad_logp[start:end, None]
-                grad_z = grad_z - p * g
-                grad_z.scatter_add_(1, targets[start:end, None], g)
-            grad_z = (grad_z * ctx.inv_temp).to(hidden.dtype)
+            if kept_logits is not None:
+                z = kept_logits
+            else:
+                z = (h @ weight.T).float()
+                if ctx.inv_temp != 1.0:
+                    z.mul_(ctx.inv_temp)
+            grad_z = _logits_grad(z, lse[start:end, None], entropy[start:end, None], targets[start:end, None],
+                                  None if grad_logp is None else grad_logp[start:end, None],
+                                  None if grad_entropy is None else grad_entropy[start:end, None])
+            if ctx.inv_temp != 1.0:
+                grad_z.mul_(ctx.inv_temp)
+            grad_z = grad_z.to(hidden.dtype)
             if want_hidden:
                 grad_hidden[start:end] = grad_z @ weight
             if want_weight:
-                grad_weight += (grad_z.T @ h).float()
+                part = (grad_z.T @ h).float()
+                grad_weight = part if grad_weight is None else grad_weight.add_(part)
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)
         return grad_hidden, grad_weight, None, None, None, None
+
+
+def _logits_grad(z, lse, entropy, targets, grad_logp, grad_entropy):
+    """``d(Σ g_logp·log p_y + Σ g_H·H) / dz [n, V]`` in as few passes over ``[n, V]`` as possible:
+    ``p·(-g_logp - g_H·(log p + H))`` plus ``g_logp`` at the target."""
+    log_p = z - lse
+    p = torch.exp(log_p)
+    if grad_entropy is None:
+        grad_z = p.mul_(-grad_logp)
+    else:
+        grad_z = log_p.add_(entropy).mul_(-grad_entropy)
+        if grad_logp is not None:
+            grad_z.sub_(grad_logp)
+        grad_z.mul_(p)
+    if grad_logp is not None:
+        grad_z.scatter_add_(1, targets, grad_logp)
+    return grad_z
 
 
 def head_logprobs(
