@@ -128,27 +128,27 @@ def run_arena(arena: Arena, console=None, show_progress: bool = True, report: bo
     arena.directory.mkdir(parents=True, exist_ok=True)
     (arena.directory / "arena.yaml").write_text(yaml.safe_dump(arena.definition(), sort_keys=False))
     states = {run.label: run_state(run) for run in runs}
-    todo = [run for run in runs if states[run.label] != FINISHED]
+    to_train = [run for run in runs if states[run.label] != FINISHED]
     skipped = [run.label for run in runs if states[run.label] == FINISHED]
     _say(
         console,
         f"[bold]grpozoo arena[/] {len(arena.entries)} recipes × {len(arena.seeds)} seeds → "
-        f"{arena.directory}  ({len(skipped)} finished, {len(todo)} to train)",
+        f"{arena.directory}  ({len(skipped)} finished, {len(to_train)} to train)",
     )
-    parallel = min(arena.parallel, len(todo) or 1)
+    parallel = min(arena.parallel, len(to_train) or 1)
     cores = os.cpu_count() or 1
     if parallel > cores:
         _say(console, f"--parallel {parallel} is more than the {cores} cores here: running {cores} at a time")
         parallel = cores
     if parallel > 1:
-        _run_parallel(todo, states, parallel, cores, console, show_progress)
+        _run_parallel(to_train, states, parallel, cores, console, show_progress)
     else:
-        for i, run in enumerate(todo, 1):
+        for i, run in enumerate(to_train, 1):
             verb = "resuming" if states[run.label] == RESUME else "training"
             if console is not None:
-                console.rule(f"[{i}/{len(todo)}] {verb} {run.label}")
+                console.rule(f"[{i}/{len(to_train)}] {verb} {run.label}")
             train_one(run, states[run.label], console=console, show_progress=show_progress)
-    result: dict[str, Any] = {"trained": [run.label for run in todo], "skipped": skipped}
+    result: dict[str, Any] = {"trained": [run.label for run in to_train], "skipped": skipped}
     if report:
         result["report"] = write_report(arena)
         if console is not None:
@@ -178,7 +178,7 @@ def scores_table(arena: Arena):
 
 
 def _run_parallel(
-    todo: list[ArenaRun], states: dict[str, str], parallel: int, cores: int, console, show_progress: bool
+    to_train: list[ArenaRun], states: dict[str, str], parallel: int, cores: int, console, show_progress: bool
 ) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -196,7 +196,7 @@ def _run_parallel(
         run.label: progress.add_task(
             run.label, total=run.cfg.train.steps, completed=_steps_logged(run.run_dir), status="waiting"
         )
-        for run in todo
+        for run in to_train
     }
     executor = ProcessPoolExecutor(max_workers=parallel, mp_context=get_context("spawn"))
     try:
@@ -209,7 +209,7 @@ def _run_parallel(
                     states[run.label],
                     threads,
                 ): run
-                for run in todo
+                for run in to_train
             }
             pending = set(futures)
             while pending:

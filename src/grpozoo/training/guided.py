@@ -43,18 +43,18 @@ def guided_rollouts(trainer: Trainer, batch: Rollouts, metrics: dict[str, float]
     pending = [group for group in first_row if levels[group]]
     level = 0
     while pending:
-        todo = [group for group in pending if level < len(levels[group])]
-        if not todo:
+        this_level = [group for group in pending if level < len(levels[group])]
+        if not this_level:
             break
-        hints = [levels[grp][level] for grp in todo]
-        out = hinted_rollouts(trainer, batch, [first_row[grp] for grp in todo], hints, metrics)
+        hints = [levels[grp][level] for grp in this_level]
+        out = hinted_rollouts(trainer, batch, [first_row[grp] for grp in this_level], hints, metrics)
         out.hint_level = torch.full((out.batch_size,), level + 1, dtype=torch.long)
         solved = set(out.group_ids[success_scores(trainer, out) >= g.success_threshold].tolist())
         hinted.append(out)
         metrics["guidance/hinted_rollouts"] += out.batch_size
         metrics["guidance/rescued_groups"] += len(solved)
         metrics["guidance/hint_level_sum"] += (level + 1) * len(solved)
-        pending = [group for group in todo if group not in solved]
+        pending = [group for group in this_level if group not in solved]
         level += 1
     if not hinted:
         return batch, use
