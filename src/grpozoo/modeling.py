@@ -38,12 +38,23 @@ def head_is_plain(model) -> bool:
     )
 
 
+def _fold_buffer(layer, weight: torch.Tensor) -> torch.Tensor:
+    """The layer's own buffer for its folded weight, allocated once and reused at every generation
+    (allocating and zero-filling a weight-sized tensor per layer per step costs more than filling it)."""
+    buffer = layer.__dict__.get("_grpozoo_folded")
+    if buffer is None or buffer.shape != weight.shape or buffer.dtype != weight.dtype or buffer.device != weight.device:
+        buffer = torch.empty_like(weight, requires_grad=False)
+        layer.__dict__["_grpozoo_folded"] = buffer  # a plain attribute: not a parameter, buffer or state
+    return buffer
+
+
 @contextmanager
 def adapters_folded(model):
     """Within the block, each active LoRA adapter of ``model`` runs folded into a copy of its base
     weight, ``W + scale·B·A``: one matmul a layer instead of three, for generation. The base weights
     are swapped back afterwards, never recomputed by subtraction, so they stay bit for bit what they
-    were. A model without (active, unmerged) LoRA layers is left as it is."""
+    were. The copies live in one buffer per layer, kept between calls (one more set of the adapted
+    layers' weights in memory). A model without (active, unmerged) LoRA layers is left as it is."""
     try:
         from peft.tuners.lora import LoraLayer
     except ImportError:
@@ -59,9 +70,14 @@ def adapters_folded(model):
             if not adapters or not isinstance(base, torch.nn.Linear):
                 continue
             weight = base.weight
-            merged = weight.detach().clone()
+            merged = _fold_buffer(layer, weight)
+            merged.copy_(weight)
             for adapter in adapters:
-                merged += layer.get_delta_weight(adapter).to(merged.dtype)
+                a, b = layer.lora_A[adapter].weight, layer.lora_B[adapter].weight
+                if getattr(layer, "fan_in_fan_out", False) or a.dtype != merged.dtype:
+                    merged += layer.get_delta_weight(adapter).to(merged.dtype)
+                else:  # W + scale·B·A in one pass, no [out, in] temporary
+                    merged.addmm_(b, a, alpha=layer.scaling[adapter])
             base.weight = torch.nn.Parameter(merged, requires_grad=False)
             layer.merged_adapters.extend(adapters)  # peft's forward then runs the base layer alone
             folded.append((layer, base, weight, adapters))

@@ -193,6 +193,15 @@ def test_folded_adapters_give_the_unfolded_outputs_and_leave_the_base_untouched(
         if "lora_" not in name:
             assert torch.equal(p, base_before[name]), name
     assert all(not layer.merged for layer in lora.modules() if hasattr(layer, "merged_adapters"))
+    # a second generation after a training step: the kept fold buffers take the new adapter values
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.1)
+        unfolded = lora(input_ids=ids, attention_mask=mask).logits
+        with adapters_folded(lora):
+            folded = lora(input_ids=ids, attention_mask=mask).logits
+    torch.testing.assert_close(folded, unfolded, rtol=1e-4, atol=1e-5)
 
 
 def test_decoding_linears_compute_the_same_products_and_are_undone():
