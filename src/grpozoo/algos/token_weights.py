@@ -45,8 +45,9 @@ def _keep_top_per_row(scores: torch.Tensor, mask: torch.Tensor, fraction: float)
     (``n`` = real positions of the row). Ties are broken by position, earlier first, so the count
     is exact."""
     n = mask.sum(dim=1)
-    # the small tolerance keeps e.g. 0.7 * 10 = 7.000000000000001 from rounding up to 8
-    k = torch.ceil(n.double() * fraction - 1e-9).clamp(min=0).long()
+    # rounding to 9 decimals first keeps e.g. 0.7 * 10 = 7.000000000000001 from rounding up to 8,
+    # while any positive share of a token (even 1e-9) still keeps one
+    k = torch.ceil(torch.round(n.double() * fraction, decimals=9)).clamp(min=0).long()
     k = torch.minimum(k, n)
     finite = torch.nan_to_num(scores.float(), nan=-3.0e38, posinf=3.0e38, neginf=-3.0e38)
     ranked = torch.where(mask, finite, torch.full_like(finite, float("-inf")))

@@ -29,6 +29,8 @@ from grpozoo.modeling import cache_keyword
 
 # compact the KV cache once this fraction of its rows has finished (each compaction copies it)
 COMPACT_FRACTION = 0.25
+# inputs of at most this many rows (decoding steps) take the W @ x.T layout on a CPU
+FEW_ROWS = 64
 
 
 @dataclass
@@ -67,9 +69,6 @@ def _few_rows_linear(self, x: torch.Tensor) -> torch.Tensor:
     if self.bias is not None:
         out = out + self.bias
     return out.contiguous().view(*x.shape[:-1], out.shape[-1])
-
-
-FEW_ROWS = 64
 
 
 @contextmanager

@@ -17,10 +17,13 @@ import torch
 DEFAULT_CHUNK_TOKENS = 1024
 
 
-def _chunk_stats(hidden, weight, targets, inv_temp, with_entropy):
+def _tempered_logits(hidden, weight, inv_temp):
     z = (hidden @ weight.T).float()
-    if inv_temp != 1.0:
-        z.mul_(inv_temp)
+    return z.mul_(inv_temp) if inv_temp != 1.0 else z
+
+
+def _chunk_stats(hidden, weight, targets, inv_temp, with_entropy):
+    z = _tempered_logits(hidden, weight, inv_temp)
     lse = torch.logsumexp(z, dim=-1)
     logp = z.gather(1, targets.unsqueeze(1)).squeeze(1) - lse
     entropy = lse - torch.linalg.vecdot(torch.exp(z - lse[:, None]), z) if with_entropy else None
@@ -59,12 +62,7 @@ class _HeadLogprobs(torch.autograd.Function):
         for start in range(0, n, ctx.chunk_tokens):
             end = min(start + ctx.chunk_tokens, n)
             h = hidden[start:end]
-            if kept_logits is not None:
-                z = kept_logits
-            else:
-                z = (h @ weight.T).float()
-                if ctx.inv_temp != 1.0:
-                    z.mul_(ctx.inv_temp)
+            z = kept_logits if kept_logits is not None else _tempered_logits(h, weight, ctx.inv_temp)
             grad_z = _logits_grad(z, lse[start:end, None], entropy[start:end, None], targets[start:end, None],
                                   None if grad_logp is None else grad_logp[start:end, None],
                                   None if grad_entropy is None else grad_entropy[start:end, None])

@@ -210,6 +210,7 @@ class Trainer:
         learn_metrics = self.learn(learning_batch)
         end = time.perf_counter()
         own = batch if batch.hint_level is None else batch.select(batch.hint_level == 0)  # no hint
+        completion_tokens = float(batch.completion_mask.sum())
         metrics = {
             "step": self.step,
             **batch_metrics(own, self.rewards.parts),
@@ -221,8 +222,8 @@ class Trainer:
             "time/generation_s": generation_s,
             "time/learning_s": end - start - generation_s,
             "time/step_s": end - start,
-            "completion_tokens": float(batch.completion_mask.sum()),  # every round, hinted rollouts too
-            "tokens_per_s": float(batch.completion_mask.sum()) / generation_s,
+            "completion_tokens": completion_tokens,  # every round, hinted rollouts too
+            "tokens_per_s": completion_tokens / generation_s,
         }
         self.history.append(metrics)
         self.check_signal()
