@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from grpozoo.generation.sampling import decoding_linears, sample_tokens
+from grpozoo.generation.decoders import decoding_linears
+from grpozoo.generation.sampling import sample_tokens
 from grpozoo.modeling import adapters_folded
 from grpozoo.rollouts import Rollouts
 

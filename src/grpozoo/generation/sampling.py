@@ -8,9 +8,9 @@ These make it cheaper than ``model.generate(num_return_sequences=G)`` for RL rol
   still writing;
 * the sampled token's log-prob and the distribution's entropy are taken at each step from that
   step's logits ``[b, V]``, so no ``[B, T, V]`` tensor of logits is ever kept;
-* tokens are drawn by inverting the CDF (one random number a row), prompts without padding
-  decode without an attention mask, and on a CPU the linear layers of a decoding step use the
-  weight layout that streams fastest (:func:`decoding_linears`).
+* tokens are drawn by inverting the CDF (one random number a row);
+* the model side (:mod:`grpozoo.generation.decoders`) runs a Llama-family model's layers directly
+  over a KV cache allocated once, and any other model through its own forward.
 
 Log-probs and entropies are those of the tempered model distribution (what the learner's forward
 recomputes), before top-k/top-p truncation or the EOS suppression of ``min_new_tokens``, which only
@@ -19,18 +19,14 @@ shape what is drawn.
 
 from __future__ import annotations
 
-import types
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
-from grpozoo.modeling import cache_keyword
+from grpozoo.generation.decoders import decoder_for
 
 # compact the KV cache once this fraction of its rows has finished (each compaction copies it)
 COMPACT_FRACTION = 0.25
-# inputs of at most this many rows (decoding steps) take the W @ x.T layout on a CPU
-FEW_ROWS = 64
 
 
 @dataclass
@@ -61,31 +57,6 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     return logits
 
 
-def _few_rows_linear(self, x: torch.Tensor) -> torch.Tensor:
-    rows = x.numel() // x.shape[-1]
-    if rows > FEW_ROWS:
-        return torch.nn.functional.linear(x, self.weight, self.bias)
-    out = (self.weight @ x.reshape(rows, x.shape[-1]).T).T
-    if self.bias is not None:
-        out = out + self.bias
-    return out.contiguous().view(*x.shape[:-1], out.shape[-1])
-
-
-@contextmanager
-def decoding_linears(model):
-    """Within the block, the CPU model's ``nn.Linear`` layers compute ``(W @ x.T).T`` for inputs of at
-    most ``FEW_ROWS`` rows (a decoding step): the same product, with a layout that streams each weight
-    about 1.4x faster on a CPU. Elsewhere (GPU, larger inputs) nothing changes."""
-    linears = [m for m in model.modules() if type(m) is torch.nn.Linear and m.weight.device.type == "cpu"]
-    for layer in linears:
-        layer.forward = types.MethodType(_few_rows_linear, layer)
-    try:
-        yield
-    finally:
-        for layer in linears:
-            del layer.forward
-
-
 def draw(probs: torch.Tensor) -> torch.Tensor:
     """One token per row of ``probs [b, V]`` by inverting the cumulative distribution at a uniform
     draw: one random number a row instead of one a vocabulary entry (``torch.multinomial`` costs
@@ -114,16 +85,9 @@ def sample_tokens(
     device = prompt_ids.device
     group = torch.repeat_interleave(torch.arange(len(counts), device=device), torch.tensor(counts, device=device))
     rows = len(group)
-    positions = (prompt_mask.cumsum(dim=1) - 1).clamp(min=0)
-    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True,
-                logits_to_keep=1)
-    logits, kv_cache = out.logits[:, -1, :], out.past_key_values
-    kv_cache.batch_select_indices(group)  # each row continues from its prompt's keys and values
-    logits = logits[group]
-    # without padding every row attends to its whole cache: no mask to build at each step
-    attention = None if bool(prompt_mask.all()) else prompt_mask[group]
-    next_position = prompt_mask.sum(dim=1)[group]
-    cache_kw = cache_keyword(model)
+    decoder = decoder_for(model)
+    logits = decoder.prefill(prompt_ids, prompt_mask, max_new_tokens)[group]
+    decoder.keep(group)  # each row continues from its prompt's keys and values
 
     ids = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logprobs = torch.zeros((rows, max_new_tokens), device=device)
@@ -134,7 +98,9 @@ def sample_tokens(
     steps = 0
     for t in range(max_new_tokens):
         steps = t + 1
-        scaled = logits.float() / (temperature if temperature > 0 else 1.0)
+        scaled = logits.float()
+        if temperature > 0 and temperature != 1.0:
+            scaled = scaled / temperature
         log_probs = torch.log_softmax(scaled, dim=-1)
         probs = log_probs.exp()
         entropy = -(probs * log_probs).sum(dim=-1)
@@ -154,13 +120,7 @@ def sample_tokens(
             break
         if float((~running).float().mean()) >= COMPACT_FRACTION:  # drop finished rows
             keep = running.nonzero().squeeze(1)
-            kv_cache.batch_select_indices(keep)
-            active, token, next_position, running = active[keep], token[keep], next_position[keep], running[keep]
-            attention = attention[keep] if attention is not None else None
-        if attention is not None:
-            attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
-        out = model(input_ids=token.unsqueeze(1), attention_mask=attention, position_ids=next_position.unsqueeze(1),
-                    use_cache=True, **{cache_kw: kv_cache})
-        logits = out.logits[:, -1, :]
-        next_position = next_position + 1
+            decoder.keep(keep)
+            active, token, running = active[keep], token[keep], running[keep]
+        logits = decoder.step(token)
     return SampledTokens(ids[:, :steps], logprobs[:, :steps], entropies[:, :steps])

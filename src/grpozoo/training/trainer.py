@@ -51,6 +51,7 @@ from grpozoo.training import checkpoint as ckpt
 from grpozoo.training.allocator import keep_freed_memory
 from grpozoo.training.forward import completion_logprobs, micro_batches, shared_prefix_logprobs
 from grpozoo.training.guided import guided_rollouts
+from grpozoo.training.lora_linear import fused_lora
 from grpozoo.training.model import load_policy
 from grpozoo.training.step_records import batch_metrics, reward_columns, sample_record, scatter_rows
 
@@ -447,7 +448,8 @@ class Trainer:
         self.model.train()
         for _ in range(algo.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
-            sums = self.accumulate_gradients(chunks, totals)
+            with fused_lora(self.model):  # LoRA layers as one autograd function each
+                sums = self.accumulate_gradients(chunks, totals)
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, self.cfg.train.max_grad_norm)
             self.optimizer.step()
             self.scheduler.step()
@@ -510,9 +512,10 @@ class Trainer:
     def logprobs_without_grad(self, batch: Rollouts, model) -> torch.Tensor:
         """Log-probs ``[B, T]`` of the whole batch under ``model``, without building a graph."""
         out = torch.zeros_like(batch.sampling_logprobs)
-        for rows, mb in micro_batches(batch, self.cfg.train.micro_batch_tokens, self.whole_groups):
-            logp, _ = self.forward(model, mb, self.cfg.rollout.temperature)
-            out[rows, : logp.shape[1]] = logp.to(out.dtype)
+        with fused_lora(model):
+            for rows, mb in micro_batches(batch, self.cfg.train.micro_batch_tokens, self.whole_groups):
+                logp, _ = self.forward(model, mb, self.cfg.rollout.temperature)
+                out[rows, : logp.shape[1]] = logp.to(out.dtype)
         return out
 
     def reference_logprobs(self, batch: Rollouts) -> torch.Tensor:
