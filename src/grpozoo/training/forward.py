@@ -6,9 +6,10 @@ from typing import Any
 
 import torch
 
-from grpozoo.modeling import cache_keyword, head_is_plain
+from grpozoo.modeling import head_is_plain
 from grpozoo.rollouts import Rollouts
 from grpozoo.training.fused_head import head_logprobs
+from grpozoo.training.prefix_attention import pack_groups, prefix_attention
 
 
 def trim_padding(batch: Rollouts) -> Rollouts:
@@ -82,44 +83,31 @@ def shared_prefix_logprobs(
     model, batch: Rollouts, temperature: float = 1.0, with_entropy: bool = False, entropy_grad: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The same as :func:`completion_logprobs`, with each group's prompt run once (Prefix Grouper,
-    ALGORITHMS.md B30): the prompt's keys and values are computed once per group and shared by its
-    completions, so a group of G costs ``P + G·T`` tokens instead of ``G·(P + T)``. Gradients flow
-    through the shared keys and values, so log-probs and gradients equal the plain forward's.
+    ALGORITHMS.md B30), so a group of G costs ``P + G·T`` tokens instead of ``G·(P + T)``.
+    Gradients flow through the shared prompt, so log-probs and gradients equal the plain forward's.
 
-    Rows share a prompt forward when their prompt tokens are identical (a group's rows, wherever
-    they sit in the batch); a row with a prompt of its own gets its own. Shapes as
-    :func:`completion_logprobs`.
+    The micro-batch runs as one packed sequence ``[prompt_1 | completions of 1 | prompt_2 | …]``
+    without padding: one pass through every layer, so each weight's gradient is one matmul over all
+    tokens. Attention is split as in the paper (:mod:`grpozoo.training.prefix_attention`): each
+    prompt attends to itself causally, each completion to its group's prompt and its own earlier
+    tokens. A model whose attention does not dispatch through Hugging Face's attention interface
+    gets the plain forward.
+
+    Rows share a prompt when their prompt tokens are identical (a group's rows, wherever they sit
+    in the batch); a row with a prompt of its own gets its own. Shapes as :func:`completion_logprobs`.
     """
     device = next(model.parameters()).device
-    prompts = torch.cat([batch.prompt_ids * batch.prompt_mask, batch.prompt_mask], dim=1)
-    groups, group_of_row = torch.unique(prompts, dim=0, return_inverse=True)
-    first_row = torch.zeros(len(groups), dtype=torch.long).scatter_(
-        0, group_of_row.flip(0), torch.arange(batch.batch_size).flip(0)
-    )
-    prompt_ids = batch.prompt_ids[first_row].to(device)
-    prompt_mask = batch.prompt_mask[first_row].to(device)
-    prompt_states, prompt = last_states(
-        model, 1, input_ids=prompt_ids, attention_mask=prompt_mask,
-        position_ids=(prompt_mask.cumsum(dim=1) - 1).clamp(min=0), use_cache=True,
-    )
-    group_index = group_of_row.to(device)
-    first = prompt_states[group_index]  # predicts each row's first completion token
-    num_completion = batch.completion_ids.shape[1]
-    if num_completion == 1:
-        return completion_outputs(model, first, batch, temperature, with_entropy, entropy_grad)
-    cache = prompt.past_key_values
-    cache.batch_select_indices(group_index)  # every row attends to its group's prompt keys/values
-    completion_mask = batch.completion_mask.to(device)
-    completion_inputs = batch.completion_ids[:, :-1].to(device)
-    prompt_lengths = prompt_mask.sum(dim=1)[group_index]
-    position_ids = prompt_lengths.unsqueeze(1) + torch.arange(num_completion - 1, device=device)
-    rest, _ = last_states(
-        model, num_completion - 1, input_ids=completion_inputs,
-        attention_mask=torch.cat([prompt_mask[group_index], completion_mask[:, :-1]], dim=1),
-        position_ids=position_ids, use_cache=True, **{cache_keyword(model): cache},
-    )
-    states = torch.cat([first, rest], dim=1)
-    return completion_outputs(model, states, batch, temperature, with_entropy, entropy_grad)
+    layout = pack_groups(batch)
+    with prefix_attention(model) as calls:
+        states, _ = last_states(
+            model, len(layout.ids), input_ids=layout.ids[None].to(device), attention_mask=None,
+            position_ids=layout.positions[None].to(device), use_cache=False, shared_prefix=layout.to(device),
+        )
+    if calls.count == 0:  # the model ignored the split attention: its output is not the shared forward's
+        return completion_logprobs(model, batch, temperature, with_entropy, entropy_grad)
+    # the state that predicts completion token t of row i, [b, T, ·] (padding rows read token 0)
+    return completion_outputs(model, states[0, layout.predictors.to(device)], batch, temperature, with_entropy,
+                              entropy_grad)
 
 
 def last_states(model, keep: int, **inputs) -> tuple[torch.Tensor, Any]:

@@ -1,0 +1,169 @@
+"""The packed layout and split attention of the shared-prefix learning forward (Prefix Grouper,
+ALGORITHMS.md B30).
+
+A micro-batch becomes one sequence without padding: rows in batch order, each row's inputs (its
+completion tokens but the last, which predicts nothing) preceded, at the first row of its group,
+by the group's prompt: ``[prompt_1 | row 1 | prompt_2 | row 2 | row 3 (group 1) | …]``. Every
+linear layer then runs once over all tokens.
+
+Attention is split in two calls, as in the paper, registered as a Hugging Face attention
+implementation that reads the layout from the forward's keyword arguments:
+
+* prompt tokens attend causally within their prompt (``[groups, P]`` queries);
+* a row's inputs attend to ``[its group's prompt | its own inputs]`` with a causal mask on the
+  second part (``[rows, T]`` queries over ``P + T`` keys).
+
+Keys and values are gathered per row from the packed sequence, so gradients flow back to the
+shared prompt from every completion of its group.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+
+ATTENTION_NAME = "grpozoo_shared_prefix"
+
+
+@dataclass
+class PackedGroups:
+    """``ids``, ``positions [N]`` of the packed sequence; ``prompt_tokens [g, P]`` and
+    ``row_tokens [b, T]``: the packed index of each group's prompt tokens (left-aligned) and of
+    each row's inputs, with ``prompt_valid``/``row_valid`` masks (index 0 where invalid);
+    ``group_of_row [b]``; ``predictors [b, T]``: the packed index of the token whose state
+    predicts each completion token (0 on padding)."""
+
+    ids: torch.Tensor
+    positions: torch.Tensor
+    prompt_tokens: torch.Tensor
+    prompt_valid: torch.Tensor
+    row_tokens: torch.Tensor
+    row_valid: torch.Tensor
+    group_of_row: torch.Tensor
+    predictors: torch.Tensor
+
+    def to(self, device) -> PackedGroups:
+        return PackedGroups(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+def pack_groups(batch) -> PackedGroups:
+    """The packed layout of ``batch`` (left-padded prompts, right-padded completions): rows with
+    identical prompt tokens share one copy of it."""
+    prompts = torch.cat([batch.prompt_ids * batch.prompt_mask, batch.prompt_mask], dim=1)
+    _, group_of_row = torch.unique(prompts, dim=0, return_inverse=True)
+    rows, length = batch.completion_ids.shape
+    first_row = torch.zeros(int(group_of_row.max()) + 1, dtype=torch.long).scatter_(
+        0, group_of_row.flip(0), torch.arange(rows).flip(0)
+    )
+    prompt_mask = batch.prompt_mask[first_row].bool()
+    prompt_lengths = prompt_mask.sum(dim=1)
+    completion_lengths = batch.completion_mask.sum(dim=1)
+    inputs = (completion_lengths - 1).clamp(min=0)
+
+    # offsets: each group's prompt, then its rows' inputs in row order
+    starts, cursor = [], 0
+    group_start = {}
+    for row, g in enumerate(group_of_row.tolist()):
+        if g not in group_start:
+            group_start[g] = cursor
+            cursor += int(prompt_lengths[g])
+        starts.append(cursor)
+        cursor += int(inputs[row])
+    # a group's prompt sits before its first row's inputs; later rows of the group follow further on
+    prompt_start = torch.tensor([group_start[g] for g in range(len(first_row))], dtype=torch.long)
+    row_start = torch.tensor(starts, dtype=torch.long)
+
+    width = int(prompt_lengths.max())
+    slots = torch.arange(width)
+    prompt_valid = slots[None] < prompt_lengths[:, None]
+    prompt_tokens = torch.where(prompt_valid, prompt_start[:, None] + slots[None], 0)
+    steps = torch.arange(max(int(inputs.max()), 1))
+    row_valid = steps[None] < inputs[:, None]
+    row_tokens = torch.where(row_valid, row_start[:, None] + steps[None], 0)
+
+    ids = torch.empty(cursor, dtype=torch.long)
+    positions = torch.empty(cursor, dtype=torch.long)
+    left_aligned = torch.argsort((~prompt_mask).long(), dim=1, stable=True)  # real prompt tokens first
+    prompt_ids = batch.prompt_ids[first_row].gather(1, left_aligned)
+    ids[prompt_tokens[prompt_valid]] = prompt_ids[prompt_valid]
+    positions[prompt_tokens[prompt_valid]] = slots[None].expand_as(prompt_valid)[prompt_valid]
+    ids[row_tokens[row_valid]] = batch.completion_ids[:, : len(steps)][row_valid]
+    positions[row_tokens[row_valid]] = (prompt_lengths[group_of_row][:, None] + steps[None]).expand_as(row_valid)[
+        row_valid
+    ]
+
+    t = torch.arange(length)
+    last_prompt_token = (prompt_start + prompt_lengths - 1)[group_of_row]
+    predictors = torch.where(t[None] == 0, last_prompt_token[:, None], row_start[:, None] + t[None] - 1)
+    predictors = predictors.masked_fill(t[None] >= completion_lengths[:, None], 0)
+    return PackedGroups(ids, positions, prompt_tokens, prompt_valid, row_tokens, row_valid, group_of_row, predictors)
+
+
+def _attend(query, key, value, allowed, scaling):
+    """SDPA of ``query [n, H, q, d]`` over ``key, value [n, H_kv, k, d]`` where ``allowed [n, q, k]``."""
+    repeat = query.shape[1] // key.shape[1]
+    if repeat > 1:
+        key, value = key.repeat_interleave(repeat, dim=1), value.repeat_interleave(repeat, dim=1)
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=allowed[:, None], scale=scaling)
+
+
+def shared_prefix_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
+                            shared_prefix: PackedGroups | None = None, **kwargs):
+    """The split attention over :class:`PackedGroups` (``query [1, H, N, d]``, ``key``/``value``
+    ``[1, H_kv, N, d]``); returns ``[1, N, H, d]`` as Hugging Face's attention functions do."""
+    layout = shared_prefix
+    q, k, v = query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1)  # [N, heads, d]
+    width = layout.prompt_tokens.shape[1]
+
+    def gather(x, index):  # [N, heads, d] at index [n, m] -> [n, heads, m, d]
+        return x[index].transpose(1, 2)
+
+    causal = torch.ones(width, width, dtype=torch.bool, device=q.device).tril()
+    eye = torch.eye(width, dtype=torch.bool, device=q.device)
+    # a padding slot attends to itself only (its output is dropped)
+    prompt_allowed = (causal & layout.prompt_valid[:, None, :]) | eye
+    prompt_out = _attend(gather(q, layout.prompt_tokens), gather(k, layout.prompt_tokens),
+                         gather(v, layout.prompt_tokens), prompt_allowed, scaling)
+
+    steps = layout.row_tokens.shape[1]
+    group_prompt = layout.prompt_tokens[layout.group_of_row]
+    row_keys = torch.cat([group_prompt, layout.row_tokens], dim=1)
+    own = torch.ones(steps, steps, dtype=torch.bool, device=q.device).tril() & layout.row_valid[:, None, :]
+    row_allowed = torch.cat([layout.prompt_valid[layout.group_of_row][:, None, :].expand(-1, steps, -1), own], dim=2)
+    row_out = _attend(gather(q, layout.row_tokens), gather(k, row_keys), gather(v, row_keys), row_allowed, scaling)
+
+    out = q.new_zeros(q.shape[0], q.shape[1], v.shape[-1])
+    out = out.index_copy(0, layout.prompt_tokens[layout.prompt_valid], prompt_out.transpose(1, 2)[layout.prompt_valid])
+    out = out.index_copy(0, layout.row_tokens[layout.row_valid], row_out.transpose(1, 2)[layout.row_valid])
+    return out[None], None
+
+
+@dataclass
+class _Calls:
+    count: int = 0
+
+
+@contextmanager
+def prefix_attention(model):
+    """Within the block, the model's attention layers run :func:`shared_prefix_attention` (when
+    they dispatch through Hugging Face's attention interface); the yielded counter tells how many
+    attention calls took it."""
+    from transformers import AttentionInterface
+
+    calls = _Calls()
+
+    def counted(*args, **kwargs):
+        calls.count += 1
+        return shared_prefix_attention(*args, **kwargs)
+
+    AttentionInterface.register(ATTENTION_NAME, counted)
+    config = model.config
+    previous = config._attn_implementation
+    config._attn_implementation = ATTENTION_NAME
+    try:
+        yield calls
+    finally:
+        config._attn_implementation = previous
