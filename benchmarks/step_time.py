@@ -284,6 +284,10 @@ def main() -> None:
               f"{fmt(tokens, '.0f'):>8}{runs[0]['threads']:>9}{max(r['peak_rss_mib'] for r in runs):>14.0f}")
     if "trl" in step_medians:
         print(f"ratio (grpozoo / TRL median step time): {step_medians['grpozoo'] / step_medians['trl']:.2f}")
+        if len(results["trl"]) > 1:  # the machine's drift shows in how much the rounds disagree
+            per_round = [median([x["step_s"] for x in g["records"]]) / median([x["step_s"] for x in t["records"]])
+                         for g, t in zip(results["grpozoo"], results["trl"], strict=False)]
+            print("ratio per round: " + ", ".join(f"{ratio:.2f}" for ratio in per_round))
     else:
         print(skipped)
 
