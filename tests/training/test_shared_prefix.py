@@ -89,6 +89,7 @@ def test_packed_layout():
     assert layout.ids.tolist() == [5, 11, 12, 7, 8, 31]
     assert layout.positions.tolist() == [0, 1, 2, 0, 1, 1]
     assert layout.group_of_row.tolist() == [0, 1, 0]
+    assert layout.row_keys[2].tolist() == [0, 0, 5, 0]  # row 2: its prompt [5] (and a pad slot), then 31
     assert layout.prompt_tokens[layout.prompt_valid].tolist() == [0, 3, 4]
     assert layout.row_tokens[layout.row_valid].tolist() == [1, 2, 5]
     assert layout.predictors.tolist() == [[0, 1, 2], [4, 0, 0], [0, 5, 0]]

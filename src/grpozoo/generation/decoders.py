@@ -120,11 +120,10 @@ def _plain_weights(module) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     if type(module) is torch.nn.Linear:
         return module.weight, module.bias
     base = getattr(module, "base_layer", None)
-    adapters_off = getattr(module, "merged", False) or getattr(module, "disable_adapters", False)
-    if type(base) is torch.nn.Linear and adapters_off and not getattr(module, "lora_variant", None):
-        merged = set(getattr(module, "merged_adapters", ()))
-        if getattr(module, "disable_adapters", False) or all(a in merged for a in module.active_adapters):
-            return base.weight, base.bias
+    if type(base) is not torch.nn.Linear or getattr(module, "lora_variant", None):
+        return None
+    if module.disable_adapters or all(a in module.merged_adapters for a in module.active_adapters):
+        return base.weight, base.bias
     return None
 
 
@@ -146,8 +145,7 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 class LlamaFamilyDecoder:
     """Decoding a Llama, Qwen2 or Mistral model by running its layers directly (see the module)."""
 
-    def __init__(self, model, layers: list[dict], base):
-        self.model = model
+    def __init__(self, layers: list[dict], base):
         self.layers = layers
         self.embed = base.model.embed_tokens
         self.rotary = base.model.rotary_emb
@@ -174,8 +172,6 @@ class LlamaFamilyDecoder:
         inner = getattr(base, "model", None)
         if inner is None or not all(hasattr(inner, n) for n in ("embed_tokens", "rotary_emb", "norm", "layers")):
             return None
-        if type(base.get_output_embeddings()) is not torch.nn.Linear:
-            return None
         layers = []
         for layer in inner.layers:
             attn, mlp = layer.self_attn, layer.mlp
@@ -185,7 +181,7 @@ class LlamaFamilyDecoder:
             if any(w is None for w in weights.values()) or hasattr(attn, "q_norm"):
                 return None
             layers.append({**weights, "norm_in": layer.input_layernorm, "norm_post": layer.post_attention_layernorm})
-        return cls(model, layers, base)
+        return cls(layers, base)
 
     def prefill(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
         rows, length = prompt_ids.shape

@@ -54,9 +54,10 @@ def _single_adapter(layer, x: torch.Tensor):
         return None
     base, lora_a, lora_b = layer.get_base_layer(), layer.lora_A[adapter], layer.lora_B[adapter]
     dropout = layer.lora_dropout[adapter]
-    if isinstance(dropout, torch.nn.Dropout) and dropout.p > 0 and dropout.training:
-        return None
-    if not isinstance(dropout, torch.nn.Identity | torch.nn.Dropout) or getattr(layer, "fan_in_fan_out", False):
+    dropout_off = type(dropout) is torch.nn.Identity or (
+        type(dropout) is torch.nn.Dropout and (dropout.p == 0 or not dropout.training)
+    )
+    if not dropout_off or getattr(layer, "fan_in_fan_out", False):
         return None
     if type(base) is not torch.nn.Linear or type(lora_a) is not torch.nn.Linear or type(lora_b) is not torch.nn.Linear:
         return None

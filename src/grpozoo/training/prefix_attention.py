@@ -33,8 +33,10 @@ class PackedGroups:
     """``ids``, ``positions [N]`` of the packed sequence; ``prompt_tokens [g, P]`` and
     ``row_tokens [b, T]``: the packed index of each group's prompt tokens (left-aligned) and of
     each row's inputs, with ``prompt_valid``/``row_valid`` masks (index 0 where invalid);
-    ``group_of_row [b]``; ``predictors [b, T]``: the packed index of the token whose state
-    predicts each completion token (0 on padding)."""
+    ``group_of_row [b]``; ``row_keys [b, P + T]``: each row's keys, its group's prompt then its own inputs; the two
+    attention patterns ``prompt_allowed [g, P, P]`` and ``row_allowed [b, T, P + T]`` (query,
+    key), the same for every layer; ``predictors [b, T]``: the packed index of the token whose
+    state predicts each completion token (0 on padding)."""
 
     ids: torch.Tensor
     positions: torch.Tensor
@@ -43,6 +45,9 @@ class PackedGroups:
     row_tokens: torch.Tensor
     row_valid: torch.Tensor
     group_of_row: torch.Tensor
+    row_keys: torch.Tensor
+    prompt_allowed: torch.Tensor
+    row_allowed: torch.Tensor
     predictors: torch.Tensor
 
     def to(self, device) -> PackedGroups:
@@ -95,19 +100,29 @@ def pack_groups(batch) -> PackedGroups:
         row_valid
     ]
 
+    # a padding prompt slot attends to itself only (its output is dropped)
+    prompt_allowed = torch.ones(width, width, dtype=torch.bool).tril() & prompt_valid[:, None, :] | torch.eye(
+        width, dtype=torch.bool
+    )
+    own = torch.ones(len(steps), len(steps), dtype=torch.bool).tril() & row_valid[:, None, :]
+    row_allowed = torch.cat([prompt_valid[group_of_row][:, None, :].expand(-1, len(steps), -1), own], dim=2)
+    row_keys = torch.cat([prompt_tokens[group_of_row], row_tokens], dim=1)
+
     t = torch.arange(length)
     last_prompt_token = (prompt_start + prompt_lengths - 1)[group_of_row]
     predictors = torch.where(t[None] == 0, last_prompt_token[:, None], row_start[:, None] + t[None] - 1)
     predictors = predictors.masked_fill(t[None] >= completion_lengths[:, None], 0)
-    return PackedGroups(ids, positions, prompt_tokens, prompt_valid, row_tokens, row_valid, group_of_row, predictors)
+    return PackedGroups(ids, positions, prompt_tokens, prompt_valid, row_tokens, row_valid, group_of_row, row_keys,
+                        prompt_allowed, row_allowed, predictors)
 
 
-def _attend(query, key, value, allowed, scaling):
+def _attend(query, key, value, allowed, scaling, dropout):
     """SDPA of ``query [n, H, q, d]`` over ``key, value [n, H_kv, k, d]`` where ``allowed [n, q, k]``."""
     repeat = query.shape[1] // key.shape[1]
     if repeat > 1:
         key, value = key.repeat_interleave(repeat, dim=1), value.repeat_interleave(repeat, dim=1)
-    return F.scaled_dot_product_attention(query, key, value, attn_mask=allowed[:, None], scale=scaling)
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=allowed[:, None], dropout_p=dropout,
+                                          scale=scaling)
 
 
 def shared_prefix_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
@@ -116,25 +131,14 @@ def shared_prefix_attention(module, query, key, value, attention_mask, scaling=N
     ``[1, H_kv, N, d]``); returns ``[1, N, H, d]`` as Hugging Face's attention functions do."""
     layout = shared_prefix
     q, k, v = query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1)  # [N, heads, d]
-    width = layout.prompt_tokens.shape[1]
 
     def gather(x, index):  # [N, heads, d] at index [n, m] -> [n, heads, m, d]
         return x[index].transpose(1, 2)
 
-    causal = torch.ones(width, width, dtype=torch.bool, device=q.device).tril()
-    eye = torch.eye(width, dtype=torch.bool, device=q.device)
-    # a padding slot attends to itself only (its output is dropped)
-    prompt_allowed = (causal & layout.prompt_valid[:, None, :]) | eye
     prompt_out = _attend(gather(q, layout.prompt_tokens), gather(k, layout.prompt_tokens),
-                         gather(v, layout.prompt_tokens), prompt_allowed, scaling)
-
-    steps = layout.row_tokens.shape[1]
-    group_prompt = layout.prompt_tokens[layout.group_of_row]
-    row_keys = torch.cat([group_prompt, layout.row_tokens], dim=1)
-    own = torch.ones(steps, steps, dtype=torch.bool, device=q.device).tril() & layout.row_valid[:, None, :]
-    row_allowed = torch.cat([layout.prompt_valid[layout.group_of_row][:, None, :].expand(-1, steps, -1), own], dim=2)
-    row_out = _attend(gather(q, layout.row_tokens), gather(k, row_keys), gather(v, row_keys), row_allowed, scaling)
-
+                         gather(v, layout.prompt_tokens), layout.prompt_allowed, scaling, dropout)
+    row_out = _attend(gather(q, layout.row_tokens), gather(k, layout.row_keys), gather(v, layout.row_keys),
+                      layout.row_allowed, scaling, dropout)
     out = q.new_zeros(q.shape[0], q.shape[1], v.shape[-1])
     out = out.index_copy(0, layout.prompt_tokens[layout.prompt_valid], prompt_out.transpose(1, 2)[layout.prompt_valid])
     out = out.index_copy(0, layout.row_tokens[layout.row_valid], row_out.transpose(1, 2)[layout.row_valid])
