@@ -105,3 +105,16 @@ def test_decoding_linears_compute_the_same_products_and_are_undone():
         torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
         assert got.shape == expected.shape and got.is_contiguous()
     assert not any("forward" in vars(m) for m in model)
+
+
+def test_the_decoder_follows_weights_changed_in_place():
+    """Projections are cached between generations; an optimiser's in-place update must reach them."""
+    model = _model("qwen2")
+    ids, mask = _prompts(padded=False)
+    with torch.no_grad():
+        before = LlamaFamilyDecoder.supports(model).prefill(ids, mask, 2)
+        for p in model.parameters():
+            p.mul_(1.5)  # what an optimiser step does: the same tensors, changed in place
+        after = LlamaFamilyDecoder.supports(model).prefill(ids, mask, 2)
+        torch.testing.assert_close(after, HFDecoder(model).prefill(ids, mask, 2), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(before, after)
