@@ -5,7 +5,10 @@
     python benchmarks/step_time.py --shared-prefix [--lora]  # shared-prefix forward vs plain, long prompts
 
 Both systems run the same fixed configuration, each in its own child process (a fair peak-RSS
-figure, no shared caches); with ``--rounds R > 1`` the order alternates between rounds. Fairness:
+figure, no shared caches), in lockstep: the two processes take turns step by step (the order
+alternating each step), the waiting one idle, so both meet the same state of the machine (a shared
+VM's speed drifts by tens of percent within minutes); ``--rounds R`` repeats that with fresh
+processes. Fairness:
 
 * the embedded SmolLM2-135M-Instruct (``--model smollm2-135m``), float32 weights and compute
   (TRL's ``bf16`` default is switched off), gradient checkpointing off (TRL defaults it on);
@@ -39,6 +42,7 @@ import time
 
 PROMPTS, GROUP, MAX_NEW, LR, TEMPERATURE = 4, 4, 32, 1e-6, 1.0
 MARKER = "STEP_TIME_RESULT "
+STEP_DONE = "STEP_TIME_DONE"  # a child's line after each step; its next step waits for a line on stdin
 TRL_INSTALL = "pip install trl 'torch==2.13.0'"
 
 
@@ -59,7 +63,26 @@ def grpozoo_config(steps: int, lora: bool, threads: int | None, out: str, extra:
     return resolve_config(overrides=sets + list(extra))
 
 
-def run_grpozoo(steps: int, lora: bool, threads: int | None, extra: tuple[str, ...] = ()) -> dict:
+class Turns:
+    """A child's side of the lockstep: wait for the parent's go before a step, report its end."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def wait(self) -> None:
+        if self.enabled:
+            sys.stdin.readline()
+
+    def done(self) -> None:
+        if self.enabled:
+            print(STEP_DONE, flush=True)
+
+
+ALONE = Turns(False)  # a child run on its own: no turns to wait for
+
+
+def run_grpozoo(steps: int, lora: bool, threads: int | None, extra: tuple[str, ...] = (),
+                turns: Turns = ALONE) -> dict:
     from grpozoo.training import Trainer
 
     with tempfile.TemporaryDirectory() as out:
@@ -67,17 +90,20 @@ def run_grpozoo(steps: int, lora: bool, threads: int | None, extra: tuple[str, .
         r = trainer.cfg.rollout
         batch = trainer.generate(trainer.selector.next(r.prompts_per_step))
         prompt_tokens = float(batch.prompt_mask.sum(dim=1).float().mean())
-        trainer.train_step()  # warm-up
         records = []
-        for _ in range(steps):
+        for i in range(steps + 1):  # step 0 is the warm-up
+            turns.wait()
             m = trainer.train_step()
+            turns.done()
+            if i == 0:
+                continue
             records.append({"step_s": m["time/step_s"], "gen_s": m["time/generation_s"],
                             "learn_s": m["time/learning_s"],
                             "tokens": m["completion_length"] * r.prompts_per_step * r.group_size})
     return {"records": records, "prompt_tokens": prompt_tokens}
 
 
-def run_trl(steps: int, lora: bool, threads: int | None) -> dict:
+def run_trl(steps: int, lora: bool, threads: int | None, turns: Turns = ALONE) -> dict:
     import torch
     import trl
     from datasets import Dataset
@@ -132,10 +158,12 @@ def run_trl(steps: int, lora: bool, threads: int | None) -> dict:
 
         class StepTimer(TrainerCallback):
             def on_step_begin(self, args, state, control, **kwargs):
+                turns.wait()
                 self.start = time.perf_counter()
 
             def on_step_end(self, args, state, control, **kwargs):
                 steps_s.append(time.perf_counter() - self.start)
+                turns.done()
 
             def on_log(self, args, state, control, logs=None, **kwargs):
                 if logs and "completions/mean_length" in logs:
@@ -151,26 +179,74 @@ def run_trl(steps: int, lora: bool, threads: int | None) -> dict:
     return {"records": records, "version": trl.__version__}
 
 
-def child(system: str, steps: int, lora: bool, threads: int | None, extra: tuple[str, ...] = ()) -> None:
+def child(system: str, steps: int, lora: bool, threads: int | None, extra: tuple[str, ...] = (),
+          lockstep: bool = False) -> None:
     import torch
 
-    result = run_grpozoo(steps, lora, threads, extra) if system == "grpozoo" else run_trl(steps, lora, threads)
+    turns = Turns(lockstep)
+    if system == "grpozoo":
+        result = run_grpozoo(steps, lora, threads, extra, turns)
+    else:
+        result = run_trl(steps, lora, threads, turns)
     result["threads"] = torch.get_num_threads()
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(MARKER + json.dumps(result), flush=True)
 
 
-def spawn(system: str, a: argparse.Namespace, extra: tuple[str, ...] = ()) -> tuple[dict | None, str]:
+def child_command(system: str, a: argparse.Namespace, extra: tuple[str, ...] = (), lockstep: bool = False) -> list:
     cmd = [sys.executable, __file__, "--system", system, "--steps", str(a.steps)]
-    cmd += ["--lora"] * a.lora + (["--threads", str(a.threads)] if a.threads else [])
+    cmd += ["--lora"] * a.lora + (["--threads", str(a.threads)] if a.threads else []) + ["--lockstep"] * lockstep
     cmd += [arg for override in extra for arg in ("--set", override)]
     print(f"[running {system}: {' '.join(cmd[1:])}]", file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    for line in proc.stdout.splitlines():
+    return cmd
+
+
+def spawn(system: str, a: argparse.Namespace, extra: tuple[str, ...] = ()) -> tuple[dict | None, str]:
+    proc = subprocess.run(child_command(system, a, extra), capture_output=True, text=True)
+    return read_result(proc.stdout.splitlines(), proc.stderr, proc.returncode)
+
+
+def read_result(lines: list[str], stderr: str, returncode: int | None) -> tuple[dict | None, str]:
+    for line in lines:
         if line.startswith(MARKER):
             return json.loads(line[len(MARKER):]), ""
-    tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-    return None, f"exit status {proc.returncode}: {tail}"
+    tail = (stderr.strip().splitlines() or ["(no output)"])[-1]
+    return None, f"exit status {returncode}: {tail}"
+
+
+def run_lockstep(systems: list[str], a: argparse.Namespace) -> dict[str, tuple[dict | None, str]]:
+    """Run the systems' children side by side, one step at a time each, the order alternating each
+    step; a child that fails drops out and the others go on. Returns each system's (result, error)."""
+    errs = {s: tempfile.TemporaryFile("w+") for s in systems}  # a file: a chatty child never blocks on it
+    procs = {
+        s: subprocess.Popen(child_command(s, a, lockstep=True), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=errs[s], text=True)
+        for s in systems
+    }
+    outputs: dict[str, list[str]] = {s: [] for s in systems}
+    alive = list(systems)
+    for step in range(a.steps + 1):
+        for s in alive if step % 2 == 0 else alive[::-1]:
+            proc = procs[s]
+            try:
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+            except BrokenPipeError:
+                alive.remove(s)
+                continue
+            for line in proc.stdout:  # until the step's end, or the child's exit
+                outputs[s].append(line.rstrip("\n"))
+                if line.startswith(STEP_DONE):
+                    break
+            else:
+                alive.remove(s)
+    results = {}
+    for s, proc in procs.items():
+        rest, _ = proc.communicate()
+        errs[s].seek(0)
+        results[s] = read_result(outputs[s] + rest.splitlines(), errs[s].read(), proc.returncode)
+        errs[s].close()
+    return results
 
 
 # a sentence of about 13 tokens; repeated in the system prompt, it lengthens every prompt alike
@@ -237,9 +313,10 @@ def main() -> None:
     p.add_argument("--shared-prefix", action="store_true",
                    help="grpozoo only: the shared-prefix learning forward against the plain one, long prompts, G=8")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=argparse.SUPPRESS)
+    p.add_argument("--lockstep", action="store_true", help=argparse.SUPPRESS)  # a child's: wait for turns
     a = p.parse_args()
     if a.system != "all":
-        return child(a.system, a.steps, a.lora, a.threads, tuple(a.set))
+        return child(a.system, a.steps, a.lora, a.threads, tuple(a.set), a.lockstep)
     if a.scaling or a.shared_prefix:
         return compare_configs(a, SCALING if a.scaling else SHARED_PREFIX)
 
@@ -251,8 +328,7 @@ def main() -> None:
         systems.append("trl")
     results: dict[str, list[dict]] = {s: [] for s in systems}
     for r in range(a.rounds):
-        for system in systems if r % 2 == 0 else systems[::-1]:
-            result, error = spawn(system, a)
+        for system, (result, error) in run_lockstep(systems if r % 2 == 0 else systems[::-1], a).items():
             if result is None:
                 if system == "grpozoo":
                     sys.exit(f"grpozoo run failed: {error}")
@@ -288,6 +364,10 @@ def main() -> None:
             per_round = [median([x["step_s"] for x in g["records"]]) / median([x["step_s"] for x in t["records"]])
                          for g, t in zip(results["grpozoo"], results["trl"], strict=False)]
             print("ratio per round: " + ", ".join(f"{ratio:.2f}" for ratio in per_round))
+        # the two systems' i-th steps ran next to each other in time: their ratio sees one machine state
+        pairs = [g["step_s"] / t["step_s"] for gr, tr in zip(results["grpozoo"], results["trl"], strict=False)
+                 for g, t in zip(gr["records"], tr["records"], strict=True)]
+        print(f"ratio of neighbouring steps: median {median(pairs):.2f}, range {min(pairs):.2f}-{max(pairs):.2f}")
     else:
         print(skipped)
 
