@@ -118,3 +118,23 @@ def test_the_decoder_follows_weights_changed_in_place():
         after = LlamaFamilyDecoder.supports(model).prefill(ids, mask, 2)
         torch.testing.assert_close(after, HFDecoder(model).prefill(ids, mask, 2), rtol=1e-5, atol=1e-5)
     assert not torch.allclose(before, after)
+
+
+def test_packed_weights_of_folded_lora_do_not_pile_up_across_generations():
+    """Each fold makes new weight tensors; the packed copies of the old ones must go with them."""
+    import gc
+
+    from peft import LoraConfig, get_peft_model
+
+    from grpozoo.generation import decoders
+    from grpozoo.modeling import adapters_folded
+
+    lora = get_peft_model(_model("llama"), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear")).eval()
+    ids, mask = _prompts(padded=False)
+    sizes = []
+    for _ in range(3):
+        with torch.no_grad(), adapters_folded(lora):
+            LlamaFamilyDecoder.supports(lora).prefill(ids, mask, 2)
+        gc.collect()
+        sizes.append(len(decoders._PACKED))
+    assert sizes[0] > 0 and sizes == [sizes[0]] * 3

@@ -56,25 +56,48 @@ def decoding_linears(model):
             del layer.forward
 
 
+def _packable(weight: torch.Tensor) -> bool:
+    return weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+
+
+def _pack(parts: list[tuple[torch.Tensor, torch.Tensor | None]]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The parts' weights concatenated and reordered into oneDNN's blocked layout, and their biases
+    concatenated (None without any)."""
+    weights = [w.detach() for w, _ in parts]
+    packed = torch.ops.mkldnn._reorder_linear_weight(torch.cat(weights) if len(weights) > 1 else weights[0],
+                                                     FEW_ROWS // 4)
+    if all(b is None for _, b in parts):
+        return packed, None
+    return packed, torch.cat([w.new_zeros(w.shape[0]) if b is None else b.detach() for w, b in parts])
+
+
+# packed weights, kept while their layers are unchanged: keyed by the first weight, checked by every
+# part's identity and version (an optimiser step or a LoRA fold changes them in place); the values
+# hold no reference to the keys, so an entry goes when its weight does
+_PACKED = WeakIdKeyDictionary()
+
+
 class Projection:
     """Linear layers that read the same input, as one map whose output is theirs side by side
     (``q, k, v``; ``gate, up``): ``x [..., in] -> [..., sum(out)]`` from ``parts`` of ``(weight, bias)``.
 
-    On a CPU in float32 the weights are concatenated and reordered once into oneDNN's blocked layout,
-    whose kernel streams them faster than ``F.linear`` does, at a decoding step's few rows and at a
-    prefill's hundreds alike (SmolLM2's output layer about 1.7x at 16 rows). Equal to the parts'
-    ``x @ W.T + b`` up to the order of float32 additions. Elsewhere each part runs on its own."""
+    On a CPU in float32 the weights are concatenated and reordered into oneDNN's blocked layout
+    (once while they are unchanged), whose kernel streams them faster than ``F.linear`` does, at a
+    decoding step's few rows and at a prefill's hundreds alike (SmolLM2's output layer about 1.7x at
+    16 rows). Equal to the parts' ``x @ W.T + b`` up to the order of float32 additions. Elsewhere
+    each part runs on its own."""
 
     def __init__(self, parts: list[tuple[torch.Tensor, torch.Tensor | None]]):
-        weight = parts[0][0]
         self.parts = parts
         self.packed = None
-        if weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available():
-            fused = torch.cat([w.detach() for w, _ in parts]) if len(parts) > 1 else weight.detach()
-            self.packed = torch.ops.mkldnn._reorder_linear_weight(fused, FEW_ROWS // 4)
-            self.bias = None
-            if any(b is not None for _, b in parts):
-                self.bias = torch.cat([w.new_zeros(w.shape[0]) if b is None else b.detach() for w, b in parts])
+        first = parts[0][0]
+        if _packable(first):
+            signature = tuple((id(t), t._version) for part in parts for t in part if t is not None)
+            cached = _PACKED.get(first)
+            if cached is None or cached[0] != signature:
+                cached = (signature, *_pack(parts))
+                _PACKED[first] = cached
+            _, self.packed, self.bias = cached
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed is None:
@@ -82,22 +105,6 @@ class Projection:
             return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
         out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), self.packed, self.bias, "none", [], "")
         return out.view(*x.shape[:-1], out.shape[-1])
-
-
-# each projection, kept while its weights are unchanged: keyed by its first weight, checked by
-# every part's identity and version (an optimiser step or a LoRA fold changes them in place)
-_PROJECTIONS = WeakIdKeyDictionary()
-
-
-def projection(parts: list[tuple[torch.Tensor, torch.Tensor | None]]) -> Projection:
-    """The :class:`Projection` of ``parts``, rebuilt only when one of their tensors has changed."""
-    tensors = [t for part in parts for t in part if t is not None]
-    signature = tuple((id(t), t._version) for t in tensors)
-    cached = _PROJECTIONS.get(parts[0][0])
-    if cached is None or cached[0] != signature:
-        cached = (signature, Projection(parts))
-        _PROJECTIONS[parts[0][0]] = cached
-    return cached[1]
 
 
 class HFDecoder:
@@ -194,11 +201,11 @@ class LlamaFamilyDecoder:
             if any(w is None for w in weights) or hasattr(attn, "q_norm"):
                 return None
             q, k, v, o, gate, up, down = weights
-            layers.append({"qkv": projection([q, k, v]), "o": projection([o]), "gate_up": projection([gate, up]),
-                           "down": projection([down]), "intermediate": gate[0].shape[0],
+            layers.append({"qkv": Projection([q, k, v]), "o": Projection([o]), "gate_up": Projection([gate, up]),
+                           "down": Projection([down]), "intermediate": gate[0].shape[0],
                            "norm_in": layer.input_layernorm, "norm_post": layer.post_attention_layernorm})
         decoder = cls(layers, base)
-        decoder.head_projection = projection([(decoder.head, None)])
+        decoder.head_projection = Projection([(decoder.head, None)])
         return decoder
 
     def prefill(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
