@@ -172,6 +172,7 @@ class LlamaFamilyDecoder:
         self.rotary = base.model.rotary_emb
         self.final_norm = base.model.norm
         self.head = base.get_output_embeddings().weight
+        self.head_projection = Projection([(self.head, None)])
         config = base.config
         self.num_heads = config.num_attention_heads
         self.num_kv_heads = getattr(config, "num_key_value_heads", None) or self.num_heads
@@ -204,9 +205,7 @@ class LlamaFamilyDecoder:
             layers.append({"qkv": Projection([q, k, v]), "o": Projection([o]), "gate_up": Projection([gate, up]),
                            "down": Projection([down]), "intermediate": gate[0].shape[0],
                            "norm_in": layer.input_layernorm, "norm_post": layer.post_attention_layernorm})
-        decoder = cls(layers, base)
-        decoder.head_projection = Projection([(decoder.head, None)])
-        return decoder
+        return cls(layers, base)
 
     def prefill(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
         rows, length = prompt_ids.shape
