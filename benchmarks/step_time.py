@@ -226,7 +226,7 @@ def run_lockstep(systems: list[str], a: argparse.Namespace) -> dict[str, tuple[d
     outputs: dict[str, list[str]] = {s: [] for s in systems}
     alive = list(systems)
     for step in range(a.steps + 1):
-        for s in alive if step % 2 == 0 else alive[::-1]:
+        for s in list(alive) if step % 2 == 0 else alive[::-1]:  # copies: a failed child leaves `alive`
             proc = procs[s]
             try:
                 proc.stdin.write("go\n")

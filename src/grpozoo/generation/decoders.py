@@ -27,6 +27,7 @@ from grpozoo.modeling import cache_keyword, head_is_plain
 
 # inputs of at most this many rows (decoding steps) take the W @ x.T layout on a CPU
 FEW_ROWS = 64
+PACKING_ROWS = 16  # the number of rows oneDNN's weight reordering is told to expect (a decoding step's)
 LLAMA_FAMILY = ("llama", "qwen2", "mistral")
 
 
@@ -65,7 +66,7 @@ def _pack(parts: list[tuple[torch.Tensor, torch.Tensor | None]]) -> tuple[torch.
     concatenated (None without any)."""
     weights = [w.detach() for w, _ in parts]
     packed = torch.ops.mkldnn._reorder_linear_weight(torch.cat(weights) if len(weights) > 1 else weights[0],
-                                                     FEW_ROWS // 4)
+                                                     PACKING_ROWS)
     if all(b is None for _, b in parts):
         return packed, None
     return packed, torch.cat([w.new_zeros(w.shape[0]) if b is None else b.detach() for w, b in parts])
