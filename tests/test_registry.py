@@ -3,11 +3,20 @@
 import pytest
 
 from grpozoo.algos.losses.clipped import ppo_clip_loss
-from grpozoo.registry import Registry, UnknownNameError, advantages, check_params, did_you_mean, losses
+from grpozoo.registry import (
+    LossSpec,
+    Registry,
+    Spec,
+    UnknownNameError,
+    advantages,
+    check_params,
+    did_you_mean,
+    losses,
+)
 
 
 def _registry():
-    reg = Registry("widget")
+    reg = Registry("widget", Spec)
     for name in ("alpha", "beta", "gamma"):
         reg.register(name)(name.upper())
     return reg
@@ -21,7 +30,7 @@ def test_get_and_names_and_contains():
 
 
 def test_register_returns_the_item_unchanged():
-    reg = Registry("widget")
+    reg = Registry("widget", Spec)
 
     def fn():
         return 1
@@ -104,3 +113,14 @@ def test_check_params_allows_anything_with_var_keyword():
         return a
 
     check_params("thing", "fn", fn, {"whatever": 1, "else": 2}, positional=1)
+
+
+def test_component_metadata_is_declared_at_registration_and_checked():
+    reg = Registry("widget", LossSpec)
+    reg.register("grouped", whole_groups=True, needs={"old_logprobs"})(len)
+    assert reg.spec("grouped") == LossSpec(needs=frozenset({"old_logprobs"}), whole_groups=True)
+    assert not hasattr(len, "whole_groups")  # nothing is attached to the function itself
+    with pytest.raises(TypeError, match="whole_group"):
+        reg.register("typo", whole_group=True)
+    with pytest.raises(ValueError, match="unknown need"):
+        reg.register("bad", needs={"reference"})

@@ -13,7 +13,7 @@ from grpozoo.algos.advantages.batch_baselines import (
     remax_advantage,
 )
 from grpozoo.algos.advantages.group_relative import grpo_advantage
-from grpozoo.registry import advantages, needs_of
+from grpozoo.registry import advantages
 from tests.factories import make_rollouts
 
 REWARDS = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0])
@@ -79,7 +79,7 @@ def test_remax_subtracts_the_greedy_reward():
 
 
 def test_remax_declares_its_need_and_fails_clearly_without_it():
-    assert needs_of(remax_advantage) == frozenset({"baseline_rewards"})
+    assert advantages.spec("remax").needs == frozenset({"baseline_rewards"})
     ctx = make_rollouts([1.0, 0.0])
     with pytest.raises(ValueError, match="baseline_rewards"):
         remax_advantage(ctx.rewards, ctx.group_ids, ctx)

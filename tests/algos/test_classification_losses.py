@@ -27,8 +27,8 @@ def test_registered_and_whole_groups():
     assert losses.get("real") is real_loss
     assert losses.get("real_bce") is real_bce_loss
     assert losses.get("disco") is disco_loss
-    for fn in (real_loss, real_bce_loss, disco_loss):
-        assert fn.whole_groups is True
+    for name in ("real", "real_bce", "disco"):
+        assert losses.spec(name).whole_groups is True
 
 
 # ------------------------------------------------------------------------------ REAL

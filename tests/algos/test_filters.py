@@ -16,7 +16,6 @@ from grpozoo.algos.filters import (
     check_keep,
     d3s_rollouts,
     dynamic_sampling,
-    filter_stage,
     first_groups,
     max_variance_subset,
     no_signal_message,
@@ -27,7 +26,7 @@ from grpozoo.rollouts import Rollouts
 
 def test_filters_are_registered_with_their_attributes():
     assert set(registry.group_filters.names()) >= {"dynamic_sampling", "overlong_filter", "d3s_rollouts"}
-    assert registry.group_filters.get("dynamic_sampling").refill is True
+    assert registry.group_filters.spec("dynamic_sampling").refill is True
     assert not getattr(registry.group_filters.get("d3s_rollouts"), "refill", False)
 
 
@@ -91,8 +90,8 @@ def test_first_groups_keeps_the_first_n_surviving_groups():
 def test_overlong_filter_keeps_finished_completions_and_picks_its_stage():
     batch = make_rollouts([1, 0, 1], [0, 0, 0], truncated=torch.tensor([False, True, False]))
     assert overlong_filter(batch).tolist() == [True, False, True]
-    assert filter_stage(overlong_filter, {}) == AFTER_ADVANTAGES  # DAPO: in the statistics, no loss
-    assert filter_stage(overlong_filter, {"mode": "drop"}) == BEFORE_ADVANTAGES
+    assert registry.group_filters.spec("overlong_filter").stage_for({}) == AFTER_ADVANTAGES  # DAPO: in the statistics, no loss
+    assert registry.group_filters.spec("overlong_filter").stage_for({"mode": "drop"}) == BEFORE_ADVANTAGES
     with pytest.raises(ValueError, match="mode='cut'"):
         overlong_filter(batch, mode="cut")
 
@@ -157,8 +156,8 @@ def test_d3s_rollouts_keep_at_least_min_keep_and_small_groups_whole():
 def test_d3s_rollouts_rank_by_advantages_when_they_are_set():
     batch = make_rollouts([0, 0, 0, 0], [0, 0, 0, 0], advantages=torch.tensor([2.0, 0.0, 0.1, -2.0]))
     assert d3s_rollouts(batch, ratio_start=0.5, ratio_end=0.5).tolist() == [True, False, False, True]
-    assert filter_stage(d3s_rollouts, {"advantages_on": "group"}) == AFTER_ADVANTAGES
-    assert filter_stage(d3s_rollouts, {}) == BEFORE_ADVANTAGES
+    assert registry.group_filters.spec("d3s_rollouts").stage_for({"advantages_on": "group"}) == AFTER_ADVANTAGES
+    assert registry.group_filters.spec("d3s_rollouts").stage_for({}) == BEFORE_ADVANTAGES
 
 
 # ------------------------------------------------------------------ Rollouts.concat

@@ -25,7 +25,7 @@ def _on_policy_grad(rewards, length=1, group_ids=None, **params):
 
 def test_registered_and_whole_groups():
     assert losses.get("nft") is nft_loss
-    assert nft_loss.whole_groups is True
+    assert losses.spec("nft").whole_groups is True
 
 
 def test_option_2_gradient_at_ratio_one_by_hand():

@@ -497,7 +497,7 @@ def test_etr_group_factor_by_hand():
 
 
 def test_etr_keeps_groups_whole():
-    assert etr_loss.whole_groups is True
+    assert losses.spec("etr").whole_groups is True
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -101,8 +101,8 @@ def edge_batch(case: str):
     return full_batch(rewards, group_ids, lengths, seed=sorted(EDGE_CASES).index(case))
 
 
-def _segment_values(fn, batch) -> torch.Tensor | None:
-    boundaries = getattr(fn, "segment_boundaries", None)
+def _segment_values(name: str, batch) -> torch.Tensor | None:
+    boundaries = registry.advantages.spec(name).segment_boundaries
     if boundaries is None:
         return None
     asked = boundaries(batch)
@@ -112,7 +112,7 @@ def _segment_values(fn, batch) -> torch.Tensor | None:
 
 def _advantages(name: str, batch):
     fn = registry.advantages.get(name)
-    batch.segment_values = _segment_values(fn, batch)
+    batch.segment_values = _segment_values(name, batch)
     out = fn(batch.rewards, batch.group_ids, batch)
     return out if isinstance(out, AdvantageOutput) else AdvantageOutput(out)
 

@@ -15,6 +15,8 @@ from grpozoo.algos.losses.clipped import ppo_clip_loss
 from grpozoo.algos.losses.regularized import copo_loss, llds_loss, r2vpo_loss
 from grpozoo.registry import advantages, losses
 
+R2VPO_AFTER_STEP = losses.spec("r2vpo").after_step
+
 
 def _ctx_with_lambda(lam, n=1, t=2):
     return make_rollouts([0.0] * n, num_tokens=t, state={"r2vpo": {"lambda": lam}})
@@ -79,7 +81,7 @@ def test_r2vpo_no_token_gradient_is_zeroed_for_extreme_ratios():
 
 
 def test_r2vpo_dual_update_by_hand():
-    after = r2vpo_loss.after_step
+    after = R2VPO_AFTER_STEP
     state = {}
     after(state, {"ratio": 1.0, "ratio_sq": 1.5}, delta=0.1, lambda_lr=1.0)  # Var = 0.5 > δ
     assert state["r2vpo"]["lambda"] == pytest.approx(0.4)
@@ -96,7 +98,7 @@ def test_r2vpo_dual_update_by_hand():
 def test_property_r2vpo_lambda_increases_iff_variance_exceeds_delta(lam, mean, spread, delta):
     state = {"r2vpo": {"lambda": lam}}
     variance = spread**2
-    r2vpo_loss.after_step(state, {"ratio": mean, "ratio_sq": variance + mean**2}, delta=delta, lambda_lr=1.0)
+    R2VPO_AFTER_STEP(state, {"ratio": mean, "ratio_sq": variance + mean**2}, delta=delta, lambda_lr=1.0)
     new = state["r2vpo"]["lambda"]
     if variance > delta + 1e-9:
         assert new > lam
@@ -107,9 +109,9 @@ def test_property_r2vpo_lambda_increases_iff_variance_exceeds_delta(lam, mean, s
 
 def test_r2vpo_after_step_ignores_other_params_and_missing_metrics():
     state = {}
-    r2vpo_loss.after_step(state, {"loss": 1.0})
+    R2VPO_AFTER_STEP(state, {"loss": 1.0})
     assert state == {}
-    r2vpo_loss.after_step(state, {"ratio": 1.0, "ratio_sq": 1.0}, unrelated=3)
+    R2VPO_AFTER_STEP(state, {"ratio": 1.0, "ratio_sq": 1.0}, unrelated=3)
     assert state["r2vpo"]["lambda"] == 0.0
 
 

@@ -17,7 +17,7 @@ from grpozoo.algos.token_weights import (
     rollout_correction,
     scheduled_ratio,
 )
-from grpozoo.registry import needs_of, token_weights
+from grpozoo.registry import token_weights
 
 
 def test_registered_names():
@@ -26,7 +26,7 @@ def test_registered_names():
     assert token_weights.get("d3s_tokens") is d3s_token_weights
     assert token_weights.get("gtpo_conflict") is gtpo_conflict_weights
     assert token_weights.get("rollout_correction") is rollout_correction
-    assert needs_of(rollout_correction) == {"old_logprobs"}
+    assert token_weights.spec("rollout_correction").needs == {"old_logprobs"}
 
 
 # ---------------------------------------------------------------- entropy top quantile / EARL

@@ -16,7 +16,7 @@ from grpozoo.algos.advantages.trees import (
     spo_chain_boundaries,
     tempo_advantage,
 )
-from grpozoo.registry import advantages, needs_of
+from grpozoo.registry import advantages
 from tests.factories import make_rollouts
 
 NAN = math.nan
@@ -25,8 +25,8 @@ NAN = math.nan
 def test_estimators_are_registered():
     assert advantages.get("tempo") is tempo_advantage
     assert advantages.get("segment_spo") is segment_spo_advantage
-    assert needs_of(segment_spo_advantage) == {"segment_values"}
-    assert needs_of(tempo_advantage) == frozenset()
+    assert advantages.spec("segment_spo").needs == {"segment_values"}
+    assert advantages.spec("tempo").needs == frozenset()
 
 
 # ---------------------------------------------------------------- TEMPO
@@ -118,7 +118,7 @@ def test_chain_boundaries_every_second_cutpoint():
     # row 1: 0, after the 2nd cutpoint (token 1) -> 2, L = 3
     expected = torch.tensor([[1, 0, 0, 1, 0, 0, 1], [1, 0, 1, 1, 0, 0, 0]], dtype=torch.bool)
     assert torch.equal(out, expected)
-    attached = segment_spo_advantage.segment_boundaries(_segment_ctx(), every=2, probability_mask=True)
+    attached = advantages.spec("segment_spo").segment_boundaries(_segment_ctx(), every=2, probability_mask=True)
     assert torch.equal(attached, expected)
 
 

@@ -38,7 +38,7 @@ def test_extract_code_reads_a_truncated_last_block_to_the_end():
 
 def test_code_tests_is_registered():
     assert reward_registry.get("code_tests") is code_tests_reward
-    assert code_tests_reward.reports_timeouts
+    assert reward_registry.spec("code_tests").reports_timeouts
 
 
 def test_fraction_of_tests_passed_and_timeouts_missing_and_counted():

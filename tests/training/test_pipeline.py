@@ -13,6 +13,7 @@ from grpozoo.algos.groups import group_mean
 from grpozoo.algos.kl import kl_k1, kl_to_go
 from grpozoo.algos.losses.clipped import ppo_clip_loss
 from grpozoo.config import ComponentConfig
+from grpozoo.registry import AdvantageSpec, LossSpec
 from grpozoo.training import fit
 from grpozoo.training.forward import micro_batches
 
@@ -128,12 +129,12 @@ def test_component_state_survives_a_resume(tiny_overrides, tmp_path):
         state["calls"] = state.get("calls", 0) + 1
         state["last_entropy"] = metrics["entropy"]
 
-    counting_loss.after_step = count
     run = tmp_path / "stateful"
     first = make_trainer(
         tiny_overrides, "train.steps=2", "eval.at_start=false", "eval.at_end=false", f"output_dir={run}"
     )
     first.loss_fn = counting_loss
+    first.loss_spec = LossSpec(after_step=count)
     fit(first, show_progress=False)
     assert first.state["calls"] == 2
     resumed = make_trainer(
@@ -174,8 +175,8 @@ def test_segment_values_are_monte_carlo_estimates_at_the_asked_boundaries(tiny_o
     def estimator(rewards, group_ids, ctx, **params):
         return rewards
 
-    estimator.segment_boundaries = boundaries
     trainer.advantage_fn = estimator
+    trainer.advantage_spec = AdvantageSpec(needs={"segment_values"}, segment_boundaries=boundaries)
     batch = sampled_batch(trainer)
     values = trainer.segment_values(batch)
     asked = boundaries(batch)

@@ -1,13 +1,13 @@
 """Group filters: ``fn(batch, **params) -> keep [B] bool``, which rows learn.
 
 A filter runs after the rewards and, by default, before the advantages: the rows it drops take no
-part in their group's statistics and receive no loss. Two attributes change how the trainer uses a
-filter (see docs/components.md):
+part in their group's statistics and receive no loss. Two fields of its registration
+(:class:`grpozoo.registry.FilterSpec`) change how the trainer uses a filter (see docs/components.md):
 
 - ``stage``: ``"before_advantages"`` (default) or ``"after_advantages"``: the rows count in their
   group's advantage statistics, then leave the batch (their loss is zero and they are not counted in
   the loss's token totals). A callable ``stage(**params)`` picks the stage from the parameters.
-- ``refill = True``: when fewer than ``rollout.prompts_per_step`` groups survive, the trainer samples
+- ``refill=True``: when fewer than ``rollout.prompts_per_step`` groups survive, the trainer samples
   further rounds of fresh prompts, up to ``rollout.max_refill_rounds`` (DAPO's dynamic sampling).
 
 Filters are pure: they read the batch (``rewards``, ``task_scores``, ``truncated``, ``group_ids``,
@@ -27,25 +27,11 @@ import torch
 
 from grpozoo.algos.groups import group_max, group_min, group_std
 from grpozoo.algos.token_weights import scheduled_ratio
-from grpozoo.registry import group_filters
-
-BEFORE_ADVANTAGES = "before_advantages"
-AFTER_ADVANTAGES = "after_advantages"
+from grpozoo.registry import AFTER_ADVANTAGES, BEFORE_ADVANTAGES, group_filters
 
 
 class NoLearnableGroupsError(RuntimeError):
     """Every generation round of a step was dropped by a refilling group filter."""
-
-
-def filter_stage(fn, params: dict) -> str:
-    """Where the trainer applies filter ``fn`` with ``params``: before or after the advantages."""
-    stage = getattr(fn, "stage", BEFORE_ADVANTAGES)
-    stage = stage(**params) if callable(stage) else stage
-    if stage not in (BEFORE_ADVANTAGES, AFTER_ADVANTAGES):
-        raise ValueError(
-            f"group filter stage {stage!r} is not one of {BEFORE_ADVANTAGES!r}, {AFTER_ADVANTAGES!r}"
-        )
-    return stage
 
 
 def check_keep(name: str, keep, batch_size: int) -> torch.Tensor:
@@ -91,7 +77,7 @@ def no_signal_message(
 # ------------------------------------------------------------------ DAPO dynamic sampling
 
 
-@group_filters.register("dynamic_sampling")
+@group_filters.register("dynamic_sampling", refill=True)
 def dynamic_sampling(
     batch,
     tol: float = 1e-6,
@@ -131,13 +117,13 @@ def dynamic_sampling(
     return width > tol
 
 
-dynamic_sampling.refill = True
-
-
 # ------------------------------------------------------------------ overlong filtering
 
 
-@group_filters.register("overlong_filter")
+@group_filters.register(
+    "overlong_filter",
+    stage=lambda mode="mask", **_: AFTER_ADVANTAGES if mode == "mask" else BEFORE_ADVANTAGES,
+)
 def overlong_filter(batch, mode: Literal["mask", "drop"] = "mask") -> torch.Tensor:
     """DAPO's overlong filtering (P0; Yu et al. 2025, "DAPO", arXiv:2503.14476, §3.4): a completion cut
     off by ``rollout.max_new_tokens`` (``batch.truncated``) receives no loss, since its reward
@@ -151,9 +137,6 @@ def overlong_filter(batch, mode: Literal["mask", "drop"] = "mask") -> torch.Tens
     if mode not in ("mask", "drop"):
         raise ValueError(f"overlong_filter: mode={mode!r} is not one of 'mask', 'drop'")
     return ~batch.truncated.bool()
-
-
-overlong_filter.stage = lambda mode="mask", **_: AFTER_ADVANTAGES if mode == "mask" else BEFORE_ADVANTAGES
 
 
 # ------------------------------------------------------------------ D³S rollout subset
@@ -182,7 +165,10 @@ def max_variance_subset(values: torch.Tensor, k: int) -> torch.Tensor:
     return keep
 
 
-@group_filters.register("d3s_rollouts")
+@group_filters.register(
+    "d3s_rollouts",
+    stage=lambda advantages_on="subset", **_: AFTER_ADVANTAGES if advantages_on == "group" else BEFORE_ADVANTAGES,
+)
 def d3s_rollouts(
     batch,
     ratio_start: float = 0.5,
@@ -228,8 +214,3 @@ def d3s_rollouts(
         k = min(size, max(min_keep, math.ceil(ratio * size - 1e-9)))
         keep[rows] = max_variance_subset(values[rows], k)
     return keep
-
-
-d3s_rollouts.stage = lambda advantages_on="subset", **_: (
-    AFTER_ADVANTAGES if advantages_on == "group" else BEFORE_ADVANTAGES
-)

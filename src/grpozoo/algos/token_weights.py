@@ -17,7 +17,7 @@ from typing import Literal
 
 import torch
 
-from grpozoo.registry import needs, token_weights
+from grpozoo.registry import token_weights
 
 Scope = Literal["batch", "sequence"]
 
@@ -252,8 +252,7 @@ def gtpo_conflict_weights(ctx, weight: float = 2.0, divide_by_conflict_count: bo
 _MAX_LOG_RATIO = 30.0  # exp(30) ≈ 1e13: finite in float32, far above any sensible cap
 
 
-@token_weights.register("rollout_correction")
-@needs("old_logprobs")
+@token_weights.register("rollout_correction", needs={"old_logprobs"})
 def rollout_correction(
     ctx,
     mode: Literal["token_tis", "token_mis", "sequence_tis", "sequence_mis"] = "token_tis",
@@ -283,7 +282,7 @@ def rollout_correction(
     """
     if ctx.old_logprobs is None:
         raise ValueError(
-            "rollout_correction needs ctx.old_logprobs (declared with @needs); none were computed"
+            "rollout_correction needs ctx.old_logprobs (declared in its registration's needs); none were computed"
         )
     if cap <= 0:
         raise ValueError(f"rollout_correction: cap must be > 0, got {cap}")

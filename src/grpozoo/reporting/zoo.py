@@ -103,7 +103,7 @@ def zoo_markdown() -> str:
         for name in names:
             component = reg.get(name)
             module = component.__module__.removeprefix("grpozoo.")
-            needs = sorted(registry.needs_of(component))
+            needs = sorted(reg.spec(name).needs)
             what = summary(component) + (f" *Needs: {', '.join(needs)}.*" if needs else "")
             lines.append(
                 f"| `{name}` | {entry_ids(component)} | {what} | {parameters(component, positional)} | `{module}` |"

@@ -30,7 +30,7 @@ def extract_code(completion: str) -> str:
     return completion
 
 
-@rewards.register("code_tests")
+@rewards.register("code_tests", reports_timeouts=True)
 def code_tests_reward(
     completions,
     prompts,
@@ -82,8 +82,6 @@ def code_tests_reward(
         [_score(r, all_or_nothing) for r in results], timeouts=sum(r.fraction is None for r in results)
     )
 
-
-code_tests_reward.reports_timeouts = True
 
 
 def _score(result: SandboxResult, all_or_nothing: bool) -> float | None:

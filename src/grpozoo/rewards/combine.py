@@ -49,8 +49,8 @@ class RewardPart:
 class RewardScores(list):
     """A reward's scores (a plain list to every caller) that also says how many of them are
     missing (None) because the sample could not be scored in time; the trainer logs the count as
-    ``reward/<name>/timeouts``. Reward functions that can time out per sample set the attribute
-    ``reports_timeouts = True`` so the metric is logged from the first step."""
+    ``reward/<name>/timeouts``. Built-in rewards that can time out per sample are registered with
+    ``reports_timeouts=True`` so the metric is logged from the first step."""
 
     def __init__(self, values=(), timeouts: int = 0):
         super().__init__(values)
@@ -102,7 +102,7 @@ class RewardModel:
         self.timeouts = {
             p.name: 0
             for p in self.parts
-            if p.timeout_s is not None or getattr(p.fn, "reports_timeouts", False)
+            if p.timeout_s is not None or (p.name in reward_registry and reward_registry.spec(p.name).reports_timeouts)
         }
 
     def __call__(

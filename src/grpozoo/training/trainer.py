@@ -3,7 +3,7 @@ learn, log.
 
 Every algorithmic choice is a component looked up by name from the run configuration; the loop
 has no branch per algorithm. What components read beyond the sampled batch (old or reference
-log-probs, a greedy baseline, Monte-Carlo segment values) they declare with ``@needs``, and the
+log-probs, a greedy baseline, Monte-Carlo segment values) they declare where they are registered (``needs=…``), and the
 trainer computes it only for runs that use such a component (see docs/components.md).
 """
 
@@ -31,7 +31,6 @@ from grpozoo.algos.filters import (
     NoLearnableGroupsError,
     check_keep,
     count_groups,
-    filter_stage,
     first_groups,
     no_signal_message,
 )
@@ -99,11 +98,17 @@ class Trainer:
         for component in algo.group_filters:
             fn = registry.group_filters.get(component.name)
             registry.check_params("group filter", component.name, fn, component.params, 1)
-            self.group_filters.append((component, fn, filter_stage(fn, component.params)))
+            self.group_filters.append((component, fn, registry.group_filters.spec(component.name).stage_for(component.params)))
         self.refill = [
-            c.name for c, fn, stage in self.group_filters if stage != AFTER_ADVANTAGES and getattr(fn, "refill", False)
+            c.name
+            for c, _, stage in self.group_filters
+            if stage != AFTER_ADVANTAGES and registry.group_filters.spec(c.name).refill
         ]
-        self.needs = set().union(*map(registry.needs_of, [self.advantage_fn, self.loss_fn, *self.token_weight_fns]))
+        self.advantage_spec = registry.advantages.spec(algo.advantage.name)
+        self.loss_spec = registry.losses.spec(algo.loss.name)
+        self.needs = set(self.advantage_spec.needs | self.loss_spec.needs).union(
+            *(registry.token_weights.spec(c.name).needs for c in algo.token_weights)
+        )
         if algo.num_iterations > 1:
             self.needs.add("old_logprobs")  # the ratio's denominator must stay fixed across iterations
         if algo.kl.coef > 0:
@@ -141,7 +146,7 @@ class Trainer:
         # keep groups whole; a loss that needs whole groups gets them either way
         shared = cfg.train.shared_prefix and cfg.rollout.group_size > 1
         self.forward = shared_prefix_logprobs if shared else completion_logprobs
-        self.whole_groups = shared or getattr(self.loss_fn, "whole_groups", False)
+        self.whole_groups = shared or self.loss_spec.whole_groups
         r = cfg.rollout
         self.sampling = SamplingParams(r.max_new_tokens, r.temperature, r.top_p, r.top_k, r.min_new_tokens)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -362,7 +367,7 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- on-demand fields
     def provide(self, batch: Rollouts) -> None:
-        """Fill the batch fields the run's components declared with ``@needs``."""
+        """Fill the batch fields the run's components declared in their registration's ``needs``."""
         if "old_logprobs" in self.needs:
             old = self.logprobs_without_grad(batch, self.model)
             batch.old_logprobs = guidance.behaviour_logprobs(old, batch.sampling_logprobs, batch.off_policy)
@@ -391,7 +396,13 @@ class Trainer:
         interior boundary t is worth the mean reward of ``num_continuations`` sampled continuations
         of the prompt plus the first t completion tokens."""
         params = self.cfg.algorithm.advantage.params
-        boundaries = self.advantage_fn.segment_boundaries(batch, **params)
+        find_boundaries = self.advantage_spec.segment_boundaries
+        if find_boundaries is None:
+            raise ValueError(
+                f"advantage estimator {self.cfg.algorithm.advantage.name!r} needs segment_values but is not "
+                f"registered with the segment_boundaries that say where"
+            )
+        boundaries = find_boundaries(batch, **params)
         values = torch.full(boundaries.shape, float("nan"))
         lengths = batch.completion_lengths
         values[:, 0] = group_mean(batch.rewards, batch.group_ids)
@@ -463,7 +474,7 @@ class Trainer:
         """Once per step: the loss's own state update (e.g. a dual variable), then the adaptive
         KL and entropy coefficients."""
         algo = self.cfg.algorithm
-        hook = getattr(self.loss_fn, "after_step", None)
+        hook = self.loss_spec.after_step
         if hook is not None:
             hook(self.state, metrics, **algo.loss.params)
         if algo.kl.coef > 0 and algo.kl.target is not None:

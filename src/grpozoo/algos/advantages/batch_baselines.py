@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from grpozoo.algos.groups import batch_whiten, group_mean
-from grpozoo.registry import advantages, needs
+from grpozoo.registry import advantages
 
 
 def _float(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -51,19 +51,18 @@ def reinforce_pp_baseline_advantage(
     return _float(batch_whiten(centred, eps=eps, unbiased=unbiased), rewards)
 
 
-@advantages.register("remax")
-@needs("baseline_rewards")
+@advantages.register("remax", needs={"baseline_rewards"})
 def remax_advantage(rewards: torch.Tensor, group_ids: torch.Tensor, ctx: Any) -> torch.Tensor:
     """ReMax greedy baseline (P0 baseline; Li et al. 2023, ReMax: A Simple, Effective, and Efficient
     Reinforcement Learning Method for Aligning Large Language Models).
 
     ``A_i = r_i − ctx.baseline_rewards[i]``: the baseline is the reward of one greedy completion of
-    the same prompt, which the trainer generates because of ``@needs("baseline_rewards")``.
+    the same prompt, which the trainer generates because the estimator is registered with ``needs={"baseline_rewards"}``.
     Shapes: ``rewards [B]``, ``group_ids [B]`` (unused), ``ctx.baseline_rewards [B]`` -> ``[B]``.
     """
     baseline = getattr(ctx, "baseline_rewards", None)
     if baseline is None:
         raise ValueError(
-            "remax advantage needs ctx.baseline_rewards (declared with @needs('baseline_rewards'))"
+            "remax advantage needs ctx.baseline_rewards (declared with needs={'baseline_rewards'})"
         )
     return _float(rewards.double() - torch.as_tensor(baseline, dtype=torch.float64), rewards)

@@ -16,7 +16,7 @@ import torch
 
 from grpozoo.algos.advantages.group_relative import grpo_advantage
 from grpozoo.algos.groups import group_mean
-from grpozoo.registry import advantages, needs
+from grpozoo.registry import advantages
 
 # ---------------------------------------------------------------- TEMPO / Prefix-to-Tree (B22)
 
@@ -156,8 +156,7 @@ def _boundaries_from_params(
     return spo_chain_boundaries(ctx.sampling_logprobs, ctx.completion_mask, cutpoint_logprob, every)
 
 
-@advantages.register("segment_spo")
-@needs("segment_values")
+@advantages.register("segment_spo", needs={"segment_values"}, segment_boundaries=_boundaries_from_params)
 def segment_spo_advantage(
     rewards: torch.Tensor,
     group_ids: torch.Tensor,
@@ -184,7 +183,7 @@ def segment_spo_advantage(
     read by the trainer (Monte-Carlo continuations per interior boundary), not here. GUESS:
     ``cutpoint_logprob = log 0.9``, ``every = 5`` (the paper's "int5") and ``num_continuations = 2``
     (cheap; the paper samples more). The boundary function is
-    attached as ``segment_spo_advantage.segment_boundaries(ctx, **params) -> bool [B, T+1]``.
+    registered as the estimator's ``segment_boundaries(ctx, **params) -> bool [B, T+1]``.
     Shapes: ``rewards [B]`` -> ``[B, T]``.
     """
     mask = ctx.completion_mask.bool()
@@ -205,5 +204,3 @@ def segment_spo_advantage(
         out = out * cutpoints(ctx.sampling_logprobs, mask, cutpoint_logprob)
     return out.to(rewards.dtype if rewards.is_floating_point() else torch.float32)
 
-
-segment_spo_advantage.segment_boundaries = _boundaries_from_params  # type: ignore[attr-defined]

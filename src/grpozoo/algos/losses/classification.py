@@ -74,7 +74,7 @@ def _diagnostics(score: torch.Tensor, groups: _Groups, kl: torch.Tensor, mask: t
     }
 
 
-@losses.register("real")
+@losses.register("real", whole_groups=True)
 def real_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
@@ -108,10 +108,8 @@ def real_loss(
     )
 
 
-real_loss.whole_groups = True  # type: ignore[attr-defined]
 
-
-@losses.register("real_bce")
+@losses.register("real_bce", whole_groups=True)
 def real_bce_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
@@ -138,10 +136,8 @@ def real_bce_loss(
     return on_tokens(bce, mask), _diagnostics(score, groups, _kl_to_old(log_ratio, mask), mask)
 
 
-real_bce_loss.whole_groups = True  # type: ignore[attr-defined]
 
-
-@losses.register("disco")
+@losses.register("disco", whole_groups=True)
 def disco_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
@@ -202,5 +198,3 @@ def disco_loss(
     diagnostics["kl_constraint_active"] = on_tokens((kl_q > delta)[groups.dense].to(s.dtype), mask)
     return on_tokens(loss_q[groups.dense], mask), diagnostics
 
-
-disco_loss.whole_groups = True  # type: ignore[attr-defined]

@@ -364,7 +364,7 @@ def _etr_scale(
     return scale
 
 
-@losses.register("etr")
+@losses.register("etr", whole_groups=True)  # σ_q needs every member of a group
 def etr_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
@@ -402,8 +402,6 @@ def etr_loss(
     diagnostics["eps_scale"] = scale
     return _masked(loss, diagnostics, mask)
 
-
-etr_loss.whole_groups = True  # type: ignore[attr-defined]  # σ_q needs every member of a group
 
 
 @losses.register("hapo")

@@ -21,7 +21,7 @@ def _neg_log_clamped(x: torch.Tensor, low: float) -> torch.Tensor:
     return -(torch.log(floor) + (x - x.detach()) / floor)
 
 
-@losses.register("nft")
+@losses.register("nft", whole_groups=True)
 def nft_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
@@ -98,5 +98,3 @@ def nft_loss(
     diagnostics = {"ratio": keep_real(ratio.detach(), mask), "correct_rate": on_tokens(rate, mask)}
     return loss, diagnostics
 
-
-nft_loss.whole_groups = True  # type: ignore[attr-defined]

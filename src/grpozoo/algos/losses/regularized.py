@@ -24,7 +24,24 @@ def _r2vpo_lambda(ctx: object) -> float:
     return float(state.get("r2vpo", {}).get("lambda", 0.0))
 
 
-@losses.register("r2vpo")
+def _r2vpo_after_step(
+    state: dict[str, Any],
+    metrics: dict[str, float],
+    delta: float = R2VPO_DELTA,
+    lambda_lr: float = R2VPO_LAMBDA_LR,
+    **_other_params: Any,
+) -> None:
+    """Dual ascent on λ after an optimiser step: ``λ ← max(0, λ + η_λ·(Var(ρ) − δ))`` with
+    ``Var = metrics["ratio_sq"] − metrics["ratio"]²`` (the step's token averages)."""
+    if "ratio" not in metrics or "ratio_sq" not in metrics:
+        return
+    variance = float(metrics["ratio_sq"]) - float(metrics["ratio"]) ** 2
+    own = state.setdefault("r2vpo", {})
+    own["lambda"] = max(0.0, float(own.get("lambda", 0.0)) + lambda_lr * (variance - delta))
+    own["ratio_variance"] = variance
+
+
+@losses.register("r2vpo", after_step=_r2vpo_after_step)
 def r2vpo_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
@@ -39,7 +56,7 @@ def r2vpo_loss(
     No clipping: the trust region is the constraint ``Var(ρ) ≤ δ`` on the importance ratio
     ``ρ = exp(logp − old_logp)``, handled primal-dual:
     ``L = −ρ·A + λ·(Var(ρ) − δ)``, with ``λ`` read from ``ctx.state["r2vpo"]["lambda"]`` (0 when
-    absent) and updated after each optimiser step by ``r2vpo_loss.after_step``:
+    absent) and updated after each optimiser step by its registered ``after_step``:
     ``λ ← max(0, λ + η_λ·(Var − δ))`` with ``Var = E[ρ²] − E[ρ]²`` over the step's tokens.
 
     Per token the penalty is ``λ·((ρ_t − μ)² − δ)`` with ``μ`` the mean ratio over the micro-batch's
@@ -70,24 +87,6 @@ def r2vpo_loss(
     return keep_real(loss, mask), diagnostics
 
 
-def _r2vpo_after_step(
-    state: dict[str, Any],
-    metrics: dict[str, float],
-    delta: float = R2VPO_DELTA,
-    lambda_lr: float = R2VPO_LAMBDA_LR,
-    **_other_params: Any,
-) -> None:
-    """Dual ascent on λ after an optimiser step: ``λ ← max(0, λ + η_λ·(Var(ρ) − δ))`` with
-    ``Var = metrics["ratio_sq"] − metrics["ratio"]²`` (the step's token averages)."""
-    if "ratio" not in metrics or "ratio_sq" not in metrics:
-        return
-    variance = float(metrics["ratio_sq"]) - float(metrics["ratio"]) ** 2
-    own = state.setdefault("r2vpo", {})
-    own["lambda"] = max(0.0, float(own.get("lambda", 0.0)) + lambda_lr * (variance - delta))
-    own["ratio_variance"] = variance
-
-
-r2vpo_loss.after_step = _r2vpo_after_step  # type: ignore[attr-defined]
 
 # ------------------------------------------------------------------------------- LLDS (B54)
 
