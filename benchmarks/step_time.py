@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import platform
 import resource
 import statistics
 import subprocess
@@ -262,8 +263,8 @@ SCALING = {
 }
 LONG_PROMPT = ("rollout.prompts_per_step=2", "rollout.group_size=8", f"task.system_prompt={FILLER * 24}")
 SHARED_PREFIX = {
-    "title": "shared-prefix learning forward (B30) against the plain one: long prompts, 2 prompts x G=8, "
-             "32 new tokens (grpozoo)",
+    "title": "shared-prefix learning forward (Prefix Grouper) against the plain one: long prompts, "
+             "2 prompts x G=8, 32 new tokens (grpozoo)",
     "configs": [("plain forward", ("train.shared_prefix=false", *LONG_PROMPT)), ("shared prefix", LONG_PROMPT)],
 }
 
@@ -280,6 +281,7 @@ def compare_configs(a: argparse.Namespace, table: dict) -> None:
                      median([x["step_s"] for x in recs]), median([x["gen_s"] for x in recs]),
                      median([x["learn_s"] for x in recs]), result["peak_rss_mib"]))
     mode = "LoRA r=16" if a.lora else "full fine-tuning"
+    print(processor_line())
     print(f"{table['title']}; smollm2-135m float32, {mode}, {a.steps} measured steps after 1 warm-up")
     header = f"{'config':<22}{'prompt tok':>11}{'new tok/step':>13}{'step s':>9}{'gen s':>9}{'learn s':>9}" \
              f"{'step / first':>14}{'learn / first':>15}{'peak RSS MiB':>14}"
@@ -289,6 +291,34 @@ def compare_configs(a: argparse.Namespace, table: dict) -> None:
     for name, prompt, tokens, step, gen, learn, rss in rows:
         print(f"{name:<22}{prompt:>11.0f}{tokens:>13.0f}{step:>9.3f}{gen:>9.3f}{learn:>9.3f}"
               f"{step / first[3]:>14.2f}{learn / first[5]:>15.2f}{rss:>14.0f}")
+
+
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+
+
+def processor_line() -> str:
+    """The processor, the vector extensions its kernels can use, and the kernels torch and grpozoo's
+    decoder pick on it, so figures from different machines are never mixed up."""
+    import torch
+
+    from grpozoo.generation.decoders import packable_on_this_machine
+
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    isa = ", ".join(f for f in ISA_FLAGS if f in flags) or "none of " + "/".join(ISA_FLAGS)
+    decoding = "oneDNN-packed projections" if packable_on_this_machine() else "F.linear projections"
+    return (f"processor: {name} ({torch.get_num_threads()} threads); ISA: {isa}; torch kernels: "
+            f"{torch.backends.cpu.get_cpu_capability()}, oneDNN {'on' if torch.backends.mkldnn.is_available() else 'off'}; "
+            f"grpozoo decoding: {decoding}")
 
 
 def median(values: list) -> float | None:
@@ -338,6 +368,7 @@ def main() -> None:
             results[system].append(result)
 
     mode = "LoRA r=16 alpha=32 all-linear" if a.lora else "full fine-tuning"
+    print(processor_line())
     print(f"step time: smollm2-135m float32, {mode}, chain_sum, {PROMPTS} prompts x {GROUP} completions, "
           f"max {MAX_NEW} new tokens, T={TEMPERATURE}, lr {LR:g}")
     print(f"{a.steps} measured steps after 1 warm-up step, x {a.rounds} round(s); medians over measured steps")

@@ -50,3 +50,9 @@ def make_rollouts(
     )
     defaults.update(fields)
     return Rollouts(**defaults)
+
+
+def batch_for(mask: torch.Tensor, **fields: Any) -> Rollouts:
+    """The ``ctx`` of a component test that reads none of it: a batch of ``mask.shape[0]`` completions
+    of ``mask.shape[1]`` tokens in one group, with rewards 0 (any field can be passed by name)."""
+    return make_rollouts([0.0] * mask.shape[0], num_tokens=mask.shape[1], **fields)

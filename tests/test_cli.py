@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 import grpozoo.cli as cli
 from grpozoo.cli import main
@@ -27,7 +28,7 @@ def test_recipes_lists_grpo_with_its_paper(capsys):
     assert "grpo" in out and "DeepSeekMath" in out
 
 
-def test_recipes_lists_every_registered_recipe_with_its_entry(capsys, monkeypatch):
+def test_recipes_lists_every_registered_recipe_with_its_paper(capsys, monkeypatch):
     from rich.console import Console
 
     # wide enough that no cell wraps: one table line per recipe
@@ -37,8 +38,8 @@ def test_recipes_lists_every_registered_recipe_with_its_entry(capsys, monkeypatc
     assert code == 0
     rows = [[cell.strip() for cell in line.strip().strip("│").split("│")] for line in out.splitlines()
             if line.startswith("│")]
-    listed = [(row[0], row[1]) for row in rows]
-    registered = [(recipe.name, recipe.entry) for recipe in all_recipes()]
+    listed = [(row[0], row[-1]) for row in rows]
+    registered = [(recipe.name, recipe.citation) for recipe in all_recipes()]
     assert len(registered) > 50
     assert sorted(listed) == sorted(registered)
 
@@ -164,3 +165,89 @@ def test_bad_arena_input_fails_fast_naming_the_culprit(capsys, tmp_path, argv, e
     for text in expected:
         assert text in out
     assert not (tmp_path / "arena" / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--set", "algorithm.loss.params.eps_high=high"],
+         ["policy loss 'ppo_clip' parameter eps_high: expected float", "got 'high' (str)"]),
+        (["--set", "algorithm.advantage.params.scale=grup"],
+         ["advantage estimator 'grpo' parameter scale: expected one of 'group', 'batch', 'none', "
+          "got 'grup' (str). Did you mean 'group'?"]),
+        (["--set", "rewards=[{name: format, params: {style: 3}}]"],
+         ["reward 'format' parameter style: expected str, got 3 (int)"]),
+    ],
+)
+def test_a_component_parameter_of_the_wrong_type_fails_at_start_up_in_one_line(capsys, tiny_overrides, argv,
+                                                                                 expected):
+    code, out = run_cli(capsys, "train", "--no-progress", *sets(tiny_overrides), *argv)
+    assert code == 2 and "Traceback" not in out
+    for text in expected:
+        assert text in out
+
+
+def test_an_unreadable_data_file_fails_in_one_line_naming_its_line(capsys, tiny_overrides, tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"prompt": "1 + 1 =", "answer": "2"}\n' * 2 + '{"prompt": "2 + 2 =", "answer": 4\n')
+    code, out = run_cli(capsys, "train", "--no-progress", *sets(tiny_overrides), "--task", str(path))
+    assert code == 2
+    assert f"task file {str(path)!r} cannot be read: line 3 is not valid JSON" in out
+
+
+def test_a_run_on_a_data_file_saves_no_parameters_of_the_default_task(capsys, tiny_overrides, tmp_path):
+    rows = [{"prompt": f"{i} + 1 =", "answer": str(i + 1)} for i in range(10)]
+    data = write_jsonl(tmp_path / "data.jsonl", rows)
+    code, out = run_cli(capsys, "train", "--steps", "1", "--no-progress", *sets(tiny_overrides),
+                        "--task", str(data), "--set", "eval.at_start=false", "--set", "eval.at_end=false")
+    assert code == 0, out
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    assert yaml.safe_load(saved)["task"]["params"] == {} and "min_terms" not in saved
+
+
+def test_a_bug_during_training_keeps_its_traceback(tiny_overrides, monkeypatch):
+    from grpozoo.training import Trainer
+
+    def broken_step(self):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(Trainer, "train_step", broken_step)
+    with pytest.raises(ValueError, match="boom"):  # not caught into one line: Python prints the traceback
+        main(["train", "--no-progress", *sets(tiny_overrides), "--set", "eval.at_start=false"])
+
+
+def test_a_step_that_fails_before_its_update_leaves_a_checkpoint_that_resumes_exactly(
+    capsys, tiny_overrides, tmp_path, monkeypatch
+):
+    from grpozoo.training import Trainer
+
+    args = ["--steps", "3", "--no-progress", *sets(tiny_overrides), "--set", "train.checkpoint_every=10",
+            "--set", "eval.at_start=false", "--set", "eval.at_end=false"]
+    assert run_cli(capsys, "train", *args, "--output", str(tmp_path / "straight"))[0] == 0
+
+    original = Trainer.advantages
+
+    def fails_at_step_two(self, batch):  # sampling moved the selector and random state; no update yet
+        if self.step == 2:
+            raise AttributeError("a bug in step 2")
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "advantages", fails_at_step_two)
+    with pytest.raises(AttributeError, match="a bug in step 2"):
+        main(["train", *args, "--output", str(tmp_path / "failed")])
+    assert "step 2 failed; saved a checkpoint of step 1" in " ".join(capsys.readouterr().out.split())
+    assert (tmp_path / "failed" / "checkpoints" / "step-000001").is_dir()
+    monkeypatch.setattr(Trainer, "advantages", original)
+    code, out = run_cli(capsys, "train", "--resume", str(tmp_path / "failed"), "--steps", "3",
+                        "--no-progress")
+    assert code == 0, out
+
+    def read(name):
+        lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if not k.startswith(("time/", "tokens_per_s"))}
+                for line in lines]
+
+    straight, resumed = read("straight"), read("failed")
+    assert [m["step"] for m in resumed] == [1, 2, 3]
+    for x, y in zip(straight, resumed, strict=True):
+        assert x == pytest.approx(y, rel=1e-5, abs=1e-7), x["step"]

@@ -1,16 +1,22 @@
 """Run configuration: defaults, overrides, precedence, and the error messages for bad input."""
 
+import inspect
+
 import pytest
 import yaml
 from pydantic import ValidationError
 
+from grpozoo import registry
 from grpozoo.config import (
+    DEFAULT_TASK_PARAMS,
     ConfigError,
     RewardConfig,
     RunConfig,
     TaskConfig,
     deep_merge,
+    load_run_config,
     load_yaml,
+    merge_layers,
     parse_override,
     resolve_config,
     save_config,
@@ -193,3 +199,81 @@ def test_sections_forbid_unknown_keys_directly():
         TaskConfig(nam="x")
     assert RewardConfig(name="format").weight == 1.0
     assert isinstance(RunConfig(), RunConfig)
+
+
+def effective_params(registry_of, component) -> dict:
+    """What a component runs with: its function's defaults, overridden by its configured params."""
+    signature = inspect.signature(registry_of.get(component.name))
+    defaults = {k: p.default for k, p in signature.parameters.items() if p.default is not p.empty}
+    return {**defaults, **component.params}
+
+
+def test_naming_another_loss_runs_it_with_its_own_defaults_not_the_recipes_params():
+    cfg = resolve_config(recipe="grpo", overrides=["algorithm.loss.name=cispo"])
+    assert cfg.algorithm.loss.name == "cispo" and cfg.algorithm.loss.params == {}
+    params = effective_params(registry.losses, cfg.algorithm.loss)
+    assert (params["eps_low"], params["eps_high"]) == (1.0, 4.0)  # CISPO's, not GRPO's 0.2 / 0.2
+
+
+@pytest.mark.parametrize(
+    ("recipe", "component", "other"),
+    [("grpo", "advantage", "rloo"), ("dapo", "loss", "cispo"), ("knapsack_rl", "selector", "uniform"),
+     ("fg_expo", "selector", "uniform")],
+)
+def test_a_layer_naming_a_component_drops_the_params_of_the_one_it_replaces(recipe, component, other):
+    assert getattr(resolve_config(recipe=recipe).algorithm, component).params  # the recipe gives some
+    cfg = resolve_config(recipe=recipe, overrides=[f"algorithm.{component}.name={other}"])
+    assert getattr(cfg.algorithm, component).model_dump() == {"name": other, "params": {}}
+
+
+def test_params_named_with_the_component_or_in_a_later_layer_apply(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("algorithm:\n  loss: {name: cispo, params: {eps_low: 0.5}}\n")
+    later = resolve_config(path, overrides=["algorithm.loss.params.eps_high=6"])
+    assert later.algorithm.loss.params == {"eps_low": 0.5, "eps_high": 6}
+    # the --set overrides are one layer: their order does not matter
+    for order in (["algorithm.loss.params.eps_high=6", "algorithm.loss.name=cispo"],
+                  ["algorithm.loss.name=cispo", "algorithm.loss.params.eps_high=6"]):
+        assert resolve_config(overrides=order).algorithm.loss.params == {"eps_high": 6}
+
+
+def test_an_earlier_layers_params_do_not_survive_a_later_layer_naming_the_component(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("algorithm:\n  loss: {params: {eps_high: 0.3}}\n")  # meant for the recipe's ppo_clip
+    cfg = resolve_config(path, overrides=["algorithm.loss.name=cispo"])
+    assert cfg.algorithm.loss.params == {}
+
+
+def test_merge_layers_restarts_params_only_where_a_layer_sets_the_name():
+    recipe = {"algorithm": {"loss": {"name": "ppo_clip", "params": {"eps_low": 0.2}},
+                            "advantage": {"name": "grpo", "params": {"scale": "group"}}}}
+    layer = {"algorithm": {"loss": {"name": "cispo"}, "advantage": {"params": {"scale": "batch"}}}}
+    merged = merge_layers(recipe, layer)["algorithm"]
+    assert merged == {"loss": {"name": "cispo"}, "advantage": {"name": "grpo", "params": {"scale": "batch"}}}
+    assert recipe["algorithm"]["loss"]["params"] == {"eps_low": 0.2}  # inputs untouched
+
+
+def test_resuming_with_another_component_name_drops_the_saved_params(tmp_path):
+    save_config(resolve_config(recipe="dapo"), tmp_path / "config.yaml")
+    cfg = load_run_config(tmp_path, ["algorithm.loss.name=cispo"])
+    assert cfg.algorithm.loss.model_dump() == {"name": "cispo", "params": {}}
+
+
+def test_a_data_file_task_carries_no_reasoning_gym_params(tmp_path):
+    cfg = resolve_config(task="data.jsonl")
+    assert cfg.task.params == {}
+    save_config(cfg, tmp_path / "config.yaml")
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert saved["task"]["params"] == {} and "min_terms" not in (tmp_path / "config.yaml").read_text()
+    # the default task keeps its parameters; another task gets its own only
+    assert resolve_config().task.params == DEFAULT_TASK_PARAMS
+    assert RunConfig().task.params == DEFAULT_TASK_PARAMS
+    other = resolve_config(task="basic_arithmetic", overrides=["task.params.max_digits=2"])
+    assert other.task.params == {"max_digits": 2}
+
+
+def test_a_config_file_task_params_do_not_follow_a_command_line_task(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("task: {name: chain_sum, params: {min_terms: 3, max_terms: 4}}\n")
+    assert resolve_config(path).task.params == {"min_terms": 3, "max_terms": 4}
+    assert resolve_config(path, task="data.jsonl").task.params == {}

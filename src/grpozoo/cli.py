@@ -6,15 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
+from grpozoo.algos.filters import NoLearnableGroupsError
+from grpozoo.console import console, quiet_libraries
+from grpozoo.errors import UserInputError, checking_input
 from grpozoo.rewards import RewardError
 
-console = Console()
-
-# Errors that mean "bad input": shown as one clear line, without a traceback.
-USER_ERRORS = (ValueError, KeyError, OSError, AttributeError, ImportError, RewardError)
+# Bad configuration or input (a command's set-up raises them through checking_input), a reward that
+# fails, a run whose filters leave nothing to learn: one clear line, no traceback. Any other
+# exception is a bug and shows its traceback (a failed training step first saves a checkpoint).
+INPUT_ERRORS = (UserInputError, RewardError, NoLearnableGroupsError)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -79,17 +81,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     from grpozoo.config import load_run_config, resolve_config
     from grpozoo.training import Trainer, fit
 
-    if args.resume:
-        run_dir = Path(args.resume)
-        cfg = load_run_config(run_dir, args.overrides + ([f"train.steps={args.steps}"] if args.steps else []))
-        trainer = Trainer(cfg, run_dir=run_dir, resume=True, console=console)
-        console.print(f"resuming {run_dir} at step {trainer.step}")
-    else:
-        cfg = resolve_config(args.config, args.overrides, recipe=args.recipe, model=args.model,
-                             task=args.task, steps=args.steps, output_dir=args.output)
-        trainer = Trainer(cfg, console=console)
-        console.print(f"[bold]grpozoo train[/] recipe={cfg.recipe} model={cfg.model.name} task={cfg.task.name} "
-                      f"steps={cfg.train.steps} → {trainer.run_dir}")
+    with checking_input():
+        if args.resume:
+            run_dir = Path(args.resume)
+            steps = [f"train.steps={args.steps}"] if args.steps else []
+            cfg = load_run_config(run_dir, args.overrides + steps)
+            trainer = Trainer(cfg, run_dir=run_dir, resume=True, console=console)
+            console.print(f"resuming {run_dir} at step {trainer.step}")
+        else:
+            cfg = resolve_config(args.config, args.overrides, recipe=args.recipe, model=args.model,
+                                 task=args.task, steps=args.steps, output_dir=args.output)
+            trainer = Trainer(cfg, console=console)
+            console.print(f"[bold]grpozoo train[/] recipe={cfg.recipe} model={cfg.model.name} "
+                          f"task={cfg.task.name} steps={cfg.train.steps} → {trainer.run_dir}")
     try:
         fit(trainer, show_progress=not args.no_progress)
     except KeyboardInterrupt:
@@ -101,10 +105,10 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     from grpozoo.recipes import all_recipes
 
     table = Table(title="grpozoo recipes")
-    for column in ("recipe", "entry", "what it changes vs GRPO", "paper"):
+    for column in ("recipe", "what it changes vs GRPO", "paper"):
         table.add_column(column, overflow="fold")
     for recipe in all_recipes():
-        table.add_row(recipe.name, recipe.entry, recipe.changes, recipe.citation)
+        table.add_row(recipe.name, recipe.changes, recipe.citation)
     console.print(table)
     return 0
 
@@ -120,9 +124,33 @@ def cmd_docs(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from grpozoo.config import load_run_config, resolve_config
     from grpozoo.evaluation import evaluate_held_out
     from grpozoo.evaluation.table import dumps, eval_table
+
+    with checking_input():
+        cfg, model, tokenizer, source, task = _eval_inputs(args)
+    progress = Progress(TextColumn("[bold]evaluating"), BarColumn(), TextColumn("{task.completed}/{task.total} prompts"),
+                        TimeElapsedColumn(), console=console, disable=args.no_progress or args.json, transient=True)
+    with progress:
+        bar = progress.add_task("eval", total=len(task.eval_rows))
+        result = evaluate_held_out(model, tokenizer, task, cfg, progress=lambda n: progress.advance(bar, n))
+    e = cfg.eval
+    result = {"model": source, "task": cfg.task.name, "temperature": e.temperature, "seed": e.seed,
+              "max_new_tokens": cfg.rollout.max_new_tokens, **result}
+    if args.json:
+        print(dumps(result))
+    else:
+        console.print(eval_table(result, f"{source} on {cfg.task.name} (held-out; temperature {e.temperature:g}, "
+                                         f"seed {e.seed}, at most {cfg.rollout.max_new_tokens} new tokens)"))
+    if args.output:
+        Path(args.output).write_text(dumps(result) + "\n")
+    return 0
+
+
+def _eval_inputs(args: argparse.Namespace):
+    """What ``grpozoo eval`` evaluates: the configuration, the model and tokenizer (a run's checkpoint,
+    or ``--model``), their name, and the task."""
+    from grpozoo.config import load_run_config, resolve_config
     from grpozoo.tasks import make_task
     from grpozoo.training import checkpoint as ckpt
     from grpozoo.training.model import load_model, load_policy, load_tokenizer, resolve_model
@@ -156,36 +184,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         path = resolve_model(cfg.model.name)
         model, tokenizer = load_model(path, cfg.model.dtype, cfg.train.device), load_tokenizer(path)
         source = cfg.model.name
-    task = make_task(cfg.task)
-    progress = Progress(TextColumn("[bold]evaluating"), BarColumn(), TextColumn("{task.completed}/{task.total} prompts"),
-                        TimeElapsedColumn(), console=console, disable=args.no_progress or args.json, transient=True)
-    with progress:
-        bar = progress.add_task("eval", total=len(task.eval_rows))
-        result = evaluate_held_out(model, tokenizer, task, cfg, progress=lambda n: progress.advance(bar, n))
-    e = cfg.eval
-    result = {"model": source, "task": cfg.task.name, "temperature": e.temperature, "seed": e.seed,
-              "max_new_tokens": cfg.rollout.max_new_tokens, **result}
-    if args.json:
-        print(dumps(result))
-    else:
-        console.print(eval_table(result, f"{source} on {cfg.task.name} (held-out; temperature {e.temperature:g}, "
-                                         f"seed {e.seed}, at most {cfg.rollout.max_new_tokens} new tokens)"))
-    if args.output:
-        Path(args.output).write_text(dumps(result) + "\n")
-    return 0
+    return cfg, model, tokenizer, source, make_task(cfg.task)
 
 
 def cmd_arena(args: argparse.Namespace) -> int:
     from grpozoo.arena import arena_from_args, run_arena, write_report
 
-    arena = arena_from_args(
-        config=args.config, recipes=args.recipes, task=args.task, model=args.model, steps=args.steps,
-        seeds=args.seeds, overrides=args.overrides, output=args.output, parallel=args.parallel,
-    )
-    if args.report_only:
-        paths = write_report(arena)
-        console.print(f"wrote {paths['html']}")
-        return 0
+    with checking_input():
+        arena = arena_from_args(
+            config=args.config, recipes=args.recipes, task=args.task, model=args.model, steps=args.steps,
+            seeds=args.seeds, overrides=args.overrides, output=args.output, parallel=args.parallel,
+        )
+        if args.report_only:
+            paths = write_report(arena)
+            console.print(f"wrote {paths['html']}")
+            return 0
     try:
         run_arena(arena, console=console, show_progress=not args.no_progress)
     except KeyboardInterrupt:
@@ -195,17 +208,6 @@ def cmd_arena(args: argparse.Namespace) -> int:
     return 0
 
 
-def quiet_libraries() -> None:
-    """Keep the terminal for grpozoo's own progress bar: no per-load bars or deprecation chatter."""
-    import warnings
-
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    warnings.filterwarnings("ignore", category=FutureWarning)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_libraries()
@@ -213,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                "arena": cmd_arena}[args.command]
     try:
         return command(args)
-    except USER_ERRORS as error:
+    except INPUT_ERRORS as error:
         console.print(f"[bold red]error:[/] {error}")
         return 2
 

@@ -1,7 +1,9 @@
-"""Validated run configuration: defaults < recipe < config file < ``--set`` overrides.
+"""Validated run configuration, in layers: defaults < recipe < config file < command line.
 
-Every section forbids unknown keys, and the error names the key, its section, a close match and
-the valid keys, so a typo fails at start-up rather than after an hour of rollouts.
+A layer that names a component (or the task) starts that component's ``params`` afresh, so one
+component's parameters never reach the one that replaces it (see :func:`merge_layers`). Every
+section forbids unknown keys, and the error names the key, its section, a close match and the
+valid keys, so a typo fails at start-up rather than after an hour of rollouts.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from grpozoo.errors import ConfigError
 from grpozoo.registry import did_you_mean
 
 
@@ -30,10 +33,6 @@ _Yaml12Loader.add_implicit_resolver(
 
 def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
-
-
-class ConfigError(ValueError):
-    """A configuration value or key that cannot be used; the message says which and how to fix it."""
 
 
 class Section(BaseModel):
@@ -55,17 +54,28 @@ class ModelConfig(Section):
     gradient_checkpointing: bool = False
 
 
+# The default task, and its parameters: they belong to it, so another task never carries them.
+DEFAULT_TASK = "chain_sum"
+DEFAULT_TASK_PARAMS = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}
+
+
 class TaskConfig(Section):
-    name: str = "chain_sum"  # a reasoning-gym task name, or a .jsonl/.json/.parquet/.csv file
-    params: dict[str, Any] = Field(
-        default_factory=lambda: {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}
-    )
+    name: str = DEFAULT_TASK  # a reasoning-gym task name, or a .jsonl/.json/.parquet/.csv file
+    params: dict[str, Any] = Field(default_factory=dict)  # the task's own (reasoning-gym) parameters
     train_size: int = Field(1000, gt=0)
     eval_size: int = Field(50, gt=0)
     seed: int = 0
     system_prompt: str | None = "Answer with just the final number."
     answer_format: Literal["last_number", "boxed", "answer_tag", "full"] = "last_number"
     instruction: str = ""  # appended to every question, e.g. "Put the answer in \\boxed{}."
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_task_params(cls, data: Any) -> Any:
+        """The default task without ``params`` gets its default parameters; any other task none."""
+        if isinstance(data, dict) and data.get("name", DEFAULT_TASK) == DEFAULT_TASK and "params" not in data:
+            return {**data, "params": dict(DEFAULT_TASK_PARAMS)}
+        return data
 
 
 class RewardConfig(Section):
@@ -120,7 +130,7 @@ class EntropyConfig(Section):
 
 
 class GuidanceConfig(Section):
-    """Guided rollouts for all-fail groups (Scaf-GRPO A2/B43, GHPO A43, Guide-GRPO B7); off while
+    """Guided rollouts for all-fail groups (Scaf-GRPO, GHPO, Guide-GRPO); off while
     ``mode`` is "off". A group whose every rollout failed is sampled again with a hint from the task
     column ``column`` appended to its prompt, level by level (the tiers of a list, or growing prefixes
     of a solution) until a hinted rollout succeeds; hinted rollouts then replace failed ones."""
@@ -226,15 +236,48 @@ class RunConfig(Section):
         return value
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``base`` with ``override`` merged in; nested dicts merge, everything else replaces."""
+def deep_merge(base: dict[str, Any], override: dict[str, Any], *, new_layer: bool = False) -> dict[str, Any]:
+    """A copy of ``base`` with ``override`` merged in; nested dicts merge, everything else replaces.
+
+    With ``new_layer`` (``override`` is a later layer of configuration, see :func:`merge_layers`) a
+    mapping of ``override`` that sets ``name`` starts its ``params`` afresh.
+    """
     out = copy.deepcopy(base)
+    if new_layer and "name" in override:
+        out.pop("params", None)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value, new_layer=new_layer)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def merge_layers(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Layers of partial configuration merged, each over the ones before (recipe < config file <
+    command line). A layer that sets a component's ``name`` (advantage, loss, selector, …, or the
+    task's) starts that component's ``params`` afresh: only parameters given in the same layer or a
+    later one apply, so ``--recipe grpo --set algorithm.loss.name=cispo`` runs CISPO with its own
+    defaults, not GRPO's clip range."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        out = deep_merge(out, layer, new_layer=True)
+    return out
+
+
+def command_line_layer(overrides: list[str] | None = None, **shortcuts: Any) -> dict[str, Any]:
+    """One layer from ``--set`` ``overrides`` and the ``--recipe/--model/--task/--steps/--output``
+    ``shortcuts`` (None: not given), the shortcuts winning: ``--task basic_arithmetic --set
+    task.params.max_digits=2`` keeps the parameter."""
+    layer: dict[str, Any] = {}
+    for text in overrides or []:
+        layer = deep_merge(layer, parse_override(text))
+    paths = {"recipe": "recipe", "model": "model.name", "task": "task.name", "steps": "train.steps",
+             "output_dir": "output_dir"}
+    for key, value in shortcuts.items():
+        if value is not None:
+            layer = deep_merge(layer, _nested(paths[key], value))
+    return layer
 
 
 def parse_override(text: str) -> dict[str, Any]:
@@ -304,22 +347,15 @@ def resolve_config(
     overrides: list[str] | None = None,
     **shortcuts: Any,
 ) -> RunConfig:
-    """Build the run configuration: defaults < recipe < config file < ``overrides`` < shortcuts.
-
-    ``shortcuts`` are the CLI's ``--recipe/--model/--task/--steps`` (None means not given).
+    """Build the run configuration from its layers (see :func:`merge_layers`): defaults < recipe <
+    config file < command line (``overrides`` and ``shortcuts``, see :func:`command_line_layer`).
     """
     from grpozoo.recipes import get_recipe
 
-    user: dict[str, Any] = load_yaml(config_file) if config_file else {}
-    for text in overrides or []:
-        user = deep_merge(user, parse_override(text))
-    paths = {"recipe": "recipe", "model": "model.name", "task": "task.name", "steps": "train.steps",
-             "output_dir": "output_dir"}
-    for key, value in shortcuts.items():
-        if value is not None:
-            user = deep_merge(user, _nested(paths[key], value))
-    recipe = get_recipe(str(user.get("recipe", "grpo")))
-    return validate(deep_merge(recipe.config, user))
+    file: dict[str, Any] = load_yaml(config_file) if config_file else {}
+    command_line = command_line_layer(overrides, **shortcuts)
+    recipe = get_recipe(str(command_line.get("recipe", file.get("recipe", "grpo"))))
+    return validate(merge_layers(recipe.config, file, command_line))
 
 
 def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunConfig:
@@ -327,10 +363,7 @@ def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> 
     saved = Path(run_dir) / "config.yaml"
     if not saved.exists():
         raise ConfigError(f"{str(run_dir)!r} has no config.yaml: it is not a grpozoo run directory")
-    data = load_yaml(saved)
-    for text in overrides or []:
-        data = deep_merge(data, parse_override(text))
-    return validate(data)
+    return validate(merge_layers(load_yaml(saved), command_line_layer(overrides)))
 
 
 def _nested(dotted: str, value: Any) -> dict[str, Any]:

@@ -52,10 +52,10 @@ class Rollouts:
     extras: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [B] per-row values an
     #   advantage estimator hands to later components (e.g. COPO's global advantage and blend weight)
     hint_level: torch.Tensor | None = field(default=None, metadata={"fill": 0})  # [B] long: 0 sampled
-    #   without a hint, k >= 1 with the k-th hint level in the prompt (guided rollouts, A2 / A43 / B7)
+    #   without a hint, k >= 1 with the k-th hint level in the prompt (Scaf-GRPO, GHPO, Guide)
     off_policy: torch.Tensor | None = field(default=None, metadata={"fill": False})  # [B] bool: sampled
     #   under another context than the learner's prompt (a hint); the loss's old log-probs there are
-    #   the sampler's ``sampling_logprobs`` (Guide-GRPO's off-policy ratio, B7)
+    #   the sampler's ``sampling_logprobs`` (Guide-GRPO's off-policy ratio)
     step: int = 0  # the training step this batch belongs to (1-based)
     total_steps: int = 1
     state: dict[str, Any] = field(default_factory=dict, metadata={"per_row": False})

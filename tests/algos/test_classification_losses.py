@@ -1,5 +1,6 @@
-"""REAL (A8) and DisCO (B3): group-level discriminative losses, checked against hand-computed
-values, with whole-group aggregation and edge cases."""
+"""REAL (Zhai et al. 2026, arXiv:2602.05630) and DisCO (Li et al. 2025, arXiv:2505.12366): group-level
+discriminative losses, checked against hand-computed values, with whole-group aggregation and edge
+cases."""
 
 import math
 
@@ -36,7 +37,7 @@ def test_registered_and_whole_groups():
 
 @pytest.mark.parametrize("length", [1, 3])
 def test_real_gradients_at_zero_score_by_hand(length):
-    # A8: s = 0, n_pos = 1, n_neg = 3, τ = 0.5 -> ∂L/∂s_pos = −(1/τ)/(1+1) = −1, ∂L/∂s_neg = (1/τ)/(1+3) = 0.5
+    # REAL at s = 0, n_pos = 1, n_neg = 3, τ = 0.5: ∂L/∂s_pos = −(1/τ)/(1+1) = −1, ∂L/∂s_neg = (1/τ)/4 = 0.5
     ctx = make_rollouts([1.0, 0.0, 0.0, 0.0], num_tokens=length)
     mask = ctx.completion_mask.float()
     logp = torch.zeros(4, length, requires_grad=True)
@@ -162,7 +163,7 @@ def test_disco_dro_tends_to_the_hardest_negative_as_tau_vanishes():
 @pytest.mark.parametrize("objective", ["dro", "basic"])
 @pytest.mark.parametrize("score", ["logL", "Lratio"])
 def test_disco_gradient_signs(objective, score):
-    # B3 property 4: raising a positive's log-prob lowers the loss, raising a negative's raises it
+    # DisCO: raising a positive's log-prob lowers the loss, raising a negative's raises it
     ctx, logp, mask = _disco_batch()
     old = logp.detach() + 0.01
     loss, _ = disco_loss(logp, old, torch.zeros(4), mask, ctx, score=score, objective=objective, beta=0.0)
@@ -171,7 +172,7 @@ def test_disco_gradient_signs(objective, score):
 
 
 def test_disco_kl_below_delta_adds_no_gradient():
-    # B3 property 1: log ρ = 0.005 per token -> k3 ≈ 1.25e-5 < δ = 1e-4
+    # DisCO below its trust region: log ρ = 0.005 per token -> k3 ≈ 1.25e-5 < δ = 1e-4
     ctx, logp, mask = _disco_batch()
     old = logp.detach() - 0.005
     with_c, _ = disco_loss(logp, old, torch.zeros(4), mask, ctx, delta=1e-4, beta=1e3)
@@ -198,7 +199,7 @@ def test_disco_kl_above_delta_penalty_by_hand():
 
 
 def test_disco_all_correct_group_gives_zero_loss_and_gradient():
-    # B3 property 3 (at the old policy the KL constraint is inactive)
+    # DisCO at the old policy: the KL constraint is inactive
     ctx = make_rollouts([1.0, 1.0, 1.0], num_tokens=2)
     logp = torch.tensor([[-1.0, -2.0], [-0.5, -0.1], [-3.0, -1.0]], requires_grad=True)
     for objective in ("dro", "basic"):
@@ -209,7 +210,7 @@ def test_disco_all_correct_group_gives_zero_loss_and_gradient():
 
 
 def test_grpo_binary_advantages_with_population_std():
-    # B3 side test: GRPO with population std gives A+ = √((1−p)/p), A− = −√(p/(1−p)) for binary rewards
+    # DisCO's side remark: GRPO with population std gives A+ = √((1−p)/p), A− = −√(p/(1−p)) for binary rewards
     from grpozoo.algos.groups import group_mean, group_std
 
     r = torch.tensor([1.0, 0.0, 0.0, 0.0])

@@ -1,4 +1,4 @@
-"""Entropy normalisation: HAPO's entropy score ĥ (A12 part a) and the batch-standardised entropy (A11)."""
+"""Entropy normalisation: HAPO's entropy score ĥ (part a) and DHPO's batch-standardised entropy."""
 
 import math
 

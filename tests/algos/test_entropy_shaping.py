@@ -30,7 +30,7 @@ def test_mean_entropy_above_threshold_gives_zero_advantage_and_zero_loss():
     torch.testing.assert_close(out.advantages, torch.tensor([0.45, 0.0]))
     # the filtered completion contributes nothing to the loss, whatever the ratio
     logp = torch.full((2, 4), 0.3, requires_grad=True)
-    loss, _ = ppo_clip_loss(logp, torch.zeros(2, 4), out.advantages, ctx.completion_mask.float())
+    loss, _ = ppo_clip_loss(logp, torch.zeros(2, 4), out.advantages, ctx.completion_mask.float(), ctx)
     assert torch.equal(loss[1], torch.zeros(4))
     loss.sum().backward()
     assert torch.equal(logp.grad[1], torch.zeros(4))

@@ -1,5 +1,5 @@
 """Group filters: DAPO dynamic sampling (a tolerance, not float equality), overlong filtering, the
-D³S maximum-variance rollout subset (A16 / B41) and its schedule; Rollouts.concat."""
+D³S maximum-variance rollout subset and its schedule; Rollouts.concat."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def test_check_keep_names_the_filter():
 
 
 def test_d3s_binary_rewards_keep_both_successes_and_two_failures():
-    """A16: rewards [1,0,0,0,0,0,1,0], k=4 selects both ones and two zeros."""
+    """D³S's example: rewards [1,0,0,0,0,0,1,0], k=4 selects both ones and two zeros."""
     rewards = torch.tensor([1.0, 0, 0, 0, 0, 0, 1, 0])
     keep = max_variance_subset(rewards, 4)
     assert keep.sum() == 4
@@ -117,7 +117,7 @@ def test_d3s_binary_rewards_keep_both_successes_and_two_failures():
 
 @pytest.mark.parametrize("seed", range(6))
 def test_d3s_subset_variance_is_at_least_every_other_subset(seed):
-    """B41 property 1: brute force over every size-k subset of G ≤ 8."""
+    """D³S's defining property: brute force over every size-k subset of G ≤ 8."""
     g = torch.Generator().manual_seed(seed)
     size = 5 + seed % 4
     values = (

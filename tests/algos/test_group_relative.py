@@ -1,5 +1,5 @@
 """Group-relative advantage estimators beyond GRPO, checked against hand-computed values, the
-testable properties of their ALGORITHMS.md entries, and the limits where they coincide with GRPO."""
+properties their papers state, and the limits where they coincide with GRPO."""
 
 import math
 
@@ -191,9 +191,9 @@ SMALL = t(1, 1, 0, 0)
 
 def test_gdpo_by_hand():
     ctx = make_rollouts(SMALL + BIG, reward_parts={"correct": SMALL, "length": BIG})
-    out = gdpo_advantage(ctx.rewards, ctx.group_ids, ctx)
+    out = gdpo_advantage(ctx.rewards, ctx.group_ids, ctx, whiten="sequence")
     # each part normalised in its group: ±0.5/(sqrt(1/3) + 1e-4) and ±500/(1000·sqrt(1/3) + 1e-4),
-    # summed, then whitened over the batch with the unbiased std
+    # summed, then whitened over the batch's completions with the unbiased std
     zs = 0.5 / (math.sqrt(1 / 3) + 1e-4)
     zb = 500 / (1000 * math.sqrt(1 / 3) + 1e-4)
     summed = torch.tensor([zs + zb, zs - zb, zb - zs, -zs - zb], dtype=torch.float64)
@@ -225,7 +225,7 @@ def test_gdpo_weights_rank_parts():
 def test_gdpo_missing_values_are_left_out():
     part = t(1, 0, float("nan"), 1)
     ctx = make_rollouts(t(1, 0, 0, 1), reward_parts={"judge": part})
-    out = gdpo_advantage(ctx.rewards, ctx.group_ids, ctx)
+    out = gdpo_advantage(ctx.rewards, ctx.group_ids, ctx, whiten="sequence")
     # present [1, 0, 1]: mean 2/3, unbiased std sqrt(1/3); the NaN row contributes 0
     s = math.sqrt(1 / 3) + 1e-4
     v = torch.tensor([1 / 3 / s, -2 / 3 / s, 0.0, 1 / 3 / s], dtype=torch.float64)
@@ -239,10 +239,25 @@ def test_gdpo_without_parts_is_grpo_then_whitening():
     ctx = make_rollouts(rewards, groups)
     g = grpo_advantage(rewards, groups).double()
     expected = (g - g.mean()) / (g.std() + 1e-4)
+    torch.testing.assert_close(gdpo_advantage(rewards, groups, ctx, whiten="sequence"), expected.float())
+
+
+def test_gdpo_whitens_over_the_tokens_by_default():
+    # one part, two groups of two: the group-normalised sums are ±0.5/(sqrt(1/2) + 1e-4) = ±z
+    rewards, groups = t(1, 0, 1, 0), ids(0, 0, 1, 1)
+    ctx = make_rollouts(rewards, groups, lengths=[3, 1, 1, 1])
+    z = 0.5 / (math.sqrt(0.5) + 1e-4)
+    # tokens [z, z, z, −z, z, −z]: mean z/3, unbiased std over the 6 tokens
+    tokens = torch.tensor([z, z, z, -z, z, -z], dtype=torch.float64)
+    per_row = torch.tensor([z, -z, z, -z], dtype=torch.float64)
+    expected = (per_row - tokens.mean()) / (tokens.std() + 1e-4)
     torch.testing.assert_close(gdpo_advantage(rewards, groups, ctx), expected.float())
+    # per completion the long completion no longer weighs more: rows 0 and 2 tie again
+    per_completion = gdpo_advantage(rewards, groups, ctx, whiten="sequence")
+    torch.testing.assert_close(per_completion, (per_row / (per_row.std() + 1e-4)).float())
 
 
-# ---------------------------------------------------------------- NGRPO (B17)
+# ---------------------------------------------------------------- NGRPO
 
 
 def test_ngrpo_all_wrong_group_is_uniformly_negative():
@@ -265,7 +280,7 @@ def test_ngrpo_mixed_group_shifts_both_signs_down():
     assert out[0] < grpo[0] and (out[1:] < grpo[1:]).all()
 
 
-# ---------------------------------------------------------------- BNPO (A42)
+# ---------------------------------------------------------------- BNPO
 
 
 def test_bnpo_alpha_beta_one_is_reinforce_with_group_mean():
@@ -320,7 +335,7 @@ def test_bnpo_decomposition_averages_per_part_advantages():
     torch.testing.assert_close(out, expected)
 
 
-# ---------------------------------------------------------------- DGPO (A57)
+# ---------------------------------------------------------------- DGPO
 
 
 @pytest.mark.parametrize(
@@ -359,7 +374,7 @@ def test_dgpo_degenerate_groups_are_zero():
     assert torch.equal(out, torch.zeros(5))
 
 
-# ---------------------------------------------------------------- Stratified GRPO (B34)
+# ---------------------------------------------------------------- Stratified GRPO
 
 
 def _searches(*counts):
@@ -412,7 +427,7 @@ def test_stratified_key_from_reward_part_and_batch_scope():
         stratified_grpo_advantage(rewards, groups, ctx, scope="prompt")
 
 
-# ---------------------------------------------------------------- MC-GRPO (A17)
+# ---------------------------------------------------------------- MC-GRPO
 
 
 def test_mc_grpo_one_correct_of_three():

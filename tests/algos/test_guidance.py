@@ -1,5 +1,5 @@
 """Guided rollouts' decisions: stuck groups, hint levels (Scaf-GRPO tiers, GHPO prefixes), the
-substitution of hinted successes (A2, A43, B7) and Guide-GRPO's behaviour log-probs."""
+substitution of hinted successes (Scaf-GRPO, GHPO, Guide-GRPO) and Guide-GRPO's behaviour log-probs."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_only_groups_without_a_success_are_stuck():
 
 
 def test_a2_one_hinted_success_gives_exactly_one_one_and_nonzero_advantages():
-    """A2: rewards [0,0,0,0] plus a hinted success give a group with exactly one 1; the advantages
+    """Scaf-GRPO: rewards [0,0,0,0] plus a hinted success give a group with exactly one 1; the advantages
     are (1 − 0.25)/std for it and −0.25/std for the others."""
     rewards = torch.tensor([0.0, 0, 0, 0, 1.0, 0.0])  # four sampled, then two hinted (one success)
     groups = torch.tensor([0, 0, 0, 0, 0, 0])
@@ -44,7 +44,7 @@ def test_a2_one_hinted_success_gives_exactly_one_one_and_nonzero_advantages():
     adv = grpo_advantage(mixed, torch.zeros(4, dtype=torch.long))
     std = float(torch.tensor([0.0, 0, 0, 1]).std())  # 0.5: the advantages are −0.5 and 1.5
     assert adv.tolist() == pytest.approx([-0.25 / std, -0.25 / std, -0.25 / std, 0.75 / std], abs=1e-3)
-    assert mixed.var() > 0  # B43 property 3
+    assert mixed.var() > 0  # the group now carries a learning signal
 
 
 def test_a_group_with_any_success_is_unchanged():
@@ -81,7 +81,7 @@ def test_scaf_tiers_in_order_and_ghpo_prefix_lengths():
     assert hint_levels(["concept", "", "plan", "steps"], "tiered_hints") == ["concept", "plan", "steps"]
     assert hint_levels("one hint", "tiered_hints") == ["one hint"]
     assert hint_levels(None, "tiered_hints") == [] and hint_levels([], "tiered_hints") == []
-    # A43: hint length = ⌈ω·len(solution tokens)⌉, here one token per character
+    # GHPO: hint length = ⌈ω·len(solution tokens)⌉, here one token per character
     solution = "abcdefghij"  # 10 tokens
     levels = hint_levels(solution, "solution_prefix", [0.25, 0.5, 0.75], list, "".join)
     assert [len(level) for level in levels] == [3, 5, 8]
@@ -105,7 +105,7 @@ def test_guidance_free_opening():
 
 
 def test_behaviour_logprobs_use_the_sampler_on_off_policy_rows():
-    """B7: the ratio's denominator on a guided row is the hinted sampler's log-prob."""
+    """Guide-GRPO: the ratio's denominator on a guided row is the hinted sampler's log-prob."""
     learner = torch.tensor([[-1.0, -2.0], [-1.5, -0.5]])
     sampler = torch.tensor([[-0.2, -0.3, 0.0], [-0.7, -0.9, 0.0]])  # wider, as before trimming
     out = behaviour_logprobs(learner, sampler, torch.tensor([False, True]))

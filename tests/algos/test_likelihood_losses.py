@@ -1,5 +1,5 @@
-"""NFT (A37): negative-aware fine-tuning, checked against hand-computed gradients and against
-GRPO / Dr.GRPO advantages on-policy."""
+"""NFT (Chen et al. 2025, arXiv:2505.18116): negative-aware fine-tuning, checked against hand-computed
+gradients and against GRPO / Dr.GRPO advantages on-policy."""
 
 import math
 
@@ -29,7 +29,7 @@ def test_registered_and_whole_groups():
 
 
 def test_option_2_gradient_at_ratio_one_by_hand():
-    # A37: R = 1, r̂ = 0.25, option 2 -> −√3 on the correct token, +1/√3 ≈ 0.577 on incorrect ones
+    # NFT at R = 1, r̂ = 0.25, option 2 -> −√3 on the correct token, +1/√3 ≈ 0.577 on incorrect ones
     _, grad, diag = _on_policy_grad([1.0, 0.0, 0.0, 0.0], prompt_weight="sqrt_odds")
     torch.testing.assert_close(grad[:, 0], torch.tensor([-math.sqrt(3.0)] + [1 / math.sqrt(3.0)] * 3))
     assert grad[1, 0].item() == pytest.approx(0.577, abs=1e-3)

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grpozoo.algos.losses import broadcast_advantages
+from grpozoo.algos.losses import batch_statistics, broadcast_advantages
 from grpozoo.algos.losses.clipped import (
     cispo_loss,
     clip_cov_loss,
@@ -21,7 +21,8 @@ from grpozoo.algos.losses.clipped import (
     sapo_loss,
 )
 from grpozoo.registry import losses
-from tests.factories import make_rollouts
+from grpozoo.training.forward import rows_of
+from tests.factories import batch_for, make_rollouts
 
 RATIOS = [0.5, 0.9, 1.0, 1.1, 1.5]
 EPS_LOW, EPS_HIGH = 0.2, 0.28  # clip range [0.8, 1.28]
@@ -50,7 +51,7 @@ def test_ppo_clip_is_registered():
 def test_loss_values_by_hand_sequence_advantages():
     logp, old_logp, mask = _inputs()
     loss, _ = ppo_clip_loss(
-        logp, old_logp, torch.tensor([1.0, -1.0]), mask, eps_low=EPS_LOW, eps_high=EPS_HIGH
+        logp, old_logp, torch.tensor([1.0, -1.0]), mask, batch_for(mask), eps_low=EPS_LOW, eps_high=EPS_HIGH
     )
     assert loss.shape == (2, 5)
     torch.testing.assert_close(loss, torch.tensor([LOSS_POS, LOSS_NEG]))
@@ -59,7 +60,7 @@ def test_loss_values_by_hand_sequence_advantages():
 def test_diagnostics_by_hand():
     logp, old_logp, mask = _inputs()
     _, diag = ppo_clip_loss(
-        logp, old_logp, torch.tensor([1.0, -1.0]), mask, eps_low=EPS_LOW, eps_high=EPS_HIGH
+        logp, old_logp, torch.tensor([1.0, -1.0]), mask, batch_for(mask), eps_low=EPS_LOW, eps_high=EPS_HIGH
     )
     high = torch.tensor([[0.0, 0, 0, 0, 1], [0, 0, 0, 0, 0]])  # rho=1.5 > 1.28 with A > 0
     low = torch.tensor([[0.0, 0, 0, 0, 0], [1, 0, 0, 0, 0]])  # rho=0.5 < 0.8 with A < 0
@@ -72,7 +73,7 @@ def test_diagnostics_by_hand():
 def test_gradient_zero_exactly_where_clipped():
     logp, old_logp, mask = _inputs()
     loss, diag = ppo_clip_loss(
-        logp, old_logp, torch.tensor([1.0, -1.0]), mask, eps_low=EPS_LOW, eps_high=EPS_HIGH
+        logp, old_logp, torch.tensor([1.0, -1.0]), mask, batch_for(mask), eps_low=EPS_LOW, eps_high=EPS_HIGH
     )
     loss.sum().backward()
     torch.testing.assert_close(logp.grad, torch.tensor([GRAD_POS, GRAD_NEG]))
@@ -84,7 +85,9 @@ def test_gradient_zero_exactly_where_clipped():
 def test_token_advantages_match_sequence_advantages():
     logp, old_logp, mask = _inputs()
     token_adv = torch.tensor([[1.0] * 5, [-1.0] * 5])
-    loss, diag = ppo_clip_loss(logp, old_logp, token_adv, mask, eps_low=EPS_LOW, eps_high=EPS_HIGH)
+    loss, diag = ppo_clip_loss(
+        logp, old_logp, token_adv, mask, batch_for(mask), eps_low=EPS_LOW, eps_high=EPS_HIGH
+    )
     torch.testing.assert_close(loss, torch.tensor([LOSS_POS, LOSS_NEG]))
     torch.testing.assert_close(diag["clip_fraction"].sum(), torch.tensor(2.0))
 
@@ -95,7 +98,13 @@ def test_token_advantages_vary_within_a_row():
     logp = torch.log(torch.tensor([[1.5, 0.5, 1.5]])).requires_grad_(True)
     adv = torch.tensor([[-2.0, 2.0, 2.0]])
     loss, diag = ppo_clip_loss(
-        logp, torch.zeros(1, 3), adv, torch.ones(1, 3), eps_low=EPS_LOW, eps_high=EPS_HIGH
+        logp,
+        torch.zeros(1, 3),
+        adv,
+        torch.ones(1, 3),
+        batch_for(torch.ones(1, 3)),
+        eps_low=EPS_LOW,
+        eps_high=EPS_HIGH,
     )
     torch.testing.assert_close(loss, torch.tensor([[3.0, -1.0, -2.56]]))
     torch.testing.assert_close(diag["clip_fraction_high"], torch.tensor([[0.0, 0.0, 1.0]]))
@@ -105,7 +114,9 @@ def test_token_advantages_vary_within_a_row():
 
 def test_symmetric_default_eps():
     logp, old_logp, mask = _inputs()
-    loss, _ = ppo_clip_loss(logp, old_logp, torch.tensor([1.0, -1.0]), mask)  # eps_low = eps_high = 0.2
+    loss, _ = ppo_clip_loss(
+        logp, old_logp, torch.tensor([1.0, -1.0]), mask, batch_for(mask)
+    )  # eps_low = eps_high = 0.2
     torch.testing.assert_close(loss[0, 4], torch.tensor(-1.2))
 
 
@@ -113,13 +124,13 @@ def test_ratio_uses_old_logp_difference():
     # logp = old_logp + log(1.1): same ratio as old_logp = 0, whatever the absolute log-probs
     old = torch.tensor([[-3.0, -0.2]])
     logp = old + math.log(1.1)
-    loss, _ = ppo_clip_loss(logp, old, torch.tensor([2.0]), torch.ones(1, 2))
+    loss, _ = ppo_clip_loss(logp, old, torch.tensor([2.0]), torch.ones(1, 2), batch_for(torch.ones(1, 2)))
     torch.testing.assert_close(loss, torch.tensor([[-2.2, -2.2]]))
 
 
 def test_zero_advantage_gives_zero_loss_and_no_clipping():
     logp, old_logp, mask = _inputs()
-    loss, diag = ppo_clip_loss(logp, old_logp, torch.zeros(2), mask)
+    loss, diag = ppo_clip_loss(logp, old_logp, torch.zeros(2), mask, batch_for(mask))
     assert torch.equal(loss, torch.zeros(2, 5))
     assert diag["clip_fraction"].sum().item() == 0.0
 
@@ -149,7 +160,9 @@ def test_property_finite_loss_and_gradient(b, t, data, eps_low, eps_high, token_
     adv = torch.tensor(data.draw(st.lists(st.floats(-10, 10, width=32), min_size=n_adv, max_size=n_adv)))
     adv = adv.view(b, t) if token_level else adv
     logp.requires_grad_(True)
-    loss, diag = ppo_clip_loss(logp, old, adv, torch.ones(b, t), eps_low=eps_low, eps_high=eps_high)
+    loss, diag = ppo_clip_loss(
+        logp, old, adv, torch.ones(b, t), batch_for(torch.ones(b, t)), eps_low=eps_low, eps_high=eps_high
+    )
     loss.sum().backward()
     assert loss.shape == (b, t)
     assert torch.isfinite(loss).all()
@@ -174,7 +187,14 @@ def test_dual_clip_by_hand():
     logp = _ratio_row(DUAL_RATIOS, rows=2)
     adv = torch.tensor([-1.0, 1.0])
     loss, diag = ppo_clip_loss(
-        logp, torch.zeros(2, 6), adv, torch.ones(2, 6), eps_low=0.2, eps_high=0.28, dual_clip=3.0
+        logp,
+        torch.zeros(2, 6),
+        adv,
+        torch.ones(2, 6),
+        batch_for(torch.ones(2, 6)),
+        eps_low=0.2,
+        eps_high=0.28,
+        dual_clip=3.0,
     )
     # A = -1: max(rho, clip(rho, 0.8, 1.28)) capped at c = 3; A = +1: unchanged by the dual clip
     torch.testing.assert_close(loss[0], torch.tensor([0.8, 0.9, 1.0, 1.1, 1.5, 3.0]))
@@ -188,7 +208,9 @@ def test_dual_clip_by_hand():
 
 def test_without_dual_clip_the_negative_loss_is_unbounded():
     logp = _ratio_row([4.0])
-    loss, diag = ppo_clip_loss(logp, torch.zeros(1, 1), torch.tensor([-1.0]), torch.ones(1, 1))
+    loss, diag = ppo_clip_loss(
+        logp, torch.zeros(1, 1), torch.tensor([-1.0]), torch.ones(1, 1), batch_for(torch.ones(1, 1))
+    )
     assert loss.item() == pytest.approx(4.0)
     assert "dual_clip_fraction" not in diag
 
@@ -197,7 +219,14 @@ def test_ratio_cap_by_hand():
     logp = _ratio_row([1.5, 4.0], rows=2)
     adv = torch.tensor([-1.0, 1.0])
     loss, diag = ppo_clip_loss(
-        logp, torch.zeros(2, 2), adv, torch.ones(2, 2), eps_low=0.2, eps_high=0.28, ratio_cap=2.0
+        logp,
+        torch.zeros(2, 2),
+        adv,
+        torch.ones(2, 2),
+        batch_for(torch.ones(2, 2)),
+        eps_low=0.2,
+        eps_high=0.28,
+        ratio_cap=2.0,
     )
     # A = -1: -min(min(rho, 2)*A, clip(rho)*A) = max(min(rho, 2), 1.28); A = +1: -min(min(rho, 2), 1.28)
     torch.testing.assert_close(loss, torch.tensor([[1.5, 2.0], [-1.28, -1.28]]))
@@ -209,7 +238,13 @@ def test_ratio_cap_by_hand():
 def test_ratio_cap_below_the_clip_range_caps_positive_tokens_too():
     logp = _ratio_row([1.2])
     loss, _ = ppo_clip_loss(
-        logp, torch.zeros(1, 1), torch.tensor([1.0]), torch.ones(1, 1), eps_high=0.28, ratio_cap=1.1
+        logp,
+        torch.zeros(1, 1),
+        torch.tensor([1.0]),
+        torch.ones(1, 1),
+        batch_for(torch.ones(1, 1)),
+        eps_high=0.28,
+        ratio_cap=1.1,
     )
     loss.sum().backward()
     torch.testing.assert_close(loss, torch.tensor([[-1.1]]))
@@ -219,7 +254,14 @@ def test_ratio_cap_below_the_clip_range_caps_positive_tokens_too():
 @pytest.mark.parametrize("param", ["dual_clip", "ratio_cap"])
 def test_dual_clip_and_ratio_cap_must_exceed_one(param):
     with pytest.raises(ValueError, match="greater than 1"):
-        ppo_clip_loss(torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1), torch.ones(1, 1), **{param: 1.0})
+        ppo_clip_loss(
+            torch.zeros(1, 1),
+            torch.zeros(1, 1),
+            torch.ones(1),
+            torch.ones(1, 1),
+            batch_for(torch.ones(1, 1)),
+            **{param: 1.0},
+        )
 
 
 def test_tensor_epsilons_per_row():
@@ -231,6 +273,7 @@ def test_tensor_epsilons_per_row():
         torch.zeros(2, 2),
         torch.tensor([1.0, -1.0]),
         torch.ones(2, 2),
+        batch_for(torch.ones(2, 2)),
         eps_low=eps_low,
         eps_high=eps_high,
     )
@@ -240,7 +283,13 @@ def test_tensor_epsilons_per_row():
 
 def test_padding_gets_zero_loss_and_no_gradient():
     logp = torch.tensor([[0.1, 30.0]], requires_grad=True)
-    loss, diag = ppo_clip_loss(logp, torch.zeros(1, 2), torch.tensor([1.0]), torch.tensor([[1.0, 0.0]]))
+    loss, diag = ppo_clip_loss(
+        logp,
+        torch.zeros(1, 2),
+        torch.tensor([1.0]),
+        torch.tensor([[1.0, 0.0]]),
+        batch_for(torch.tensor([[1.0, 0.0]])),
+    )
     loss.sum().backward()
     assert loss[0, 1] == 0 and logp.grad[0, 1] == 0
     assert all(v[0, 1] == 0 for v in diag.values())
@@ -252,7 +301,14 @@ def test_padding_gets_zero_loss_and_no_gradient():
 )
 def test_property_dual_clip_caps_negative_loss(log_ratios, adv, c):
     logp = torch.tensor([log_ratios])
-    loss, _ = ppo_clip_loss(logp, torch.zeros(1, 4), torch.tensor([adv]), torch.ones(1, 4), dual_clip=c)
+    loss, _ = ppo_clip_loss(
+        logp,
+        torch.zeros(1, 4),
+        torch.tensor([adv]),
+        torch.ones(1, 4),
+        batch_for(torch.ones(1, 4)),
+        dual_clip=c,
+    )
     assert (loss <= -c * adv + 1e-5).all()
 
 
@@ -264,7 +320,13 @@ def test_cispo_by_hand():
     ratios = [0.5, 1.0, 1.5, 6.0]
     logp = _ratio_row(ratios)
     loss, diag = cispo_loss(
-        logp, torch.zeros(1, 4), torch.tensor([2.0]), torch.ones(1, 4), eps_low=0.2, eps_high=0.28
+        logp,
+        torch.zeros(1, 4),
+        torch.tensor([2.0]),
+        torch.ones(1, 4),
+        batch_for(torch.ones(1, 4)),
+        eps_low=0.2,
+        eps_high=0.28,
     )
     weights = [0.8, 1.0, 1.28, 1.28]  # clip(rho, 0.8, 1.28), detached
     expected = [-w * 2.0 * math.log(r) for w, r in zip(weights, ratios, strict=True)]
@@ -276,7 +338,9 @@ def test_cispo_by_hand():
 
 def test_cispo_default_range_has_no_lower_bound_and_caps_the_weight_at_five():
     logp = _ratio_row([0.01, 9.0])
-    loss, diag = cispo_loss(logp, torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2))
+    loss, diag = cispo_loss(
+        logp, torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2), batch_for(torch.ones(1, 2))
+    )
     loss.sum().backward()
     torch.testing.assert_close(logp.grad, torch.tensor([[-0.01, -5.0]]))
     torch.testing.assert_close(diag["is_weight"], torch.tensor([[0.01, 5.0]]))
@@ -291,12 +355,28 @@ def test_cispo_default_range_has_no_lower_bound_and_caps_the_weight_at_five():
 def test_property_cispo_never_zeroes_a_gradient(log_ratios, magnitudes, negative):
     logp = torch.tensor(log_ratios).view(2, 3).requires_grad_(True)
     adv = torch.tensor(magnitudes) * (-1 if negative else 1)
-    loss, _ = cispo_loss(logp, torch.zeros(2, 3), adv, torch.ones(2, 3), eps_low=0.2, eps_high=0.28)
+    loss, _ = cispo_loss(
+        logp,
+        torch.zeros(2, 3),
+        adv,
+        torch.ones(2, 3),
+        batch_for(torch.ones(2, 3)),
+        eps_low=0.2,
+        eps_high=0.28,
+    )
     loss.sum().backward()
     assert (logp.grad != 0).all()
     # where PPO clips, PPO's gradient is 0 while CISPO's is the clipped weight times A
     ppo_logp = logp.detach().clone().requires_grad_(True)
-    ppo, diag = ppo_clip_loss(ppo_logp, torch.zeros(2, 3), adv, torch.ones(2, 3), eps_low=0.2, eps_high=0.28)
+    ppo, diag = ppo_clip_loss(
+        ppo_logp,
+        torch.zeros(2, 3),
+        adv,
+        torch.ones(2, 3),
+        batch_for(torch.ones(2, 3)),
+        eps_low=0.2,
+        eps_high=0.28,
+    )
     ppo.sum().backward()
     assert (ppo_logp.grad[diag["clip_fraction"].bool()] == 0).all()
 
@@ -309,7 +389,9 @@ def test_dppo_by_hand():
     probs = [0.8, 0.65, 0.5, 0.2, 0.35]
     logp = torch.log(torch.tensor([probs, probs])).requires_grad_(True)
     old = torch.full((2, 5), math.log(0.5))
-    loss, diag = dppo_loss(logp, old, torch.tensor([1.0, -1.0]), torch.ones(2, 5), delta=0.2)
+    loss, diag = dppo_loss(
+        logp, old, torch.tensor([1.0, -1.0]), torch.ones(2, 5), batch_for(torch.ones(2, 5)), delta=0.2
+    )
     # p - p_old = [0.3, 0.15, 0, -0.3, -0.15]: A>0 drops the first (moved up by > 0.2),
     # A<0 drops the fourth (moved down by > 0.2); the rest get -rho*A*logp
     rho = [p / 0.5 for p in probs]
@@ -331,10 +413,12 @@ def test_dppo_by_hand():
 def test_dppo_lets_a_rare_token_grow_many_fold_where_ppo_clips():
     logp = torch.log(torch.tensor([[0.04]])).requires_grad_(True)  # rho = 4 from p_old = 0.01
     old = torch.log(torch.tensor([[0.01]]))
-    loss, diag = dppo_loss(logp, old, torch.tensor([1.0]), torch.ones(1, 1))
+    loss, diag = dppo_loss(logp, old, torch.tensor([1.0]), torch.ones(1, 1), batch_for(torch.ones(1, 1)))
     loss.sum().backward()
     assert diag["clip_fraction"].item() == 0 and logp.grad.item() == pytest.approx(-4.0)
-    _, ppo_diag = ppo_clip_loss(logp.detach(), old, torch.tensor([1.0]), torch.ones(1, 1))
+    _, ppo_diag = ppo_clip_loss(
+        logp.detach(), old, torch.tensor([1.0]), torch.ones(1, 1), batch_for(torch.ones(1, 1))
+    )
     assert ppo_diag["clip_fraction"].item() == 1
 
 
@@ -344,7 +428,9 @@ def test_dppo_lets_a_rare_token_grow_many_fold_where_ppo_clips():
 
 def test_sapo_on_policy_value_and_gradient():
     logp = torch.zeros(2, 3, requires_grad=True)
-    loss, diag = sapo_loss(logp, torch.zeros(2, 3), torch.tensor([1.0, -1.0]), torch.ones(2, 3))
+    loss, diag = sapo_loss(
+        logp, torch.zeros(2, 3), torch.tensor([1.0, -1.0]), torch.ones(2, 3), batch_for(torch.ones(2, 3))
+    )
     # f(1) = sigmoid(0) * 4 / tau = 2 / tau: tau_pos = 1 for A>0, tau_neg = 1.05 for A<0
     torch.testing.assert_close(loss, torch.tensor([[-2.0] * 3, [2.0 / 1.05] * 3]))
     loss.sum().backward()
@@ -355,7 +441,9 @@ def test_sapo_on_policy_value_and_gradient():
 
 def test_sapo_off_policy_by_hand():
     logp = _ratio_row([2.0])
-    loss, _ = sapo_loss(logp, torch.zeros(1, 1), torch.tensor([1.0]), torch.ones(1, 1))
+    loss, _ = sapo_loss(
+        logp, torch.zeros(1, 1), torch.tensor([1.0]), torch.ones(1, 1), batch_for(torch.ones(1, 1))
+    )
     s = 1 / (1 + math.exp(-1.0))  # sigmoid(tau * (rho - 1)) with tau = 1, rho = 2
     torch.testing.assert_close(loss, torch.tensor([[-4 * s]]))
     loss.sum().backward()
@@ -364,12 +452,21 @@ def test_sapo_off_policy_by_hand():
 
 def test_sapo_gate_decays_smoothly_where_ppo_clips():
     logp = _ratio_row([1.5, 3.0])
-    loss, _ = sapo_loss(logp, torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2))
+    loss, _ = sapo_loss(
+        logp, torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2), batch_for(torch.ones(1, 2))
+    )
     loss.sum().backward()
     grads = logp.grad[0]
     assert (grads < 0).all() and abs(grads[1]) < abs(grads[0])
     steep = _ratio_row([1.5])
-    loss, _ = sapo_loss(steep, torch.zeros(1, 1), torch.tensor([1.0]), torch.ones(1, 1), tau_pos=4.0)
+    loss, _ = sapo_loss(
+        steep,
+        torch.zeros(1, 1),
+        torch.tensor([1.0]),
+        torch.ones(1, 1),
+        batch_for(torch.ones(1, 1)),
+        tau_pos=4.0,
+    )
     loss.sum().backward()
     assert abs(steep.grad.item()) < abs(grads[0])  # a larger temperature damps faster
 
@@ -384,14 +481,16 @@ COV_ADV = torch.tensor([1.0, -1.0])
 
 def test_covariance_by_hand():
     logp = torch.tensor(COV_LOGP)
-    _, diag = clip_cov_loss(logp, logp, COV_ADV, torch.ones(2, 2))
+    _, diag = clip_cov_loss(logp, logp, COV_ADV, torch.ones(2, 2), batch_for(torch.ones(2, 2)))
     torch.testing.assert_close(diag["covariance"], torch.tensor([[2.0, 1.0], [2.0, 1.0]]))
 
 
 def test_clip_cov_detaches_in_range_tokens_by_hand():
     logp = torch.tensor(COV_LOGP, requires_grad=True)
     # clip_ratio 0.5 of 4 tokens = 2 picks; candidates are cov in (1, 5): the two cov = 2 tokens
-    loss, diag = clip_cov_loss(logp, logp.detach(), COV_ADV, torch.ones(2, 2), clip_ratio=0.5)
+    loss, diag = clip_cov_loss(
+        logp, logp.detach(), COV_ADV, torch.ones(2, 2), batch_for(torch.ones(2, 2)), clip_ratio=0.5
+    )
     torch.testing.assert_close(loss, torch.tensor([[-1.0, -1.0], [1.0, 1.0]]))  # values kept
     loss.sum().backward()
     torch.testing.assert_close(logp.grad, torch.tensor([[0.0, -1.0], [0.0, 1.0]]))
@@ -402,7 +501,9 @@ def test_clip_cov_skips_tokens_ppo_already_clipped():
     logp = torch.tensor(COV_LOGP, requires_grad=True)
     old = logp.detach().clone()
     old[0, 0] = -math.log(2.0)  # rho = 2 with A > 0: PPO clips it
-    loss, diag = clip_cov_loss(logp, old, COV_ADV, torch.ones(2, 2), clip_ratio=1.0)
+    loss, diag = clip_cov_loss(
+        logp, old, COV_ADV, torch.ones(2, 2), batch_for(torch.ones(2, 2)), clip_ratio=1.0
+    )
     torch.testing.assert_close(diag["cov_detached_fraction"], torch.tensor([[0.0, 0.0], [1.0, 0.0]]))
     loss.sum().backward()
     torch.testing.assert_close(logp.grad, torch.tensor([[0.0, -1.0], [0.0, 1.0]]))
@@ -425,7 +526,9 @@ def test_clip_cov_default_picks_one_token_reproducibly_from_seed_and_step():
 def test_kl_cov_by_hand():
     logp = torch.tensor(COV_LOGP, requires_grad=True)
     old = logp.detach() - 0.1  # rho = e^0.1 everywhere
-    loss, diag = kl_cov_loss(logp, old, COV_ADV, torch.ones(2, 2), kl_ratio=0.5, kl_coef=1.0)
+    loss, diag = kl_cov_loss(
+        logp, old, COV_ADV, torch.ones(2, 2), batch_for(torch.ones(2, 2)), kl_ratio=0.5, kl_coef=1.0
+    )
     rho = math.exp(0.1)
     # top 2 of 4 by cov: the cov = 2 tokens get + |logp - old| = 0.1; the surrogate -rho*A is unclipped
     torch.testing.assert_close(loss, torch.tensor([[-rho + 0.1, -rho], [rho + 0.1, rho]]))
@@ -437,12 +540,12 @@ def test_kl_cov_by_hand():
 def test_kl_cov_penalises_at_least_one_real_token_and_never_padding():
     logp = torch.tensor([[0.0, 5.0], [-4.0, 9.0]])
     mask = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
-    _, diag = kl_cov_loss(logp, logp - 0.1, COV_ADV, mask)
+    _, diag = kl_cov_loss(logp, logp - 0.1, COV_ADV, mask, batch_for(mask))
     assert diag["kl_cov_fraction"].sum() == 1 and (diag["kl_cov_fraction"] * (1 - mask)).sum() == 0
 
 
 # ----------------------------------------------------------------------------------------------------
-# ETR (A5)
+# ETR (Zhang et al. 2026, "ETR: Outcome-Guided Elastic Trust Regions for Policy Optimization")
 
 
 def _etr_ctx(rewards, group_ids=None):
@@ -459,7 +562,15 @@ def test_property_etr_with_equal_factors_is_ppo_clip(log_ratios, magnitude):
     etr, diag = etr_loss(logp, torch.zeros(8, 3), adv, torch.ones(8, 3), ctx, eps_low=0.2, eps_high=0.28)
     etr.sum().backward()
     ref_logp = logp.detach().clone().requires_grad_(True)
-    ppo, _ = ppo_clip_loss(ref_logp, torch.zeros(8, 3), adv, torch.ones(8, 3), eps_low=0.2, eps_high=0.28)
+    ppo, _ = ppo_clip_loss(
+        ref_logp,
+        torch.zeros(8, 3),
+        adv,
+        torch.ones(8, 3),
+        batch_for(torch.ones(8, 3)),
+        eps_low=0.2,
+        eps_high=0.28,
+    )
     ppo.sum().backward()
     torch.testing.assert_close(etr, ppo)
     torch.testing.assert_close(logp.grad, ref_logp.grad)
@@ -482,7 +593,9 @@ def test_etr_widens_the_range_for_a_large_advantage_by_hand():
     loss.sum().backward()
     torch.testing.assert_close(logp.grad[0], torch.full((3,), -1.875))
     torch.testing.assert_close(logp.grad[1], torch.zeros(3))
-    _, ppo_diag = ppo_clip_loss(logp.detach(), torch.zeros(4, 3), adv, torch.ones(4, 3))
+    _, ppo_diag = ppo_clip_loss(
+        logp.detach(), torch.zeros(4, 3), adv, torch.ones(4, 3), batch_for(torch.ones(4, 3))
+    )
     torch.testing.assert_close(ppo_diag["clip_fraction"][:2, 0], torch.tensor([1.0, 0.0]))
 
 
@@ -496,12 +609,24 @@ def test_etr_group_factor_by_hand():
     torch.testing.assert_close(off["eps_scale"], torch.ones(4, 3))
 
 
-def test_etr_keeps_groups_whole():
-    assert losses.spec("etr").whole_groups is True
+def test_etr_clip_range_factors_come_from_the_whole_batch():
+    # |A| of the last row sets max|A|, and its group's std sets mean σ: a sub-batch without it
+    # scales differently on its own, and as the whole batch does with the whole batch's statistics
+    ctx = _etr_ctx([1.0, 0.0, 0.5, 0.3, 1.0, 0.0], [0, 0, 1, 1, 2, 2])
+    adv, mask = torch.tensor([0.5, -0.5, 0.2, -0.2, 3.0, -3.0]), torch.ones(6, 3)
+    stats = batch_statistics("etr", {}, adv, mask, ctx)
+    _, whole = etr_loss(torch.zeros(6, 3), torch.zeros(6, 3), adv, mask, ctx)
+    rows = torch.arange(4)
+    sub = (torch.zeros(4, 3), torch.zeros(4, 3), adv[rows], mask[rows], ctx.select(rows))
+    _, with_batch = etr_loss(*sub, statistics=rows_of(stats, rows, 3))
+    _, on_its_own = etr_loss(*sub)
+    torch.testing.assert_close(with_batch["eps_scale"], whole["eps_scale"][rows])
+    assert not torch.allclose(on_its_own["eps_scale"], whole["eps_scale"][rows])
 
 
 # ----------------------------------------------------------------------------------------------------
-# HAPO (A12 parts d, e)
+# HAPO parts (d), (e) (Liu et al. 2025, "From Uniform to Heterogeneous: Tailoring Policy
+# Optimization to Every Token's Nature")
 
 
 @settings(max_examples=25, deadline=None)
@@ -515,7 +640,14 @@ def test_property_hapo_with_zero_entropy_score_is_dual_clip_ppo(log_ratios, entr
     hapo.sum().backward()
     ref_logp = logp.detach().clone().requires_grad_(True)
     ppo, _ = ppo_clip_loss(
-        ref_logp, torch.zeros(3, 4), adv, torch.ones(3, 4), eps_low=0.2, eps_high=0.28, dual_clip=3.0
+        ref_logp,
+        torch.zeros(3, 4),
+        adv,
+        torch.ones(3, 4),
+        batch_for(torch.ones(3, 4)),
+        eps_low=0.2,
+        eps_high=0.28,
+        dual_clip=3.0,
     )
     ppo.sum().backward()
     assert (diag["entropy_score"] == 0).all()
@@ -611,3 +743,67 @@ def test_family_all_zero_mask(name):
     loss, _ = losses.get(name)(logp, torch.randn(2, 3), torch.tensor([1.0, -1.0]), torch.zeros(2, 3), ctx)
     loss.sum().backward()
     assert torch.equal(loss, torch.zeros(2, 3)) and torch.equal(logp.grad, torch.zeros(2, 3))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Two-phase losses: statistics over the whole batch, loss per micro-batch
+
+TWO_PHASE_PARAMS = {
+    "clip_cov": {"clip_ratio": 0.3, "cov_low": -5.0},
+    "dhpo": {"mix": "entropy"},
+    "etr": {},
+    "hapo": {},
+    "kl_cov": {"kl_ratio": 0.3},
+    "r2vpo": {},
+    "sspo": {},
+}
+
+
+def test_exactly_the_losses_that_take_batch_statistics_are_two_phase():
+    registered = {n for n in losses.names() if losses.spec(n).statistics or losses.spec(n).policy_statistics}
+    assert registered == set(TWO_PHASE_PARAMS)
+
+
+def _batch_of_eight(seed: int = 0):
+    """Eight completions in four groups, of unequal lengths, with every field a two-phase loss reads;
+    log-probs differ from the old ones."""
+    gen = torch.Generator().manual_seed(seed)
+    lengths = [5, 3, 4, 1, 5, 2, 4, 3]
+    ctx = make_rollouts(
+        torch.rand(8, generator=gen),
+        [0, 0, 1, 1, 2, 2, 3, 3],
+        lengths=lengths,
+        entropies=torch.rand(8, 5, generator=gen) * 2,
+        completion_token_texts=[[["a", ".", " b", ",", "c"][j] for j in range(n)] for n in lengths],
+        state={"r2vpo": {"lambda": 2.0}},
+    )
+    mask = ctx.completion_mask.float()
+    logp = -torch.rand(8, 5, generator=gen) * 3 * mask
+    old = logp + 0.3 * torch.randn(8, 5, generator=gen) * mask
+    return logp, old, torch.randn(8, generator=gen), mask, ctx
+
+
+def _value_and_grad(fn, logp, *args, **params):
+    """The loss and the gradient of its sum with respect to ``logp``."""
+    x = logp.clone().requires_grad_(True)
+    loss, _ = fn(x, *args, **params)
+    loss.sum().backward()
+    return loss.detach(), x.grad
+
+
+@pytest.mark.parametrize("name", sorted(TWO_PHASE_PARAMS))
+def test_two_phase_loss_on_a_sub_batch_with_the_batch_statistics_is_the_batch_loss_there(name):
+    logp, old, adv, mask, ctx = _batch_of_eight()
+    fn, params = losses.get(name), TWO_PHASE_PARAMS[name]
+    stats = batch_statistics(name, params, adv, mask, ctx, logp, old)
+    whole, whole_grad = _value_and_grad(fn, logp, old, adv, mask, ctx, **params)
+    own_statistics_differ = False
+    for rows in (torch.tensor([0, 1, 3]), torch.tensor([2, 4, 5, 6, 7])):
+        width = int(mask[rows].sum(dim=1).max())  # a micro-batch is trimmed to its longest completion
+        sub = (logp[rows, :width], old[rows, :width], adv[rows], mask[rows, :width], ctx.select(rows))
+        part, grad = _value_and_grad(fn, *sub, statistics=rows_of(stats, rows, width), **params)
+        torch.testing.assert_close(part, whole[rows, :width])
+        torch.testing.assert_close(grad, whole_grad[rows, :width])
+        own, own_grad = _value_and_grad(fn, *sub, **params)
+        own_statistics_differ |= not (torch.allclose(own, part) and torch.allclose(own_grad, grad))
+    assert own_statistics_differ, "the sub-batch's own statistics should change the loss or its gradient"

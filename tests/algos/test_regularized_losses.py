@@ -1,11 +1,12 @@
-"""R²VPO (A29), LLDS (B54) and COPO (A28: its advantage estimator and blended loss), checked
-against hand-computed values."""
+"""R²VPO (Luo et al. 2026, arXiv:2601.03320), LLDS (Deng et al. 2025, arXiv:2512.04220) and COPO
+(Han et al. 2025, arXiv:2508.04138: its advantage estimator and blended loss), checked against
+hand-computed values."""
 
 import math
 
 import pytest
 import torch
-from factories import make_rollouts
+from factories import batch_for, make_rollouts
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -127,7 +128,7 @@ def _llds_grad_of_term(logp, old, adv, mask, **params):
 
 
 def test_llds_zero_when_no_likelihood_fell():
-    # B54 property 1: row 0 rose on every token; row 1 rose overall (−0.2 + 0.5) although one token fell
+    # LLDS gates by sequence: row 0 rose on every token, row 1 overall (−0.2 + 0.5) though one token fell
     old = torch.tensor([[-1.0, -1.0], [-1.0, -1.0]])
     logp = (old + torch.tensor([[0.1, 0.3], [-0.2, 0.5]])).requires_grad_(True)
     term, grad, diag = _llds_grad_of_term(logp, old, torch.tensor([1.0, -1.0]), torch.ones(2, 2), coef=0.5)
@@ -143,7 +144,7 @@ def test_llds_penalty_by_hand_and_rising_tokens_get_no_gradient():
     torch.testing.assert_close(term, torch.tensor([[0.25, 0.0, 0.05]]))
     torch.testing.assert_close(
         grad, torch.tensor([[-0.5, 0.0, -0.5]])
-    )  # B54 property 2: the rising token gets 0
+    )  # LLDS spares a rising token: it gets 0
     torch.testing.assert_close(diag["lld_delta"], torch.full((1, 3), -0.4))
     torch.testing.assert_close(diag["llds_active"], torch.ones(1, 3))
     # under sequence_mean this is λ·Σ_t max(0, l_old − l)/L_i = 0.5·0.6/3
@@ -169,7 +170,13 @@ def test_llds_base_is_ppo_clip():
         logp, torch.zeros(2, 2), adv, torch.ones(2, 2), None, eps_low=0.2, eps_high=0.28, coef=0.0
     )
     expected, expected_diag = ppo_clip_loss(
-        logp, torch.zeros(2, 2), adv, torch.ones(2, 2), eps_low=0.2, eps_high=0.28
+        logp,
+        torch.zeros(2, 2),
+        adv,
+        torch.ones(2, 2),
+        batch_for(torch.ones(2, 2)),
+        eps_low=0.2,
+        eps_high=0.28,
     )
     torch.testing.assert_close(base, expected)
     torch.testing.assert_close(diag["clip_fraction"], expected_diag["clip_fraction"])
@@ -178,7 +185,7 @@ def test_llds_base_is_ppo_clip():
 @settings(max_examples=40, deadline=None)
 @given(st.integers(1, 3), st.integers(1, 4), st.data())
 def test_property_llds_term_nonnegative_and_never_pushes_rising_tokens(b, t, data):
-    # B54 property 3 (≥ 0) and property 2 on random inputs
+    # LLDS's penalty is ≥ 0 and spares every rising token, on random inputs
     old = torch.tensor(data.draw(st.lists(st.floats(-10, 0, width=32), min_size=b * t, max_size=b * t))).view(
         b, t
     )
@@ -215,7 +222,7 @@ def test_copo_none_answers_clusters():
 
 
 def test_copo_advantage_numbers():
-    # A28: G = 4, answers [a,a,a,a] all correct -> H = 0, w ≈ 4.5e-5, local advantage 0,
+    # COPO with G = 4, answers [a,a,a,a] all correct -> H = 0, w ≈ 4.5e-5, local advantage 0,
     # global advantage non-zero because the other prompt differs
     ctx = make_rollouts(
         [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0],
@@ -283,8 +290,10 @@ def _copo_inputs(weight, global_adv):
 def test_copo_loss_blends_the_two_clipped_losses():
     ctx, logp, old, local, mask = _copo_inputs([0.25, 1.0], [2.0, -0.5])
     loss, diag = copo_loss(logp, old, local, mask, ctx, eps_low=0.2, eps_high=0.28)
-    lo, _ = ppo_clip_loss(logp, old, local, mask, eps_low=0.2, eps_high=0.28)
-    gl, _ = ppo_clip_loss(logp, old, torch.tensor([2.0, -0.5]), mask, eps_low=0.2, eps_high=0.28)
+    lo, _ = ppo_clip_loss(logp, old, local, mask, batch_for(mask), eps_low=0.2, eps_high=0.28)
+    gl, _ = ppo_clip_loss(
+        logp, old, torch.tensor([2.0, -0.5]), mask, batch_for(mask), eps_low=0.2, eps_high=0.28
+    )
     torch.testing.assert_close(loss[0], 0.75 * gl[0] + 0.25 * lo[0])
     torch.testing.assert_close(loss[1], lo[1])
     torch.testing.assert_close(diag["copo_weight"], torch.tensor([[0.25] * 3, [1.0] * 3]))

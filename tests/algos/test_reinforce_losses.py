@@ -1,5 +1,5 @@
-"""REINFORCE and the REC family (B5: REC masks, OPMD's k2 regulariser, AsymRE's shifted baseline),
-checked against hand-computed values."""
+"""REINFORCE and the REC family (Yao et al. 2025, arXiv:2509.24203: REC masks, OPMD's k2 regulariser,
+AsymRE's shifted baseline), checked against hand-computed values."""
 
 import math
 
@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from grpozoo.algos.losses.reinforce import asymre_loss, opmd_loss, rec_loss, reinforce_loss
 from grpozoo.registry import losses
+from tests.factories import batch_for
 
 RATIOS = [0.3, 0.5, 1.0, 1.5, 3.5]
 
@@ -69,14 +70,14 @@ def test_reinforce_both_forms_agree_on_policy():
 def test_reinforce_rejects_unknown_weight():
     logp, old, mask = _ratio_inputs()
     with pytest.raises(ValueError, match="importance_weight"):
-        reinforce_loss(logp, old, torch.ones(2), mask, importance_weight="clip")
+        reinforce_loss(logp, old, torch.ones(2), mask, batch_for(mask), importance_weight="clip")
 
 
-# --------------------------------------------------------------------------- REC (B5)
+# --------------------------------------------------------------------------- REC
 
 
 def test_rec_mode_none_is_vanilla_reinforce_even_off_policy():
-    # B5 property 1: no mask, no weight, no regulariser -> gradient −A·∇logp whatever ρ is
+    # REC with no mask, no weight, no regulariser -> gradient −A·∇logp whatever ρ is
     logp, old, mask = _ratio_inputs()
     adv = torch.tensor([[1.0, -1.0, 2.0, 0.5, -3.0], [0.0, 1.0, 1.0, -1.0, 1.0]])
     _, grad, diag = _grad(rec_loss, logp, old, adv, mask)
@@ -86,7 +87,7 @@ def test_rec_mode_none_is_vanilla_reinforce_even_off_policy():
 
 @pytest.mark.parametrize("adv", [1.0, -1.0, 0.0])
 def test_rec_one_side_keeps_every_token_at_ratio_one(adv):
-    # B5 property 2
+    # REC's one-side mask keeps every token at ρ = 1
     logp = torch.tensor([[-0.4, -1.2, -3.0]], requires_grad=True)
     _, grad, diag = _grad(
         rec_loss, logp, logp.detach(), torch.tensor([adv]), torch.ones(1, 3), clip_mode="one_side"
@@ -152,14 +153,14 @@ def test_rec_rejects_unknown_modes():
     logp, old, mask = _ratio_inputs()
     for params in ({"clip_mode": "both"}, {"weight": "is"}, {"regularizer": "k3"}):
         with pytest.raises(ValueError):
-            rec_loss(logp, old, torch.ones(2), mask, **params)
+            rec_loss(logp, old, torch.ones(2), mask, batch_for(mask), **params)
 
 
 # ------------------------------------------------------------------------------ OPMD
 
 
 def test_opmd_k2_has_zero_gradient_at_old_policy():
-    # B5 property 3: at logp = old_logp OPMD's gradient is REINFORCE's
+    # at logp = old_logp OPMD's gradient is REINFORCE's
     logp = torch.tensor([[-0.5, -1.5]], requires_grad=True)
     _, grad, _ = _grad(opmd_loss, logp, logp.detach(), torch.tensor([1.5]), torch.ones(1, 2), tau=0.7)
     torch.testing.assert_close(grad, torch.full((1, 2), -1.5))
@@ -178,8 +179,10 @@ def test_opmd_equals_rec_with_k2():
     logp = torch.tensor([[-0.5, -2.0, -0.1]], requires_grad=True)
     old = torch.tensor([[-1.0, -1.0, -0.3]])
     adv = torch.tensor([-0.4])
-    a, _ = opmd_loss(logp, old, adv, torch.ones(1, 3), tau=0.25)
-    b, _ = rec_loss(logp, old, adv, torch.ones(1, 3), regularizer="k2", regularizer_coef=0.25)
+    a, _ = opmd_loss(logp, old, adv, torch.ones(1, 3), batch_for(torch.ones(1, 3)), tau=0.25)
+    b, _ = rec_loss(
+        logp, old, adv, torch.ones(1, 3), batch_for(torch.ones(1, 3)), regularizer="k2", regularizer_coef=0.25
+    )
     torch.testing.assert_close(a, b)
 
 
@@ -199,17 +202,27 @@ def test_asymre_shifts_the_baseline_below_the_mean():
 def test_asymre_equals_rec_forward_kl():
     logp = torch.tensor([[-1.0, -0.2], [-2.0, -0.7]], requires_grad=True)
     adv = torch.tensor([0.5, -0.5])
-    a, _ = asymre_loss(logp, logp.detach(), adv, torch.ones(2, 2), delta=0.2)
+    a, _ = asymre_loss(logp, logp.detach(), adv, torch.ones(2, 2), batch_for(torch.ones(2, 2)), delta=0.2)
     b, _ = rec_loss(
-        logp, logp.detach(), adv, torch.ones(2, 2), regularizer="forward_kl", regularizer_coef=0.2
+        logp,
+        logp.detach(),
+        adv,
+        torch.ones(2, 2),
+        batch_for(torch.ones(2, 2)),
+        regularizer="forward_kl",
+        regularizer_coef=0.2,
     )
     torch.testing.assert_close(a, b)
 
 
 def test_asymre_zero_delta_is_reinforce():
     logp = torch.tensor([[-1.0, -0.2]], requires_grad=True)
-    a, _ = asymre_loss(logp, logp.detach(), torch.tensor([0.3]), torch.ones(1, 2), delta=0.0)
-    b, _ = reinforce_loss(logp, logp.detach(), torch.tensor([0.3]), torch.ones(1, 2))
+    a, _ = asymre_loss(
+        logp, logp.detach(), torch.tensor([0.3]), torch.ones(1, 2), batch_for(torch.ones(1, 2)), delta=0.0
+    )
+    b, _ = reinforce_loss(
+        logp, logp.detach(), torch.tensor([0.3]), torch.ones(1, 2), batch_for(torch.ones(1, 2))
+    )
     torch.testing.assert_close(a, b)
 
 
@@ -249,7 +262,9 @@ def test_property_rec_finite_and_masked_tokens_get_no_pg_gradient(b, t, data, cl
     )
     old = torch.tensor(data.draw(st.lists(finite, min_size=b * t, max_size=b * t))).view(b, t)
     adv = torch.tensor(data.draw(st.lists(st.floats(-5, 5, width=32), min_size=b, max_size=b)))
-    loss, diag = rec_loss(logp, old, adv, torch.ones(b, t), clip_mode=clip_mode, weight=weight)
+    loss, diag = rec_loss(
+        logp, old, adv, torch.ones(b, t), batch_for(torch.ones(b, t)), clip_mode=clip_mode, weight=weight
+    )
     (grad,) = torch.autograd.grad(loss.sum(), logp)
     assert torch.isfinite(loss).all() and torch.isfinite(grad).all()
     assert (grad[diag["clip_fraction"].bool()] == 0).all()

@@ -1,4 +1,4 @@
-"""ProGRPO (A14), ASPO (A51) and HAPO's token-level group average (A12 c), by hand."""
+"""ProGRPO (Li et al. 2026), ASPO (Lin & Xu 2025) and HAPO's token-level group average, by hand."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""RiskPO (A3): risk-measure advantages, bundling and the online quantile tracker, by hand."""
+"""RiskPO (Ren et al. 2025): risk-measure advantages, bundling and the online quantile tracker, by hand."""
 
 import pytest
 import torch
@@ -16,7 +16,7 @@ from grpozoo.algos.advantages.risk import (
 from grpozoo.registry import advantages
 from tests.factories import make_rollouts
 
-# ALGORITHMS.md A3: q_d=1, q_u=4, alpha=.2, beta=.8, w=1.5
+# a worked case: q_d=1, q_u=4, alpha=.2, beta=.8, w=1.5
 Q_LOW, Q_HIGH, ALPHA, BETA, W = 1.0, 4.0, 0.2, 0.8, 1.5
 SCORES = torch.tensor([5.0, 4.0, 2.0, 0.0])
 # RVaR = [max(S-1,0) - max(S-4,0) + 1 - 4] / 0.6: S=5 -> (4-1-3)/.6 = 0, S=4 -> (3-0-3)/.6 = 0,

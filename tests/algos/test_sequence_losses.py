@@ -21,13 +21,16 @@ from grpozoo.algos.losses.sequence import (
     sspo_loss,
     subsentence_ids,
 )
-from tests.factories import make_rollouts
+from tests.factories import batch_for, make_rollouts
 
 small = st.floats(-3.0, 3.0, allow_nan=False, width=32)
 
 
 def _grad(fn, logp, *args, aggregate=None, **kwargs):
-    """(loss, d aggregate / d logp) for a loss called as fn(logp, *args, **kwargs)."""
+    """(loss, d aggregate / d logp) for a loss called as fn(logp, *args, **kwargs); without a ctx in
+    ``args`` (old_logp, advantages, mask), one of the mask's shape."""
+    if len(args) == 3:
+        args = (*args, batch_for(args[2]))
     x = logp.detach().clone().requires_grad_(True)
     loss, diag = fn(x, *args, **kwargs)
     (loss.sum() if aggregate is None else aggregate(loss)).backward()
@@ -82,8 +85,8 @@ def test_gspo_averages_token_advantages_per_row():
     mask = torch.tensor([[1.0, 1.0, 0.0]])
     assert sequence_advantages(torch.tensor([[1.0, 3.0, 50.0]]), mask).tolist() == [2.0]
     logp = torch.tensor([[0.1, -0.2, 0.0]])
-    seq, _ = gspo_loss(logp, torch.zeros(1, 3), torch.tensor([2.0]), mask)
-    tok, _ = gspo_loss(logp, torch.zeros(1, 3), torch.tensor([[1.0, 3.0, 50.0]]), mask)
+    seq, _ = gspo_loss(logp, torch.zeros(1, 3), torch.tensor([2.0]), mask, batch_for(mask))
+    tok, _ = gspo_loss(logp, torch.zeros(1, 3), torch.tensor([[1.0, 3.0, 50.0]]), mask, batch_for(mask))
     torch.testing.assert_close(seq, tok)
 
 
@@ -149,7 +152,9 @@ def test_gmpo_by_hand():
 def test_gmpo_geometric_mean_damps_an_outlier_token():
     # arithmetic mean of token ratios [e^0.3, 1, 1, 1] is 1.087; GMPO's geometric mean is e^0.075 = 1.078
     logp = torch.tensor([[0.3, 0.0, 0.0, 0.0]])
-    loss, _ = gmpo_loss(logp, torch.zeros(1, 4), torch.tensor([1.0]), torch.ones(1, 4))
+    loss, _ = gmpo_loss(
+        logp, torch.zeros(1, 4), torch.tensor([1.0]), torch.ones(1, 4), batch_for(torch.ones(1, 4))
+    )
     torch.testing.assert_close(loss, torch.full((1, 4), -math.exp(0.075)))
 
 
@@ -165,7 +170,7 @@ def test_property_gmpo_on_policy_gradient_is_grpo(adv):
 
 
 # ----------------------------------------------------------------------------------------------------
-# DHPO (A11)
+# DHPO (Min et al. 2026, arXiv:2601.05607)
 
 
 @settings(max_examples=30, deadline=None)
@@ -198,7 +203,9 @@ def test_dhpo_on_policy_value_is_minus_a(params):
 
 def test_dhpo_outlier_token_moves_the_mix_by_at_most_its_clip_range():
     logp = torch.log(torch.tensor([[1.0, 1.0, 10.0, 1.0, 1.0]]))
-    loss, _ = dhpo_loss(logp, torch.zeros(1, 5), torch.tensor([1.0]), torch.ones(1, 5))
+    loss, _ = dhpo_loss(
+        logp, torch.zeros(1, 5), torch.tensor([1.0]), torch.ones(1, 5), batch_for(torch.ones(1, 5))
+    )
     # s = 10^(1/5) clips to 1.0004; the outlier's token branch clips to 1.28; w = 0.5
     torch.testing.assert_close(loss, torch.tensor([[-1.0002, -1.0002, -1.1402, -1.0002, -1.0002]]))
     assert (-loss - 1.0).max() <= 0.5 * 0.28 + 0.5 * 4e-4 + 1e-6
@@ -214,11 +221,18 @@ def test_dhpo_entropy_guided_weights_by_hand():
 
 def test_dhpo_rejects_unknown_mix():
     with pytest.raises(ValueError, match="mix='geometric'"):
-        dhpo_loss(torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1), torch.ones(1, 1), mix="geometric")
+        dhpo_loss(
+            torch.zeros(1, 1),
+            torch.zeros(1, 1),
+            torch.ones(1),
+            torch.ones(1, 1),
+            batch_for(torch.ones(1, 1)),
+            mix="geometric",
+        )
 
 
 # ----------------------------------------------------------------------------------------------------
-# SSPO (B46)
+# SSPO (Yang et al. 2025, arXiv:2511.04256)
 
 
 def test_subsentence_ids_by_hand():
@@ -309,7 +323,7 @@ def test_sspo_needs_token_texts():
 
 
 # ----------------------------------------------------------------------------------------------------
-# MinPRO (A48)
+# MinPRO (Lei et al. 2026, arXiv:2601.22718)
 
 
 def test_prefix_min_ratio_by_hand():

@@ -1,4 +1,4 @@
-"""Single-stream SPO (B14): the per-prompt Beta tracker, its forgetting factor and the global
+"""Single-stream SPO: the per-prompt Beta tracker, its forgetting factor and the global
 normalisation, by hand."""
 
 import io

@@ -1,4 +1,5 @@
-"""TEMPO prefix-tree advantages (B22) and segment SPO, chain variant (B36), by hand."""
+"""TEMPO prefix-tree advantages (Tran, Yao & Yu 2025) and segment SPO, chain variant (Guo et al.
+2025), by hand."""
 
 import math
 

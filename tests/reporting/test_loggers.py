@@ -60,6 +60,16 @@ def test_a_missing_package_is_named_with_its_install_command(tiny_overrides, tmp
         RunLoggers(cfg, tmp_path)
 
 
+def test_a_trainer_opens_its_own_loggers_when_built_so_a_missing_package_stops_it_before_any_step(
+    tiny_overrides, tmp_path, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "trackio", None)
+    cfg = resolve_config(overrides=[*tiny_overrides, "log.trackio=true"])
+    with pytest.raises(ImportError, match=r"log.trackio=true needs the trackio package"):
+        Trainer(cfg)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
 class FakeTrackio(types.ModuleType):
     """Records what a trackio run receives."""
 

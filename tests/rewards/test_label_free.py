@@ -1,4 +1,4 @@
-"""Label-free rewards: TTRL majority vote, EMPO cluster frequency (A6), EVOL-RL majority + novelty (B26)."""
+"""Label-free rewards: TTRL majority vote, EMPO cluster frequency, EVOL-RL majority + novelty."""
 
 import itertools
 

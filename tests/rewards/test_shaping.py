@@ -1,5 +1,5 @@
-"""Reward shaping: FAPO (A21), GRPO-λ (B10), Posterior-GRPO (B21), unlikeliness (B40), Train Long
-Think Short (B38), S-GRPO (B13), DAPO's soft overlong penalty."""
+"""Reward shaping: FAPO, GRPO-λ, Posterior-GRPO, unlikeliness, Train Long Think Short, S-GRPO,
+DAPO's soft overlong penalty."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""RL-Struct JSON reward (A30, B53): parse, schema, validity and content parts."""
+"""RL-Struct JSON reward: parse, schema, validity and content parts."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""OTC tool-call efficiency (A41)."""
+"""OTC tool-call efficiency."""
 
 import math
 

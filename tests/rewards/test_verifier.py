@@ -1,4 +1,4 @@
-"""The math verifier (A62): normalisation, symbolic equivalence, unreadable gold, multi/hedged answers."""
+"""The math verifier (after Huang et al. 2025, verifier pitfalls): normalisation, symbolic equivalence, unreadable gold, multi/hedged answers."""
 
 import threading
 
@@ -12,7 +12,7 @@ from grpozoo.rewards.verifiers import boxed_answers, conflicting_boxed, math_ver
 EQUIVALENT = [
     ("0.5", "1/2"),
     ("\\frac{1}{2}", "1/2"),
-    ("\\boxed{\\dfrac12}", "1/2"),  # A62's own example
+    ("\\boxed{\\dfrac12}", "1/2"),  # the paper's own example
     ("\\dfrac{1}{2}", "0.5"),
     ("\\tfrac{1}{2}", "0.5"),
     ("1/2", "\\frac{1}{2}"),

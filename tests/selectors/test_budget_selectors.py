@@ -1,4 +1,4 @@
-"""Knapsack RL (B49) and XRPO (B29) rollout allocation under a fixed budget."""
+"""Knapsack RL and XRPO rollout allocation under a fixed budget."""
 
 import itertools
 import math
@@ -15,7 +15,7 @@ from grpozoo.selectors.budget import (
 )
 
 
-# ----------------------------------------------------------------------------- Knapsack RL (B49)
+# ----------------------------------------------------------------------------- Knapsack RL
 def test_knapsack_value_by_hand():
     assert knapsack_value(2, 0.5) == pytest.approx((1 - 0.25 - 0.25) * 0.5 * 0.25)  # 0.0625
     assert knapsack_value(4, 0.2) == pytest.approx(0.5888 * 0.128)  # (1 − .0016 − .4096)·0.2·0.64
@@ -97,7 +97,7 @@ def test_knapsack_selector_allocates_from_its_tracked_success_rates(groups_batch
     assert selector.tracker.mean()[rows[0]].item() == pytest.approx(2.5 / 3)
 
 
-# ----------------------------------------------------------------------------- XRPO (B29)
+# ----------------------------------------------------------------------------- XRPO
 @pytest.mark.parametrize(
     "q, df, table",
     [

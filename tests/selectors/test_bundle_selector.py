@@ -1,4 +1,4 @@
-"""RiskPO bundles (A3): each step's prompts are whole bundles of consecutive rows."""
+"""RiskPO bundles: each step's prompts are whole bundles of consecutive rows."""
 
 import pytest
 import torch

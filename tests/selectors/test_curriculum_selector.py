@@ -1,4 +1,4 @@
-"""FG-ExPO's Gaussian curriculum (A53)."""
+"""FG-ExPO's Gaussian curriculum."""
 
 import math
 from collections import Counter

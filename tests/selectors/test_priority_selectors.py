@@ -1,4 +1,4 @@
-"""SPO priority (B14), VADE Thompson sampling (B32) and MMR1 variance-aware sampling (A38, B33)."""
+"""SPO priority, VADE Thompson sampling and MMR1 variance-aware sampling."""
 
 from collections import Counter
 
@@ -15,7 +15,7 @@ def frequencies(draw, n: int, num_rows: int) -> list[float]:
     return [counts[r] / n for r in range(num_rows)]
 
 
-# ----------------------------------------------------------------------------- SPO (B14)
+# ----------------------------------------------------------------------------- SPO
 def test_spo_weight_is_largest_at_one_half_and_never_below_the_floor():
     assert spo_priority_weight(0.5) == pytest.approx(0.55)
     assert spo_priority_weight(0.0) == spo_priority_weight(1.0) == pytest.approx(0.05)
@@ -54,7 +54,7 @@ def test_spo_sampling_frequency_is_proportional_to_the_weight(groups_batch):
     assert expected[0] > expected[2] > expected[1]  # p̂ = 0.5 > 0.78 > 0.98
 
 
-# ----------------------------------------------------------------------------- VADE (B32)
+# ----------------------------------------------------------------------------- VADE
 def test_vade_rarely_selects_a_prompt_that_always_succeeds(groups_batch):
     selector = selectors.get("vade")(10, seed=0, pool_factor=0, global_decay=1.0)
     selector.update([], groups_batch({0: [1.0] * 20, 1: [1.0] * 10 + [0.0] * 10}))
@@ -103,7 +103,7 @@ def test_vade_candidate_pool_is_pool_factor_times_k():
     assert set(selector.next(3)) <= pool
 
 
-# ----------------------------------------------------------------------------- MMR1 (A38, B33)
+# ----------------------------------------------------------------------------- MMR1
 def test_outcome_variance_is_largest_at_one_half_and_zero_at_the_ends():
     assert outcome_variance(0.5) == 0.25 and outcome_variance(0.0) == 0 and outcome_variance(1.0) == 0
     assert outcome_variance(0.3) == pytest.approx(0.21)

@@ -1,4 +1,4 @@
-"""VL-Rethinker selective replay (B52) at the prompt level."""
+"""VL-Rethinker selective replay at the prompt level."""
 
 from collections import Counter
 

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from grpozoo.config import TaskConfig
+from grpozoo.errors import ConfigError, DataError
 from grpozoo.tasks import FileTask, ReasoningGymTask, make_task
 
 CHAIN_SUM = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2}
@@ -193,6 +194,41 @@ def test_file_with_too_few_rows(tmp_path):
     path = _write_jsonl(tmp_path / "tiny.jsonl", [{"prompt": f"q{i}", "answer": str(i)} for i in range(3)])
     with pytest.raises(ValueError, match=r"has 3 rows, not more than task.eval_size=3"):
         _file_task(path)
+
+
+GOOD_LINE = '{"prompt": "1 + 1 =", "answer": "2"}'
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("broken.jsonl", "\n".join([GOOD_LINE, GOOD_LINE, '{"prompt": "2 + 2 =", answer: 4}', GOOD_LINE]),
+         "line 3 is not valid JSON (Expecting property name enclosed in double quotes at column 23); "
+         "expected one JSON object per line"),
+        ("arrays.jsonl", "\n".join([GOOD_LINE, '["2 + 2 =", "4"]']),
+         "line 2 holds '[\"2 + 2 =\", \"4\"]', not a JSON object"),
+        ("broken.json", f'[{GOOD_LINE},\n{{"prompt": "2 + 2 =" "answer": "4"}}]',
+         "line 2, column 22: Expecting ',' delimiter; expected a JSON list of objects"),
+        ("broken.csv", 'prompt,answer\n1 + 1 =,2\n"2 + 2 =,4\n', "EOF inside string starting at row 2; "
+         "expected a header line naming the columns"),
+        ("broken.parquet", "not a parquet file", "Parquet magic bytes not found in footer"),
+        ("empty.jsonl", "\n\n", "is empty: expected one JSON object per line"),
+    ],
+)
+def test_an_unreadable_data_file_names_the_file_the_line_and_what_was_expected(tmp_path, name, text,
+                                                                               expected):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DataError) as info:
+        _file_task(path)
+    assert str(info.value).startswith(f"task file {str(path)!r} ")
+    assert expected in str(info.value)
+
+
+def test_reasoning_gym_rejecting_its_params_is_a_config_error():
+    params = {"min_terms": 3, "max_terms": 2}
+    with pytest.raises(ConfigError, match="reasoning-gym task 'chain_sum': max_terms must be >= min_terms"):
+        make_task(TaskConfig(name="chain_sum", params=params, train_size=2, eval_size=1))
 
 
 def test_missing_file_and_bad_suffix(tmp_path):

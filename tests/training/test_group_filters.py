@@ -18,7 +18,6 @@ from grpozoo.config import resolve_config
 from grpozoo.reporting.metrics import read_jsonl
 from grpozoo.training import Trainer
 from grpozoo.training.forward import completion_logprobs
-from grpozoo.training.guided import hinted_rollouts
 
 REFILL = "algorithm.group_filters=[{name: dynamic_sampling}]"
 
@@ -167,7 +166,7 @@ def test_an_all_fail_group_gets_one_hinted_success_and_a_group_with_a_success_no
     assert learning.batch_size == 6  # group sizes unchanged
     for group in learning.group_ids.unique():
         rewards = learning.rewards[learning.group_ids == group]
-        assert rewards.tolist().count(1.0) == 1 and len(rewards) == 3  # A2: exactly one 1
+        assert rewards.tolist().count(1.0) == 1 and len(rewards) == 3  # Scaf-GRPO: exactly one 1
         adv = learning.advantages[learning.group_ids == group]
         std = float(torch.tensor([0.0, 0.0, 1.0]).std())
         assert sorted(adv.tolist()) == pytest.approx([-1 / 3 / std] * 2 + [2 / 3 / std], abs=1e-3)
@@ -272,7 +271,9 @@ def test_guide_learns_hinted_rollouts_under_the_unhinted_prompt(tiny_overrides, 
 
 
 def test_with_an_empty_hint_the_guided_ratio_is_the_ordinary_ratio(tiny_overrides, tmp_path):
-    """B7: when h is empty the guided ratio equals the ordinary ratio (1 before any update)."""
+    """Guide-GRPO (Nath et al. 2025, "Adaptive Guidance Accelerates Reinforcement Learning of Reasoning
+    Models", arXiv:2506.13923): when h is empty the guided ratio equals the ordinary ratio (1 before
+    any update)."""
     trainer = guided_trainer(
         tiny_overrides,
         tmp_path,
@@ -282,7 +283,7 @@ def test_with_an_empty_hint_the_guided_ratio_is_the_ordinary_ratio(tiny_override
     torch.manual_seed(0)
     batch = trainer.generate(trainer.selector.next(2))
     trainer.score(batch)
-    out = hinted_rollouts(trainer, batch, [0, 3], ["", ""])
+    out = trainer.guidance.hinted(batch, [0, 3], ["", ""])
     assert out.off_policy.all() and out.prompts == [batch.prompts[0]] * 3 + [batch.prompts[3]] * 3
     with torch.no_grad():
         logp, _ = completion_logprobs(trainer.model, out)

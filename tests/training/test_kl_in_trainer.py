@@ -17,6 +17,7 @@ from grpozoo.algos.aggregation import BatchTotals
 from grpozoo.algos.controllers import adaptive_kl_coef
 from grpozoo.algos.kl import kl_k3
 from grpozoo.training.forward import completion_logprobs, micro_batches
+from tests.factories import make_rollouts
 
 KL = ["model.lora.enabled=false", "algorithm.kl.estimator=k3", "algorithm.kl.mode=loss"]
 
@@ -150,3 +151,25 @@ def test_kl_in_the_loss_adds_coef_times_the_aggregated_kl(tiny_overrides, aggreg
     trainer.state["kl_coef"] = 2.0
     sums, _ = loss_and_gradients(trainer, batch)
     assert sums["loss"] == pytest.approx(losses[0.0], rel=1e-6, abs=1e-7)
+
+
+@pytest.mark.parametrize("recipe", ["reinforce_pp", "reinforce_pp_baseline", "rloo", "remax"])
+def test_a_kl_folded_into_the_reward_is_in_the_reward_the_estimator_sees(tiny_overrides, recipe):
+    # four one-token completions, rewards [1, 0, 0, 0], k1 KL [2, 0, 0, 0], β = 0.5: every return is
+    # 0, so every advantage is 0 (subtracting the KL after whitening left the first at 0.73)
+    trainer = make_trainer(
+        tiny_overrides, f"recipe={recipe}", "algorithm.kl.coef=0.5", "algorithm.kl.estimator=k1",
+        "algorithm.kl.mode=reward",
+    )
+    assert trainer.cfg.algorithm.advantage.name == recipe
+    batch = make_rollouts(
+        [1.0, 0.0, 0.0, 0.0], num_tokens=1,
+        sampling_logprobs=torch.full((4, 1), -1.0),
+        ref_logprobs=torch.tensor([[-3.0], [-1.0], [-1.0], [-1.0]]),
+        baseline_rewards=torch.zeros(4),
+    )
+    learning = trainer.advantages(batch)
+    assert torch.equal(learning.advantages, torch.zeros_like(learning.advantages)), learning.advantages
+    # with the KL in the loss instead, the reward alone decides
+    trainer.cfg.algorithm.kl.mode = "loss"
+    assert trainer.advantages(batch).advantages.abs().sum() >= 1.0

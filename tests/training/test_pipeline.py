@@ -3,7 +3,6 @@ micro-batches, KL in the reward, the entropy bonus, and component state across a
 
 from __future__ import annotations
 
-import pytest
 import torch
 from training.test_trainer import gradients, make_trainer, sampled_batch
 
@@ -82,24 +81,18 @@ def test_whole_group_micro_batches_never_split_a_group(tiny_overrides):
     assert sorted(seen) == list(range(batch.batch_size))
 
 
-def test_kl_folded_into_the_reward_lowers_each_token_advantage_by_the_kl_to_come(tiny_overrides):
-    trainer = make_trainer(
-        tiny_overrides, "algorithm.kl.coef=0.5", "algorithm.kl.mode=reward", "algorithm.kl.estimator=k1"
-    )
+def test_kl_folded_into_the_reward_is_in_the_returns_the_estimator_whitens(tiny_overrides):
+    trainer = make_trainer(tiny_overrides, "recipe=reinforce_pp", "algorithm.kl.coef=0.5")
     batch = sampled_batch(trainer)
     trainer.provide(batch)
     batch.ref_logprobs = batch.ref_logprobs - 0.25 * batch.completion_mask  # a reference that differs
-    sequence_advantages = grpo_advantage(batch.rewards, batch.group_ids)
     learning = trainer.advantages(batch)
+    # each token's return is the reward less the KL still to come, whitened over the batch's tokens
     kl = kl_k1(batch.sampling_logprobs, batch.ref_logprobs) * batch.completion_mask
-    expected = sequence_advantages.unsqueeze(1) - 0.5 * kl_to_go(kl, batch.completion_mask)
-    torch.testing.assert_close(learning.advantages, expected)
-    # the first token carries the whole sequence's KL (0.25 per token), the last only its own
-    row = 0
-    length = int(batch.completion_mask[row].sum())
-    assert learning.advantages[row, 0].item() == pytest.approx(
-        sequence_advantages[row].item() - 0.5 * 0.25 * length, abs=1e-4
-    )
+    returns = (batch.rewards.unsqueeze(1) - 0.5 * kl_to_go(kl, batch.completion_mask)).double()
+    tokens = returns[batch.completion_mask.bool()]
+    expected = (returns - tokens.mean()) / (tokens.std(unbiased=False) + 1e-8) * batch.completion_mask
+    torch.testing.assert_close(learning.advantages, expected.float())
 
 
 def test_entropy_bonus_alone_gives_a_gradient(tiny_overrides):

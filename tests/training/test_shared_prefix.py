@@ -1,4 +1,4 @@
-"""The shared-prefix learning forward (Prefix Grouper, ALGORITHMS.md B30) gives the plain
+"""The shared-prefix learning forward (Prefix Grouper, Liu et al. 2025) gives the plain
 forward's log-probs, entropies and gradients."""
 
 from __future__ import annotations

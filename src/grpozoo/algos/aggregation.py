@@ -81,8 +81,8 @@ def constant_normalizer(
 @aggregations.register("per_prompt_mean")
 def per_prompt_mean(loss: torch.Tensor, mask: torch.Tensor, group_ids: torch.Tensor, totals: BatchTotals) -> torch.Tensor:
     """Mean over prompts (groups) of each group's token-mean: every prompt weighs the same whatever
-    its completions' lengths (REAL, A8's ``Σ_q loss_q / #questions`` when a group-level loss puts
-    ``loss_q`` on every token of its group). Shapes: ``[B, T]``, ``group_ids [B]`` -> scalar."""
+    its completions' lengths (REAL, Zhai et al. 2026: ``Σ_q loss_q / #questions`` when a group-level
+    loss puts ``loss_q`` on every token of its group). Shapes: ``[B, T]``, ``group_ids [B]`` -> scalar."""
     group_size = torch.tensor([totals.group_tokens[int(g)] for g in group_ids], dtype=loss.dtype, device=loss.device)
     per_row = (loss * mask).sum(dim=1) / group_size.clamp(min=1)
     return per_row.sum() / max(totals.num_groups, 1)

@@ -11,6 +11,8 @@ from typing import NamedTuple
 
 import torch
 
+from grpozoo.algos.masked import keep_real, masked_mean
+
 
 class EntropyNorm(NamedTuple):
     """The statistics of HAPO's entropy score: ``ĥ = scale · (log H − pivot) / rms``, with ``scale_pos``
@@ -25,7 +27,7 @@ class EntropyNorm(NamedTuple):
 def hapo_entropy_stats(
     entropies: torch.Tensor, mask: torch.Tensor, pivot_quantile: float = 0.5, eps: float = 1e-8
 ) -> EntropyNorm:
-    """A12 HAPO part (a), the statistics: over the masked tokens, ``pivot`` is the ``pivot_quantile``
+    """HAPO part (a), the statistics: over the masked tokens, ``pivot`` is the ``pivot_quantile``
     quantile of ``log H`` (nearest rank, as the authors' code), ``rms`` the root mean square of
     ``log H − pivot``, and ``scale_pos`` / ``scale_neg`` one over the largest positive / largest
     negative magnitude of the centred, RMS-divided score.
@@ -62,8 +64,8 @@ def apply_hapo_entropy_norm(
 def hapo_normalized_entropy(
     entropies: torch.Tensor, mask: torch.Tensor, pivot_quantile: float = 0.5, eps: float = 1e-8
 ) -> torch.Tensor:
-    """A12 HAPO part (a) (Liu et al. 2025, "From Uniform to Heterogeneous: Tailoring Policy Optimization
-    to Every Token's Nature"): the entropy score ``ĥ ∈ [−1, 1]`` of every token.
+    """HAPO part (a) (Liu et al. 2025, "From Uniform to Heterogeneous: Tailoring Policy Optimization to
+    Every Token's Nature", arXiv:2509.16591): the entropy score ``ĥ ∈ [−1, 1]`` of every token.
 
     1. ``log H`` (H clamped at ``eps``), 2. minus the ``pivot_quantile`` quantile over the masked tokens,
     3. divided by the masked RMS, 4. positives divided by the largest positive, negatives by the
@@ -80,18 +82,12 @@ def hapo_normalized_entropy(
 
 def standardized_entropy(entropies: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Batch-standardised entropy ``(H − mean H) / (std H + eps)`` over the masked tokens (population
-    std), detached; 0 on padding and for every token when all entropies are equal. A11 DHPO's ``ĥ``.
+    std), detached; 0 on padding and for every token when all entropies are equal. DHPO's ``ĥ``
+    (Min et al. 2026, arXiv:2601.05607).
     Shapes: ``entropies, mask [B, T]`` -> ``[B, T]``.
     """
-    valid = (mask > 0).to(entropies.dtype)
     h = entropies.detach()
-    n = valid.sum().clamp_min(1.0)
-    mean = (h * valid).sum() / n
-    std = (((h - mean) * valid).pow(2).sum() / n).sqrt()
-    return (h - mean) / (std + eps) * valid
+    mean = masked_mean(h, mask)
+    std = masked_mean((h - mean).pow(2), mask).sqrt()
+    return keep_real((h - mean) / (std + eps), mask)
 
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` over the masked entries (0 when there are none). Shapes: ``[B, T]`` -> scalar."""
-    valid = (mask > 0).to(values.dtype)
-    return (values * valid).sum() / valid.sum().clamp_min(1.0)

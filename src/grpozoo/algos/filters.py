@@ -13,9 +13,9 @@ part in their group's statistics and receive no loss. Two fields of its registra
 Filters are pure: they read the batch (``rewards``, ``task_scores``, ``truncated``, ``group_ids``,
 ``step``, ``total_steps``) and return a mask. Shapes: ``B`` rows, ``G`` rows per group.
 
-- ``dynamic_sampling``: drop groups whose reward spread is below a tolerance (DAPO, P0).
-- ``overlong_filter``: truncated completions get no loss, or leave the batch (DAPO, P0).
-- ``d3s_rollouts``: the size-k subset of each group with the largest advantage variance (A16 / B41).
+- ``dynamic_sampling``: drop groups whose reward spread is below a tolerance (DAPO).
+- ``overlong_filter``: truncated completions get no loss, or leave the batch (DAPO).
+- ``d3s_rollouts``: the size-k subset of each group with the largest advantage variance (D³S).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def dynamic_sampling(
     spread: Literal["range", "std"] = "range",
     on: Literal["reward", "task_score"] = "reward",
 ) -> torch.Tensor:
-    """DAPO's dynamic sampling (P0; Yu et al. 2025, "DAPO: An Open-Source LLM Reinforcement Learning
+    """DAPO's dynamic sampling (Yu et al. 2025, "DAPO: An Open-Source LLM Reinforcement Learning
     System at Scale", arXiv:2503.14476): drop every group whose rewards are all (nearly) the same,
     since its group-relative advantages are 0 and it only dilutes the batch.
 
@@ -125,7 +125,7 @@ def dynamic_sampling(
     stage=lambda mode="mask", **_: AFTER_ADVANTAGES if mode == "mask" else BEFORE_ADVANTAGES,
 )
 def overlong_filter(batch, mode: Literal["mask", "drop"] = "mask") -> torch.Tensor:
-    """DAPO's overlong filtering (P0; Yu et al. 2025, "DAPO", arXiv:2503.14476, §3.4): a completion cut
+    """DAPO's overlong filtering (Yu et al. 2025, "DAPO", arXiv:2503.14476, §3.4): a completion cut
     off by ``rollout.max_new_tokens`` (``batch.truncated``) receives no loss, since its reward
     punishes the length rather than the reasoning.
 
@@ -177,7 +177,7 @@ def d3s_rollouts(
     min_keep: int = 2,
     advantages_on: Literal["subset", "group"] = "subset",
 ) -> torch.Tensor:
-    """D³S sample-level down-sampling (A16 / B41; Wang et al. 2025, "Learning More with Less: A Dynamic
+    """D³S sample-level down-sampling (Wang et al. 2025, "Learning More with Less: A Dynamic
     Dual-Level Down-Sampling Framework for Efficient Policy Optimization", arXiv:2509.22115).
 
     From each group of ``G`` rollouts keep the ``k`` whose advantages have the largest variance, with

@@ -1,15 +1,16 @@
 """Guided rollouts for all-fail groups: which groups get hints, what the hints are, which rollouts
 the hinted ones replace, and the behaviour log-probs of an off-policy (hinted) row.
 
-The trainer (``Trainer.guide``) samples and scores; these functions decide. Three methods share them:
+The trainer's :class:`~grpozoo.training.guided.Guidance` samples and scores; these functions
+decide. Three methods share them:
 
-- Scaf-GRPO (A2 / B43; Zhang et al. 2025, "Scaf-GRPO: Scaffolded Group Relative Policy Optimization
+- Scaf-GRPO (Zhang et al. 2025, "Scaf-GRPO: Scaffolded Group Relative Policy Optimization
   for Enhancing LLM Reasoning"): tiered hints (concept → plan → concrete steps) from a dataset column,
   escalated tier by tier until a hinted rollout succeeds; that success replaces one failed rollout.
-- GHPO (A43; Liu et al. 2025, "GHPO: Adaptive Guidance for Stable and Efficient LLM Reinforcement
+- GHPO (Liu et al. 2025, "GHPO: Adaptive Guidance for Stable and Efficient LLM Reinforcement
   Learning"): the hint is a prefix of the reference solution, ``⌈ω·len(solution tokens)⌉`` tokens, ω
   growing 0.25 → 0.5 → 0.75 until a rollout succeeds; the hinted group replaces the group.
-- Guide-GRPO (B7; Nath et al. 2025, "Adaptive Guidance Accelerates Reinforcement Learning of Reasoning
+- Guide-GRPO (Nath et al. 2025, "Adaptive Guidance Accelerates Reinforcement Learning of Reasoning
   Models"): hinted rollouts replace part of the group and learn under the *unhinted* prompt, with
   the hinted sampler's log-probs as the ratio's denominator.
 
@@ -41,13 +42,13 @@ def stuck_groups(
 ) -> torch.Tensor:
     """``[B]`` bool: the rows of groups where no rollout succeeded (every score below
     ``success_threshold``; NaN counts as a failure). A group with any success is not stuck, so it is
-    never modified (A2, A43, B7)."""
+    never modified (Scaf-GRPO, GHPO, Guide-GRPO)."""
     values = torch.nan_to_num(scores.double(), nan=-math.inf)
     return group_max(values, group_ids) < success_threshold
 
 
 def prefix_length(num_tokens: int, fraction: float) -> int:
-    """GHPO's hint length: ``⌈ω·n⌉`` tokens of an ``n``-token solution (A43)."""
+    """GHPO's hint length: ``⌈ω·n⌉`` tokens of an ``n``-token solution."""
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"solution prefix fraction must lie in [0, 1], got {fraction}")
     return min(num_tokens, math.ceil(fraction * num_tokens - 1e-9))
@@ -147,7 +148,7 @@ def behaviour_logprobs(
 ) -> torch.Tensor:
     """The ratio's denominator ``[B, T]``: the learner's own old log-probs, except on off-policy rows
     (sampled with a hint, learning without it), where it is the hinted sampler's log-probs, so that
-    ``ρ_t = π_θ(y_t | q, y_<t) / π_old(y_t | q, h, y_<t)`` (Guide-GRPO, B7). With an empty hint the two
+    ``ρ_t = π_θ(y_t | q, y_<t) / π_old(y_t | q, h, y_<t)`` (Guide-GRPO). With an empty hint the two
     contexts are the same and so is the ratio."""
     if off_policy is None or not bool(off_policy.any()):
         return learner_old

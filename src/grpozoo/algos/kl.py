@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from grpozoo.algos.masked import LOG_RATIO_CLAMP
 from grpozoo.registry import kl_estimators
 
 
@@ -28,7 +29,7 @@ def kl_k2(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """k3 = exp(log π_ref − log π) − (log π_ref − log π) − 1 (Schulman 2020; GRPO): unbiased and
     non-negative. Shapes: ``[B, T]``."""
-    delta = (ref_logp - logp).clamp(-20.0, 20.0)
+    delta = (ref_logp - logp).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
     # expm1 avoids cancellation for tiny |delta|; the clamp removes the last rounding below 0
     return (torch.expm1(delta) - delta).clamp_min(0.0)
 

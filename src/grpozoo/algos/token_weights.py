@@ -4,9 +4,9 @@ Each runs once per step on the whole batch, after the advantages (``ctx.advantag
 ``[B, T]``); the trainer multiplies the product of all configured token weights into the per-token
 loss. Weights never carry a gradient. See docs/components.md.
 
-- ``entropy_top_quantile``, ``earl``: train only the highest-entropy tokens (Wang et al. 2025; A44).
-- ``d3s_tokens``: train only the tokens with the highest ``|A|·H``, on a schedule (A16 / B41).
-- ``gtpo_conflict``: GTPO's protection of tokens shared by positive and negative completions (A23).
+- ``entropy_top_quantile``, ``earl``: train only the highest-entropy tokens (Wang et al. 2025; EARL).
+- ``d3s_tokens``: train only the tokens with the highest ``|A|·H``, on a schedule (D³S).
+- ``gtpo_conflict``: GTPO's protection of tokens shared by positive and negative completions.
 - ``rollout_correction``: truncated / masked importance weights between sampler and learner.
 """
 
@@ -87,7 +87,8 @@ def _token_advantages(ctx) -> torch.Tensor:
 @token_weights.register("entropy_top_quantile")
 def entropy_top_quantile(ctx, fraction: float = 0.2, scope: Scope = "batch") -> torch.Tensor:
     """High-entropy minority tokens (Wang et al. 2025, "Beyond the 80/20 Rule: High-Entropy Minority
-    Tokens Drive Effective Reinforcement Learning for LLM Reasoning"; the mechanism of A44).
+    Tokens Drive Effective Reinforcement Learning for LLM Reasoning", arXiv:2506.01939; the mechanism
+    EARL uses).
 
     Weight 1 on the tokens whose sampling entropy ``ctx.entropies`` is among the top ``fraction`` of
     the batch's real tokens (``scope="batch"``, the paper's choice) or of each sequence's tokens
@@ -101,13 +102,13 @@ def entropy_top_quantile(ctx, fraction: float = 0.2, scope: Scope = "batch") -> 
 
 @token_weights.register("earl")
 def earl_weights(ctx, rho: float = 0.2, scope: Scope = "batch") -> torch.Tensor:
-    """EARL entropy-gated updates (A44; Shi et al. 2025, "EARL: Entropy-Aware RL Alignment of LLMs for
-    Reliable RTL Code Generation").
+    """EARL entropy-gated updates (Shi et al. 2025, "EARL: Entropy-Aware RL Alignment of LLMs for
+    Reliable RTL Code Generation", arXiv:2511.12033).
 
     Policy gradient only on the tokens in the top-``rho`` entropy quantile of the batch; the rest are
     masked. Exactly ``⌈rho·N_valid⌉`` tokens are kept, computed without gradient; ``rho=1`` gives the
     base loss. Same selection as ``entropy_top_quantile``.
-    GUESS: ``rho=0.2`` and the batch-wide (not per-response) quantile (A44).
+    GUESS: ``rho=0.2`` and the batch-wide (not per-response) quantile.
     Shapes: ``ctx.entropies, ctx.completion_mask [B, T]`` -> ``[B, T]``.
     """
     return _keep_top_fraction(_entropies_of(ctx), _mask_of(ctx), rho, scope)
@@ -148,8 +149,8 @@ def d3s_token_weights(
     schedule: Literal["linear", "cosine", "constant"] = "linear",
     scope: Scope = "batch",
 ) -> torch.Tensor:
-    """D³S token-level down-sampling (A16 / B41; Wang et al. 2025, "Learning More with Less: A Dynamic
-    Dual-Level Down-Sampling Framework for Efficient Policy Optimization").
+    """D³S token-level down-sampling (Wang et al. 2025, "Learning More with Less: A Dynamic Dual-Level
+    Down-Sampling Framework for Efficient Policy Optimization", arXiv:2509.22115).
 
     Keeps (weight 1) the top ``ρ`` fraction of the batch's real tokens ranked by ``|A_{i,t}|·H_{i,t}``
     (``ctx.advantages`` ``[B]`` or ``[B, T]`` times ``ctx.entropies``), exactly ``⌈ρ·N_valid⌉`` tokens,
@@ -206,8 +207,8 @@ def _sequence_signs(ctx) -> torch.Tensor:
 
 @token_weights.register("gtpo_conflict")
 def gtpo_conflict_weights(ctx, weight: float = 2.0, divide_by_conflict_count: bool = False) -> torch.Tensor:
-    """GTPO conflict-token weights (A23; Simoni et al. 2025, "GTPO: Trajectory-Based Policy
-    Optimization in Large Language Models"; code-verified against the authors' repository).
+    """GTPO conflict-token weights (Simoni et al. 2025, "GTPO: Trajectory-Based Policy Optimization in
+    Large Language Models", arXiv:2508.03772; code-verified against the authors' repository).
 
     Within each group, among completions with non-zero advantage (positive: A > 0, negative: A < 0),
     a token is a *conflict* token when the same token id sits at the same position in at least one

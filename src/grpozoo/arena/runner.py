@@ -19,6 +19,8 @@ import yaml
 
 from grpozoo.arena.spec import Arena, ArenaRun
 from grpozoo.config import ConfigError, load_run_config, validate
+from grpozoo.console import quiet_libraries, say
+from grpozoo.errors import checking_input
 from grpozoo.reporting.metrics import read_jsonl
 from grpozoo.training import checkpoint as ckpt
 
@@ -84,15 +86,14 @@ def train_one(run: ArenaRun, state: str, console=None, show_progress: bool = Tru
 
     if state == NEW and run.run_dir.exists():
         shutil.rmtree(run.run_dir)  # stopped before its first checkpoint: nothing to resume
-    trainer = Trainer(run.cfg, run_dir=run.run_dir, resume=state == RESUME, console=console)
+    with checking_input():
+        trainer = Trainer(run.cfg, run_dir=run.run_dir, resume=state == RESUME, console=console)
     return fit(trainer, show_progress=show_progress)
 
 
 def _train_in_worker(cfg_data: dict[str, Any], run_dir: str, state: str, threads: int) -> str:
     """A worker process's job: quiet libraries, share the cores, train one run."""
     import torch
-
-    from grpozoo.cli import quiet_libraries
 
     quiet_libraries()
     cfg = validate(cfg_data)
@@ -130,7 +131,7 @@ def run_arena(arena: Arena, console=None, show_progress: bool = True, report: bo
     states = {run.label: run_state(run) for run in runs}
     to_train = [run for run in runs if states[run.label] != FINISHED]
     skipped = [run.label for run in runs if states[run.label] == FINISHED]
-    _say(
+    say(
         console,
         f"[bold]grpozoo arena[/] {len(arena.entries)} recipes × {len(arena.seeds)} seeds → "
         f"{arena.directory}  ({len(skipped)} finished, {len(to_train)} to train)",
@@ -138,7 +139,7 @@ def run_arena(arena: Arena, console=None, show_progress: bool = True, report: bo
     parallel = min(arena.parallel, len(to_train) or 1)
     cores = os.cpu_count() or 1
     if parallel > cores:
-        _say(console, f"--parallel {parallel} is more than the {cores} cores here: running {cores} at a time")
+        say(console, f"--parallel {parallel} is more than the {cores} cores here: running {cores} at a time")
         parallel = cores
     if parallel > 1:
         _run_parallel(to_train, states, parallel, cores, console, show_progress)
@@ -153,7 +154,7 @@ def run_arena(arena: Arena, console=None, show_progress: bool = True, report: bo
         result["report"] = write_report(arena)
         if console is not None:
             console.print(scores_table(arena))
-        _say(console, f"[bold]report:[/] {result['report']['html']}")
+        say(console, f"[bold]report:[/] {result['report']['html']}")
     return result
 
 
@@ -217,7 +218,7 @@ def _run_parallel(
                 for future in done:
                     run = futures[future]
                     if future.exception() is not None:
-                        _say(console, f"[bold red]{run.label} failed[/] ({run.run_dir})")
+                        say(console, f"[bold red]{run.label} failed[/] ({run.run_dir})")
                         future.result()  # raises the run's error: the arena stops
                     progress.update(bars[run.label], completed=run.cfg.train.steps, status="[green]finished")
                 for future in pending:
@@ -226,13 +227,8 @@ def _run_parallel(
                     status = "running" if future.running() else "waiting"
                     progress.update(bars[run.label], completed=steps, status=status)
     except KeyboardInterrupt:
-        _say(console, "stopping: every run in progress finishes its step and saves a checkpoint …")
+        say(console, "stopping: every run in progress finishes its step and saves a checkpoint …")
         executor.shutdown(wait=True, cancel_futures=True)
         raise
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _say(console, text: str) -> None:
-    if console is not None:
-        console.print(text)

@@ -33,7 +33,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from grpozoo import registry
-from grpozoo.config import ConfigError, RunConfig, deep_merge, load_yaml, parse_override, validate
+from grpozoo.config import (
+    ConfigError,
+    RunConfig,
+    deep_merge,
+    load_yaml,
+    merge_layers,
+    parse_override,
+    validate,
+)
 from grpozoo.registry import did_you_mean
 
 # keys the arena sets itself, per run
@@ -107,7 +115,7 @@ class Arena:
         user = deep_merge(self.shared, entry.overrides)
         user = deep_merge(user, {"recipe": entry.recipe, "train": {"seed": seed}, "output_dir": str(run_dir)})
         try:
-            cfg = validate(deep_merge(get_recipe(entry.recipe).config, user))
+            cfg = validate(merge_layers(get_recipe(entry.recipe).config, user))
         except ConfigError as error:
             raise ConfigError(
                 f"arena entry {entry.name!r} (recipe {entry.recipe!r}, seed {seed}): {error}"

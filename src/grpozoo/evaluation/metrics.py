@@ -132,7 +132,8 @@ def calibration_auc_within_groups(
     confidences: Sequence[float], correct: Sequence[bool], groups: Sequence[int]
 ) -> float:
     """:func:`calibration_auc` over (right, wrong) pairs of the *same* prompt only, so that prompt
-    difficulty cannot make a model look calibrated (the pairing of CAPO, ALGORITHMS.md A10): every
+    difficulty cannot make a model look calibrated (the pairing of CAPO, Wang et al. 2026,
+    "Calibration-Aware Policy Optimization for Reasoning LLMs", arXiv:2604.12632): every
     such pair counts once, pooled over prompts. NaN when no prompt has both a right and a wrong
     sample."""
     by_group: dict[int, list[int]] = {}

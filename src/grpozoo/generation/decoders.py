@@ -57,8 +57,13 @@ def decoding_linears(model):
             del layer.forward
 
 
+def packable_on_this_machine() -> bool:
+    """Whether float32 CPU weights can be reordered for oneDNN's linear kernel here."""
+    return torch.backends.mkldnn.is_available()
+
+
 def _packable(weight: torch.Tensor) -> bool:
-    return weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+    return weight.device.type == "cpu" and weight.dtype == torch.float32 and packable_on_this_machine()
 
 
 def _pack(parts: list[tuple[torch.Tensor, torch.Tensor | None]]) -> tuple[torch.Tensor, torch.Tensor | None]:

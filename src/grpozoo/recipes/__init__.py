@@ -1,7 +1,7 @@
 """Recipes: named compositions of components, one small module per paper.
 
-A recipe is data: a partial run configuration (mostly the ``algorithm`` section) plus its
-citation, its ALGORITHMS.md entry and one line on what it changes relative to GRPO.
+A recipe is data: a partial run configuration (mostly the ``algorithm`` section) plus the citation
+of its paper and one line on what it changes relative to GRPO.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from grpozoo.registry import recipes
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    entry: str  # ALGORITHMS.md entry id, e.g. "A17", or "P0" for the baselines
-    citation: str
+    citation: str  # authors year, "title" (arXiv:id), e.g. 'Hu 2025, "REINFORCE++: ..." (arXiv:2501.03262)'
     changes: str  # one line: what it changes relative to GRPO
     config: dict[str, Any] = field(default_factory=dict)  # partial RunConfig
 

@@ -1,4 +1,4 @@
-"""ASPO (A51): a behaviour term added to the advantage of correct rollouts, clipped to a fraction
+"""ASPO: a behaviour term added to the advantage of correct rollouts, clipped to a fraction
 k < 1 of |A| so that correctness always dominates.
 
 The paper's behaviour is an early first code call; without tools the default feature prefers
@@ -11,8 +11,7 @@ from grpozoo.recipes import Recipe, register_recipe
 ASPO = register_recipe(
     Recipe(
         name="aspo",
-        entry="A51",
-        citation="Lin & Xu 2025, Understanding Tool-Integrated Reasoning (arXiv:2508.19201)",
+        citation='Lin & Xu 2025, "Understanding Tool-Integrated Reasoning" (arXiv:2508.19201)',
         changes="A' = A + clip(δ·f̃, −k|A|, k|A|) on correct rollouts (f̃: behaviour feature standardised "
         "in the group)",
         config={

@@ -7,9 +7,8 @@ from grpozoo.recipes import Recipe, register_recipe
 CISPO = register_recipe(
     Recipe(
         name="cispo",
-        entry="baseline",
-        citation="MiniMax 2025, MiniMax-M1: Scaling Test-Time Compute Efficiently with Lightning Attention "
-        "(arXiv:2506.13585)",
+        citation='MiniMax 2025, "MiniMax-M1: Scaling Test-Time Compute Efficiently with Lightning Attention"'
+        " (arXiv:2506.13585)",
         changes="REINFORCE with a clipped, detached importance weight sg(clip(ρ, 0, 5))·A·logp: no token is "
         "dropped",
         config={

@@ -7,10 +7,8 @@ from grpozoo.recipes import Recipe, register_recipe
 CLIP_COV = register_recipe(
     Recipe(
         name="clip_cov",
-        entry="baseline",
-        citation="Cui et al. 2025, The Entropy Mechanism of Reinforcement Learning for Reasoning Language "
-        "Models "
-        "(arXiv:2505.22617)",
+        citation='Cui et al. 2025, "The Entropy Mechanism of Reinforcement Learning for Reasoning Language'
+        ' Models" (arXiv:2505.22617)',
         changes="detach the gradient of a random 2e-4 share of tokens whose logp/advantage covariance lies "
         "in (1, 5)",
         config={

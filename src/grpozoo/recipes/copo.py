@@ -1,4 +1,4 @@
-"""COPO (A28): a global advantage from pass rate and answer consistency, blended with the local
+"""COPO: a global advantage from pass rate and answer consistency, blended with the local
 GRPO one by answer entropy.
 
 Clip range: the authors build on DAPO; eps_high 0.28 is a GUESS."""
@@ -8,8 +8,7 @@ from grpozoo.recipes import Recipe, register_recipe
 COPO = register_recipe(
     Recipe(
         name="copo",
-        entry="A28",
-        citation="COPO 2025, COPO: Consistency-Aware Policy Optimization",
+        citation='Han et al. 2025, "COPO: Consistency-Aware Policy Optimization" (arXiv:2508.04138)',
         changes="adds a batch-wide global advantage p̂·(1 − λH) and blends the two PPO-clip losses by "
         "w = sigmoid(20(H − 0.5)): consistent groups still learn",
         config={

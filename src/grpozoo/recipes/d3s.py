@@ -1,4 +1,4 @@
-"""D³S (A16 / B41), both levels: from each group keep the rollouts whose advantages vary most (k of G,
+"""D³S, both levels: from each group keep the rollouts whose advantages vary most (k of G,
 k/G relaxing from 0.5 to 1), and train only the top-ρ tokens by |A|·H (ρ relaxing from 0.2 to 1)."""
 
 from grpozoo.recipes import Recipe, register_recipe
@@ -6,9 +6,8 @@ from grpozoo.recipes import Recipe, register_recipe
 D3S = register_recipe(
     Recipe(
         name="d3s",
-        entry="A16",
-        citation="Wang et al. 2025, Learning More with Less: A Dynamic Dual-Level Down-Sampling Framework "
-        "for Efficient Policy Optimization (arXiv:2509.22115)",
+        citation='Wang et al. 2025, "Learning More with Less: A Dynamic Dual-Level Down-Sampling Framework'
+        ' for Efficient Policy Optimization" (arXiv:2509.22115)',
         changes="keeps the k of G rollouts per group with the largest advantage variance (k/G from 0.5 up to 1) "
         "and only the top-ρ tokens by |advantage|·entropy (ρ from 0.2 up to 1)",
         config={

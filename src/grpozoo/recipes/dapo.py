@@ -1,4 +1,4 @@
-"""DAPO (P0 baseline): decoupled clip, token-level loss without a KL term, dynamic sampling (groups
+"""DAPO: decoupled clip, token-level loss without a KL term, dynamic sampling (groups
 whose rewards are all the same are dropped and the batch refilled with fresh prompts), and
 overlong filtering (truncated completions receive no loss).
 
@@ -12,8 +12,8 @@ from grpozoo.recipes import Recipe, register_recipe
 DAPO = register_recipe(
     Recipe(
         name="dapo",
-        entry="P0",
-        citation="Yu et al. 2025, DAPO: An Open-Source LLM Reinforcement Learning System at Scale (arXiv:2503.14476)",
+        citation='Yu et al. 2025, "DAPO: An Open-Source LLM Reinforcement Learning System at Scale"'
+        " (arXiv:2503.14476)",
         changes="clip-higher (eps_low 0.2, eps_high 0.28), token-mean over the whole batch, no KL, dynamic "
         "sampling (zero-spread groups dropped, batch refilled), truncated completions get no loss",
         config={

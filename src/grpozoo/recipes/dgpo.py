@@ -1,13 +1,12 @@
-"""DGPO (A57, MathForge's algorithm): MAD-normalised advantages and difficulty-aware question weights."""
+"""DGPO (MathForge's algorithm): MAD-normalised advantages and difficulty-aware question weights."""
 
 from grpozoo.recipes import Recipe, register_recipe
 
 DGPO = register_recipe(
     Recipe(
         name="dgpo",
-        entry="A57",
-        citation="Dai et al. 2026, Harder Is Better: Boosting Mathematical Reasoning via Difficulty-"
-        "Aware GRPO and Multi-Aspect Question Reformulation (arXiv:2601.20614)",
+        citation='Dai et al. 2026, "Harder Is Better: Boosting Mathematical Reasoning via Difficulty-Aware'
+        ' GRPO and Multi-Aspect Question Reformulation" (arXiv:2601.20614)',
         changes="advantage divided by the group's mean absolute deviation (equal total update per "
         "question) and weighted by softmax(−accuracy/2) over questions",
         config={

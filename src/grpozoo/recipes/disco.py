@@ -1,4 +1,4 @@
-"""DisCO (B3): a discriminative objective (mean log-likelihood score, log-sum-exp over negatives)
+"""DisCO: a discriminative objective (mean log-likelihood score, log-sum-exp over negatives)
 with a squared-hinge KL constraint instead of clipping."""
 
 from grpozoo.recipes import Recipe, register_recipe
@@ -6,9 +6,8 @@ from grpozoo.recipes import Recipe, register_recipe
 DISCO = register_recipe(
     Recipe(
         name="disco",
-        entry="B3",
-        citation="Li et al. 2025, DisCO: Reinforcing Large Reasoning Models with Discriminative Constrained "
-        "Optimization",
+        citation='Li et al. 2025, "DisCO: Reinforcing Large Reasoning Models with Discriminative Constrained'
+        ' Optimization" (arXiv:2505.12366)',
         changes="per-question discriminative score objective (logL, DRO, τ = 10), KL(π_old‖π) ≤ 1e-4 by "
         "squared hinge, no clip, no difficulty weighting; mean over questions",
         config={

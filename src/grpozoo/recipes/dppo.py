@@ -10,9 +10,8 @@ from grpozoo.recipes import Recipe, register_recipe
 DPPO = register_recipe(
     Recipe(
         name="dppo",
-        entry="baseline",
-        citation="Qi et al. 2026, Rethinking the Trust Region in LLM Reinforcement Learning "
-        "(arXiv:2602.04879)",
+        citation='Qi et al. 2026, "Rethinking the Trust Region in LLM Reinforcement Learning"'
+        " (arXiv:2602.04879)",
         changes="drop tokens whose probability moved > 0.2 in the advantage's direction instead of clipping "
         "ρ; 2 updates per batch",
         config={

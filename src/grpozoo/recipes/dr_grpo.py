@@ -1,12 +1,12 @@
-"""Dr.GRPO (P0 baseline): GRPO without its length and difficulty biases."""
+"""Dr.GRPO: GRPO without its length and difficulty biases."""
 
 from grpozoo.recipes import Recipe, register_recipe
 
 DR_GRPO = register_recipe(
     Recipe(
         name="dr_grpo",
-        entry="P0",
-        citation="Liu et al. 2025, Understanding R1-Zero-Like Training: A Critical Perspective (arXiv:2503.20783)",
+        citation='Liu et al. 2025, "Understanding R1-Zero-Like Training: A Critical Perspective"'
+        " (arXiv:2503.20783)",
         changes="no division by the group's reward std; the token-sum is divided by a constant "
         "(the generation budget), not by each completion's length",
         config={

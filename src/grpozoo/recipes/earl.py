@@ -1,13 +1,12 @@
-"""EARL (A44): entropy-gated updates, policy gradient only on the top-ρ entropy tokens."""
+"""EARL: entropy-gated updates, policy gradient only on the top-ρ entropy tokens."""
 
 from grpozoo.recipes import Recipe, register_recipe
 
 EARL = register_recipe(
     Recipe(
         name="earl",
-        entry="A44",
-        citation="Shi et al. 2025, EARL: Entropy-Aware RL Alignment of LLMs for Reliable RTL Code Generation "
-        "(arXiv:2511.12033)",
+        citation='Shi et al. 2025, "EARL: Entropy-Aware RL Alignment of LLMs for Reliable RTL Code'
+        ' Generation" (arXiv:2511.12033)',
         changes="masks every token outside the batch's top-20% entropy quantile (GUESS: ρ = 0.2)",
         config={
             "algorithm": {

@@ -1,12 +1,12 @@
-"""ETR (A5): elastic per-sample clip ranges, wider for large |A| and for groups with high reward variance."""
+"""ETR: elastic per-sample clip ranges, wider for large |A| and for groups with high reward variance."""
 
 from grpozoo.recipes import Recipe, register_recipe
 
 ETR = register_recipe(
     Recipe(
         name="etr",
-        entry="A5",
-        citation="ETR: Outcome-Guided Elastic Trust Regions for Policy Optimization (2026)",
+        citation='Zhang et al. 2026, "ETR: Outcome-Guided Elastic Trust Regions for Policy Optimization"'
+        " (arXiv:2601.03723)",
         changes="per-sample clip range ε·m(|A_i|)·g(σ_q): wider for confident samples and informative groups",
         config={
             "algorithm": {

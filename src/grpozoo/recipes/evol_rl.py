@@ -1,4 +1,4 @@
-"""EVOL-RL (B26): label-free majority vote plus a novelty bonus, on clip-higher with an entropy bonus.
+"""EVOL-RL: label-free majority vote plus a novelty bonus, on clip-higher with an entropy bonus.
 
 GUESS: the entropy coefficient (0.001) and eps_high (0.28, DAPO's); the text embedding of the novelty
 term (character 3-gram TF-IDF, see ``grpozoo.rewards.label_free.evol_rl_reward``).
@@ -9,8 +9,8 @@ from grpozoo.recipes import Recipe, register_recipe
 EVOL_RL = register_recipe(
     Recipe(
         name="evol_rl",
-        entry="B26",
-        citation="Zhou et al. 2025, Evolving Language Models without Labels: Majority Drives Selection, Novelty Promotes Variation (arXiv:2509.15194)",
+        citation='Zhou et al. 2025, "Evolving Language Models without Labels: Majority Drives Selection,'
+        ' Novelty Promotes Variation" (arXiv:2509.15194)',
         changes="majority answers rewarded in [0.5, 1] and minority in [-1, -0.5], ordered by novelty; clip-higher, entropy bonus",
         config={
             "algorithm": {

@@ -1,4 +1,4 @@
-"""FG-ExPO (A53), its Gaussian curriculum: GRPO on prompts drawn with weight exp(−(acc − 0.5)²/(2σ²))
+"""FG-ExPO, its Gaussian curriculum: GRPO on prompts drawn with weight exp(−(acc − 0.5)²/(2σ²))
 from each prompt's latest accuracy.
 
 The paper's adaptive KL coefficient (a sigmoid of the batch accuracy) is not part of this recipe.
@@ -9,9 +9,8 @@ from grpozoo.recipes import Recipe, register_recipe
 FG_EXPO = register_recipe(
     Recipe(
         name="fg_expo",
-        entry="A53",
-        citation="fg-expo: Frontier-guided exploration-prioritized policy optimization via adaptive KL and "
-        "Gaussian curriculum",
+        citation='Lin et al. 2026, "FG-ExPO: Frontier-Guided Exploration-Prioritized Policy Optimization via'
+        ' Adaptive KL and Gaussian Curriculum" (arXiv:2605.11403)',
         changes="prompts drawn ∝ exp(−(acc_q − 0.5)²/(2·0.2²)) from each prompt's latest accuracy "
         "(selector fg_expo)",
         config={

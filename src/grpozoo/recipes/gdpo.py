@@ -5,9 +5,8 @@ from grpozoo.recipes import Recipe, register_recipe
 GDPO = register_recipe(
     Recipe(
         name="gdpo",
-        entry="baseline",
-        citation="Liu et al. 2026, GDPO: Group reward-Decoupled Normalization Policy Optimization for "
-        "Multi-reward RL Optimization (arXiv:2601.05242)",
+        citation='Liu et al. 2026, "GDPO: Group reward-Decoupled Normalization Policy Optimization for'
+        ' Multi-reward RL Optimization" (arXiv:2601.05242)',
         changes="reward parts normalised separately within the group before summing (then batch "
         "whitening) instead of normalising their sum",
         config={

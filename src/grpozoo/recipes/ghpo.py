@@ -1,4 +1,4 @@
-"""GHPO (A43): an all-fail group is sampled again with the first ⌈ω·n⌉ tokens of the reference
+"""GHPO: an all-fail group is sampled again with the first ⌈ω·n⌉ tokens of the reference
 solution (task column ``hints``) in the prompt, ω = 0.25, 0.5, 0.75 in turn until a rollout
 succeeds; the hinted group replaces the group. Prompts already solvable train with plain GRPO.
 
@@ -10,9 +10,8 @@ from grpozoo.recipes import Recipe, register_recipe
 GHPO = register_recipe(
     Recipe(
         name="ghpo",
-        entry="A43",
-        citation="Liu et al. 2025, GHPO: Adaptive Guidance for Stable and Efficient LLM Reinforcement Learning "
-        "(arXiv:2507.10628)",
+        citation='Liu et al. 2025, "GHPO: Adaptive Guidance for Stable and Efficient LLM Reinforcement'
+        ' Learning" (arXiv:2507.10628)',
         changes="all-fail groups resampled with a growing prefix of the reference solution in the prompt "
         "(ω 0.25 → 0.5 → 0.75); needs a task whose hints column holds solutions",
         config={

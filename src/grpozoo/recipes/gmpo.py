@@ -7,8 +7,7 @@ from grpozoo.recipes import Recipe, register_recipe
 GMPO = register_recipe(
     Recipe(
         name="gmpo",
-        entry="baseline",
-        citation="Zhao et al. 2025, Geometric-Mean Policy Optimization (arXiv:2507.20673)",
+        citation='Zhao et al. 2025, "Geometric-Mean Policy Optimization" (arXiv:2507.20673)',
         changes="geometric instead of arithmetic mean of token ratios per sequence, token log-ratios clipped "
         "to ±0.4",
         config={

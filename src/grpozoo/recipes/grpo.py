@@ -1,13 +1,12 @@
-"""GRPO (P0 baseline): group-normalised advantages with the PPO clipped surrogate."""
+"""GRPO: group-normalised advantages with the PPO clipped surrogate."""
 
 from grpozoo.recipes import Recipe, register_recipe
 
 GRPO = register_recipe(
     Recipe(
         name="grpo",
-        entry="P0",
-        citation="Shao et al. 2024, DeepSeekMath: Pushing the Limits of Mathematical Reasoning "
-        "in Open Language Models (arXiv:2402.03300)",
+        citation='Shao et al. 2024, "DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open'
+        ' Language Models" (arXiv:2402.03300)',
         changes="the reference point: group mean/std advantage, PPO clip, token-mean loss (the paper averages "
         "per sequence first: --set algorithm.aggregation=sequence_mean)",
         config={

@@ -5,9 +5,8 @@ from grpozoo.recipes import Recipe, register_recipe
 GRPO_TIS = register_recipe(
     Recipe(
         name="grpo_tis",
-        entry="baseline",
-        citation="Yao et al. 2025, Your Efficient RL Framework Secretly Brings You Off-Policy RL Training "
-        "(blog post)",
+        citation='Yao et al. 2025, "Your Efficient RL Framework Secretly Brings You Off-Policy RL Training"'
+        " (blog post)",
         changes="multiplies each token's loss by min(π_learner/π_sampler, 2) to correct sampler/learner mismatch",
         config={
             "algorithm": {

@@ -1,12 +1,11 @@
-"""GSPO (P0 baseline): one geometric-mean importance ratio per sequence, clipped at the sequence level."""
+"""GSPO: one geometric-mean importance ratio per sequence, clipped at the sequence level."""
 
 from grpozoo.recipes import Recipe, register_recipe
 
 GSPO = register_recipe(
     Recipe(
         name="gspo",
-        entry="P0",
-        citation="Zheng et al. 2025, Group Sequence Policy Optimization (arXiv:2507.18071)",
+        citation='Zheng et al. 2025, "Group Sequence Policy Optimization" (arXiv:2507.18071)',
         changes="sequence ratio exp(mean log ρ) clipped at the sequence level (eps 3e-4/4e-4), mean over "
         "sequences",
         config={

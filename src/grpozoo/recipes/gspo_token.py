@@ -1,5 +1,5 @@
-"""GSPO-token (P0 baseline variant): GSPO's sequence-level clip decision with per-token gradients, so
-token-level advantages can be used; identical to GSPO with sequence advantages.
+"""GSPO-token (the GSPO paper's token variant): GSPO's sequence-level clip decision with per-token
+gradients, so token-level advantages can be used; identical to GSPO with sequence advantages.
 """
 
 from grpozoo.recipes import Recipe, register_recipe
@@ -7,8 +7,7 @@ from grpozoo.recipes import Recipe, register_recipe
 GSPO_TOKEN = register_recipe(
     Recipe(
         name="gspo_token",
-        entry="P0",
-        citation="Zheng et al. 2025, Group Sequence Policy Optimization (arXiv:2507.18071)",
+        citation='Zheng et al. 2025, "Group Sequence Policy Optimization" (arXiv:2507.18071)',
         changes="GSPO ratio sg(s_i)·π(y_t)/sg(π(y_t)): sequence-level clip, gradient per token (admits token "
         "advantages)",
         config={

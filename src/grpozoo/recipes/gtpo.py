@@ -1,4 +1,4 @@
-"""GTPO (A23, trajectory-based): conflict tokens protected (×2 in positive, ×0 in negative
+"""GTPO (trajectory-based): conflict tokens protected (×2 in positive, ×0 in negative
 completions), high-entropy completions filtered, no KL."""
 
 from grpozoo.recipes import Recipe, register_recipe
@@ -6,9 +6,8 @@ from grpozoo.recipes import Recipe, register_recipe
 GTPO = register_recipe(
     Recipe(
         name="gtpo",
-        entry="A23",
-        citation="Simoni et al. 2025, GTPO: Trajectory-Based Policy Optimization in Large Language Models "
-        "(arXiv:2508.03772)",
+        citation='Simoni et al. 2025, "GTPO: Trajectory-Based Policy Optimization in Large Language Models"'
+        " (arXiv:2508.03772)",
         changes="conflict-token weights (×2 positive, ×0 negative), A=0 above mean entropy 0.7 else A−0.1·H̄, no KL",
         config={
             "algorithm": {

@@ -1,4 +1,4 @@
-"""Guide-GRPO (B7): an all-fail group is sampled again with a natural-language hint in the context;
+"""Guide-GRPO: an all-fail group is sampled again with a natural-language hint in the context;
 hinted rollouts replace part of the group, and they learn for the context *without* the hint: the
 ratio's numerator is π_θ(y | q), its denominator the hinted sampler's π_old(y | q, h), PPO-clipped.
 
@@ -12,9 +12,8 @@ from grpozoo.recipes import Recipe, register_recipe
 GUIDE_GRPO = register_recipe(
     Recipe(
         name="guide_grpo",
-        entry="B7",
-        citation="Nath et al. 2025, Adaptive Guidance Accelerates Reinforcement Learning of Reasoning Models "
-        "(arXiv:2506.13923)",
+        citation='Nath et al. 2025, "Adaptive Guidance Accelerates Reinforcement Learning of Reasoning'
+        ' Models" (arXiv:2506.13923)',
         changes="all-fail groups resampled with an in-context hint; hinted rollouts replace part of the group "
         "and learn off-policy under the unhinted prompt; needs a task with a hints column",
         config={

@@ -1,4 +1,4 @@
-"""HAPO (A12): token-entropy-aware policy optimisation on a DAPO base: length-weighted group advantage
+"""HAPO: token-entropy-aware policy optimisation on a DAPO base: length-weighted group advantage
 (part c), entropy-modulated advantages (part d), asymmetric adaptive clip with dual clip (part e).
 Part (b), adaptive sampling temperature, needs a generator hook and is not part of this recipe.
 """
@@ -8,9 +8,8 @@ from grpozoo.recipes import Recipe, register_recipe
 HAPO = register_recipe(
     Recipe(
         name="hapo",
-        entry="A12",
-        citation="Liu et al. 2025, From Uniform to Heterogeneous: Tailoring Policy Optimization to Every "
-        "Token's Nature",
+        citation='Liu et al. 2025, "From Uniform to Heterogeneous: Tailoring Policy Optimization to Every'
+        " Token's Nature\" (arXiv:2509.16591)",
         changes="token-length-weighted group advantage; entropy-scaled advantages and clip ranges per token; "
         "dual clip 3",
         config={

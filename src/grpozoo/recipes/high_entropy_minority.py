@@ -1,4 +1,4 @@
-"""High-entropy minority tokens (the mechanism of A44): policy gradient only on the top 20% entropy
+"""High-entropy minority tokens (the mechanism EARL builds on): policy gradient only on the top 20% entropy
 tokens of the batch, on DAPO's loss settings."""
 
 from grpozoo.recipes import Recipe, register_recipe
@@ -6,9 +6,8 @@ from grpozoo.recipes import Recipe, register_recipe
 HIGH_ENTROPY_MINORITY = register_recipe(
     Recipe(
         name="high_entropy_minority",
-        entry="A44",
-        citation="Wang et al. 2025, Beyond the 80/20 Rule: High-Entropy Minority Tokens Drive Effective "
-        "Reinforcement Learning for LLM Reasoning (arXiv:2506.01939)",
+        citation='Wang et al. 2025, "Beyond the 80/20 Rule: High-Entropy Minority Tokens Drive Effective'
+        ' Reinforcement Learning for LLM Reasoning" (arXiv:2506.01939)',
         changes="trains only the 20% highest-entropy tokens of the batch; DAPO clip-higher, token-mean, no KL",
         config={
             "algorithm": {

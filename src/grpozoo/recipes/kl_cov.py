@@ -9,10 +9,8 @@ from grpozoo.recipes import Recipe, register_recipe
 KL_COV = register_recipe(
     Recipe(
         name="kl_cov",
-        entry="baseline",
-        citation="Cui et al. 2025, The Entropy Mechanism of Reinforcement Learning for Reasoning Language "
-        "Models "
-        "(arXiv:2505.22617)",
+        citation='Cui et al. 2025, "The Entropy Mechanism of Reinforcement Learning for Reasoning Language'
+        ' Models" (arXiv:2505.22617)',
         changes="no clip; |logp − old_logp| penalty on the top 2e-3 tokens by logp/advantage covariance; 2 "
         "updates per batch",
         config={

@@ -1,4 +1,4 @@
-"""LLDS (B54): GRPO plus a penalty on the tokens whose log-prob fell, in completions whose
+"""LLDS: GRPO plus a penalty on the tokens whose log-prob fell, in completions whose
 likelihood fell.
 
 The penalty compares with the pre-update policy, so the recipe takes two optimiser steps per batch
@@ -9,8 +9,8 @@ from grpozoo.recipes import Recipe, register_recipe
 LLDS = register_recipe(
     Recipe(
         name="llds",
-        entry="B54",
-        citation="LLDS 2025, On GRPO Collapse in Search-R1: The Lazy Likelihood-Displacement Death Spiral",
+        citation='Deng et al. 2025, "On GRPO Collapse in Search-R1: The Lazy Likelihood-Displacement Death'
+        ' Spiral" (arXiv:2512.04220)',
         changes="adds 0.1·1[ℓ_i < ℓ_i^old]·mean_t max(0, log π_old − log π) to the PPO-clip loss",
         config={
             "algorithm": {

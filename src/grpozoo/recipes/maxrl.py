@@ -5,8 +5,7 @@ from grpozoo.recipes import Recipe, register_recipe
 MAXRL = register_recipe(
     Recipe(
         name="maxrl",
-        entry="baseline",
-        citation="Tajwar et al. 2026, Maximum Likelihood Reinforcement Learning (arXiv:2602.02710)",
+        citation='Tajwar et al. 2026, "Maximum Likelihood Reinforcement Learning" (arXiv:2602.02710)',
         changes="advantage (r − mean)/mean instead of (r − mean)/std: gradient of log pass rate, so "
         "hard prompts weigh more",
         config={

@@ -1,13 +1,12 @@
-"""MC-GRPO (A17): median baseline over G+1 rollouts, the median rollout (pivot) dropped."""
+"""MC-GRPO: median baseline over G+1 rollouts, the median rollout (pivot) dropped."""
 
 from grpozoo.recipes import Recipe, register_recipe
 
 MC_GRPO = register_recipe(
     Recipe(
         name="mc_grpo",
-        entry="A17",
-        citation="Kim 2026, MC-GRPO: Median-Centered Group Relative Policy Optimization for Small-"
-        "Rollout Reinforcement Learning (arXiv:2601.22582)",
+        citation='Kim 2026, "MC-GRPO: Median-Centered Group Relative Policy Optimization for Small-Rollout'
+        ' Reinforcement Learning" (arXiv:2601.22582)',
         changes="G+1 = 5 rollouts per prompt, baseline = group median, no std, the pivot rollout "
         "dropped so G = 4 learn",
         config={

@@ -5,8 +5,7 @@ from grpozoo.recipes import Recipe, register_recipe
 OPO = register_recipe(
     Recipe(
         name="opo",
-        entry="baseline",
-        citation="Hao et al. 2025, On-Policy RL with Optimal Reward Baseline (arXiv:2505.23585)",
+        citation='Hao et al. 2025, "On-Policy RL with Optimal Reward Baseline" (arXiv:2505.23585)',
         changes="baseline = length-weighted group mean reward, no std division; one exact on-policy "
         "REINFORCE step per batch, log-probs summed per sequence",
         config={

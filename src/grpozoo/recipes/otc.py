@@ -1,12 +1,11 @@
-"""OTC (A41): correctness times a factor that peaks at the optimal number of tool calls."""
+"""OTC: correctness times a factor that peaks at the optimal number of tool calls."""
 
 from grpozoo.recipes import Recipe, register_recipe
 
 OTC = register_recipe(
     Recipe(
         name="otc",
-        entry="A41",
-        citation="Wang et al. 2025, OTC: Optimal Tool Calls via Reinforcement Learning (arXiv:2504.14870)",
+        citation='Wang et al. 2025, "OTC: Optimal Tool Calls via Reinforcement Learning" (arXiv:2504.14870)',
         changes="right answers scaled by cos(π/2·|m−n|/(m+n+1)), m tool calls, n the fewest among the group's right answers",
         config={
             "algorithm": {

@@ -5,9 +5,8 @@ from grpozoo.recipes import Recipe, register_recipe
 PASS_AT_K = register_recipe(
     Recipe(
         name="pass_at_k",
-        entry="baseline",
-        citation="Chen et al. 2025, Pass@k Training for Adaptively Balancing Exploration and "
-        "Exploitation of Large Reasoning Models (arXiv:2508.10751)",
+        citation='Chen et al. 2025, "Pass@k Training for Adaptively Balancing Exploration and Exploitation'
+        ' of Large Reasoning Models" (arXiv:2508.10751)',
         changes="advantage of the expected pass@k of a random k-subset (here k=2) instead of each "
         "sample's pass@1 reward",
         config={

@@ -1,12 +1,12 @@
-"""Posterior-GRPO (B21): a process reward counted only when the outcome is right."""
+"""Posterior-GRPO: a process reward counted only when the outcome is right."""
 
 from grpozoo.recipes import Recipe, register_recipe
 
 POSTERIOR_GRPO = register_recipe(
     Recipe(
         name="posterior_grpo",
-        entry="B21",
-        citation="Fan et al. 2025, Posterior-GRPO: Rewarding Reasoning Processes in Code Generation (arXiv:2508.05170)",
+        citation='Fan et al. 2025, "Posterior-GRPO: Rewarding Reasoning Processes in Code Generation"'
+        " (arXiv:2508.05170)",
         changes="outcome + 0.5·process score for right answers only (arithmetic-consistency scorer by default, GUESS)",
         config={
             "algorithm": {

@@ -1,4 +1,4 @@
-"""ProGRPO / ARM (A14): correct rollouts reweighted by inverse answer confidence, so over-confident
+"""ProGRPO / ARM: correct rollouts reweighted by inverse answer confidence, so over-confident
 correct paths are reinforced less and low-probability correct paths more."""
 
 from grpozoo.recipes import Recipe, register_recipe
@@ -6,9 +6,8 @@ from grpozoo.recipes import Recipe, register_recipe
 PROG_GRPO = register_recipe(
     Recipe(
         name="prog_grpo",
-        entry="A14",
-        citation="Li et al. 2026, Back to Basics: Revisiting Exploration in Reinforcement Learning for LLM "
-        "Reasoning via Generative Probabilities (arXiv:2602.05281)",
+        citation='Li et al. 2026, "Back to Basics: Revisiting Exploration in Reinforcement Learning for LLM'
+        ' Reasoning via Generative Probabilities" (arXiv:2602.05281)',
         changes="positive advantages × (c̄/c_i)^γ (c = exp mean sampling log-prob), mean 1 over a group's "
         "correct rollouts",
         config={

@@ -1,4 +1,4 @@
-"""R²VPO (A29): a ratio-variance constraint, handled primal-dual, instead of hard clipping.
+"""R²VPO: a ratio-variance constraint, handled primal-dual, instead of hard clipping.
 
 On one pass over a batch the ratio is 1 and the constraint inert, so the recipe takes two optimiser
 steps per batch (GUESS)."""
@@ -8,8 +8,8 @@ from grpozoo.recipes import Recipe, register_recipe
 R2VPO = register_recipe(
     Recipe(
         name="r2vpo",
-        entry="A29",
-        citation="R²VPO 2025, Ratio-Variance Regularized Policy Optimization for Efficient LLM Fine-tuning",
+        citation='Luo et al. 2026, "Ratio-Variance Regularized Policy Optimization for Efficient LLM'
+        ' Fine-tuning" (arXiv:2601.03320)',
         changes="unclipped importance-sampled PG plus λ·(Var(ρ) − δ), λ updated by dual ascent after each step",
         config={
             "algorithm": {

@@ -1,4 +1,4 @@
-"""REC (B5): group-relative REINFORCE whose clipping is a token mask (REC-OneSide-NoIS).
+"""REC: group-relative REINFORCE whose clipping is a token mask (REC-OneSide-NoIS).
 
 The mask only acts once the policy has moved from the one that sampled, so the recipe takes two
 optimiser steps per batch (GUESS; the paper studies stale, off-policy batches)."""
@@ -8,9 +8,8 @@ from grpozoo.recipes import Recipe, register_recipe
 REC = register_recipe(
     Recipe(
         name="rec",
-        entry="B5",
-        citation="Yao et al. 2025, Group-Relative REINFORCE Is Secretly an Off-Policy Algorithm: Demystifying "
-        "Some Myths About GRPO and Its Friends (arXiv:2509.24203)",
+        citation='Yao et al. 2025, "Group-Relative REINFORCE Is Secretly an Off-Policy Algorithm:'
+        ' Demystifying Some Myths About GRPO and Its Friends" (arXiv:2509.24203)',
         changes="REINFORCE with the ratio detached; tokens outside the one-sided clip range are masked, not clipped",
         config={
             "algorithm": {

@@ -5,9 +5,8 @@ from grpozoo.recipes import Recipe, register_recipe
 REINFORCE = register_recipe(
     Recipe(
         name="reinforce",
-        entry="baseline",
-        citation="Williams 1992, Simple Statistical Gradient-Following Algorithms for Connectionist "
-        "Reinforcement Learning (Machine Learning 8)",
+        citation='Williams 1992, "Simple Statistical Gradient-Following Algorithms for Connectionist'
+        ' Reinforcement Learning" (Machine Learning 8)',
         changes="plain REINFORCE −(r − mean_G r)·log π: no ratio, no clip, no std division",
         config={
             "algorithm": {

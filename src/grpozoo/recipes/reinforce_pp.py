@@ -1,13 +1,12 @@
-"""REINFORCE++ (P0 baseline): global batch whitening and a k1 KL penalty folded into the reward."""
+"""REINFORCE++: global batch whitening and a k1 KL penalty folded into the reward."""
 
 from grpozoo.recipes import Recipe, register_recipe
 
 REINFORCE_PP = register_recipe(
     Recipe(
         name="reinforce_pp",
-        entry="P0",
-        citation="Hu 2025, REINFORCE++: An Efficient RLHF Algorithm with Robustness to Both Prompt and"
-        " Reward Models (arXiv:2501.03262)",
+        citation='Hu 2025, "REINFORCE++: An Efficient RLHF Algorithm with Robustness to Both Prompt and'
+        ' Reward Models" (arXiv:2501.03262)',
         changes="rewards whitened over the whole batch instead of per group; k1 KL to the reference "
         "folded into the reward (coef 0.01)",
         config={

@@ -1,13 +1,12 @@
-"""REINFORCE++-baseline (P0 baseline): group-mean baseline, then batch whitening; KL in the reward."""
+"""REINFORCE++-baseline: group-mean baseline, then batch whitening; KL in the reward."""
 
 from grpozoo.recipes import Recipe, register_recipe
 
 REINFORCE_PP_BASELINE = register_recipe(
     Recipe(
         name="reinforce_pp_baseline",
-        entry="P0",
-        citation="Hu 2025, REINFORCE++: An Efficient RLHF Algorithm with Robustness to Both Prompt and"
-        " Reward Models (arXiv:2501.03262)",
+        citation='Hu 2025, "REINFORCE++: An Efficient RLHF Algorithm with Robustness to Both Prompt and'
+        ' Reward Models" (arXiv:2501.03262)',
         changes="group mean subtracted, then scaled by the batch std of the centred rewards instead of"
         " each group's std; k1 KL folded into the reward (coef 0.01)",
         config={

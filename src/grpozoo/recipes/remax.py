@@ -1,13 +1,12 @@
-"""ReMax (P0 baseline): REINFORCE with the reward of a greedy completion as the baseline."""
+"""ReMax: REINFORCE with the reward of a greedy completion as the baseline."""
 
 from grpozoo.recipes import Recipe, register_recipe
 
 REMAX = register_recipe(
     Recipe(
         name="remax",
-        entry="P0",
-        citation="Li et al. 2023, ReMax: A Simple, Effective, and Efficient Reinforcement Learning "
-        "Method for Aligning Large Language Models (arXiv:2310.10505)",
+        citation='Li et al. 2023, "ReMax: A Simple, Effective, and Efficient Reinforcement Learning Method'
+        ' for Aligning Large Language Models" (arXiv:2310.10505)',
         changes="one sampled completion per prompt, baseline = reward of one extra greedy completion; "
         "plain REINFORCE on the whole completion",
         config={

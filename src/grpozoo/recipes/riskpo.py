@@ -1,4 +1,4 @@
-"""RiskPO (A3): bundles of consecutive prompts scored per "paper", and a Mixed-VaR advantage against
+"""RiskPO: bundles of consecutive prompts scored per "paper", and a Mixed-VaR advantage against
 online quantiles of the paper scores (risk-averse: the lower tail gets the gradient)."""
 
 from grpozoo.recipes import Recipe, register_recipe
@@ -6,9 +6,8 @@ from grpozoo.recipes import Recipe, register_recipe
 RISKPO = register_recipe(
     Recipe(
         name="riskpo",
-        entry="A3",
-        citation="Ren et al. 2025, RiskPO: Risk-based Policy Optimization via Verifiable Reward for LLM "
-        "Post-Training (arXiv:2510.00911)",
+        citation='Ren et al. 2025, "RiskPO: Risk-based Policy Optimization via Verifiable Reward for LLM'
+        ' Post-Training" (arXiv:2510.00911)',
         changes="advantage = Mixed-VaR (CVaR + range-VaR, w=1.5, levels 0.2/0.8) of bundle paper scores "
         "against online quantiles, instead of the group mean/std",
         config={

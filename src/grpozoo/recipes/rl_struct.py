@@ -1,12 +1,12 @@
-"""RL-Struct (A30, B53): GRPO on a hierarchical JSON reward (parse, schema, validity, content)."""
+"""RL-Struct: GRPO on a hierarchical JSON reward (parse, schema, validity, content)."""
 
 from grpozoo.recipes import Recipe, register_recipe
 
 RL_STRUCT = register_recipe(
     Recipe(
         name="rl_struct",
-        entry="A30",
-        citation="Hu and Wu 2025, RL-Struct: A Lightweight Reinforcement Learning Framework for Reliable Structured Output in LLMs (arXiv:2512.00319)",
+        citation='Hu and Wu 2025, "RL-Struct: A Lightweight Reinforcement Learning Framework for Reliable'
+        ' Structured Output in LLMs" (arXiv:2512.00319)',
         changes="reward = weighted parse/schema/validity/content scores of the JSON in the completion (equal weights, GUESS)",
         config={
             "algorithm": {

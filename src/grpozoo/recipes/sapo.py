@@ -7,8 +7,7 @@ from grpozoo.recipes import Recipe, register_recipe
 SAPO = register_recipe(
     Recipe(
         name="sapo",
-        entry="baseline",
-        citation="Gao et al. 2025, Soft Adaptive Policy Optimization (arXiv:2511.20347)",
+        citation='Gao et al. 2025, "Soft Adaptive Policy Optimization" (arXiv:2511.20347)',
         changes="soft gate σ(τ(ρ−1))·4/τ instead of the clip (τ 1.0 for A > 0, 1.05 for A < 0), mean over "
         "sequences",
         config={

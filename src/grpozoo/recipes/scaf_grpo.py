@@ -1,4 +1,4 @@
-"""Scaf-GRPO (A2 / B43): after a guidance-free opening, an all-fail group is sampled again with tiered
+"""Scaf-GRPO: after a guidance-free opening, an all-fail group is sampled again with tiered
 hints (concept, plan, concrete steps) from the task's ``hints`` column, tier by tier until one hinted
 rollout succeeds; that rollout replaces one failed rollout and GRPO advantages follow on the mixed group.
 
@@ -12,9 +12,8 @@ from grpozoo.recipes import Recipe, register_recipe
 SCAF_GRPO = register_recipe(
     Recipe(
         name="scaf_grpo",
-        entry="A2",
-        citation="Zhang et al. 2025, Scaf-GRPO: Scaffolded Group Relative Policy Optimization for Enhancing "
-        "LLM Reasoning (arXiv:2510.19807)",
+        citation='Zhang et al. 2025, "Scaf-GRPO: Scaffolded Group Relative Policy Optimization for Enhancing'
+        ' LLM Reasoning" (arXiv:2510.19807)',
         changes="all-fail groups resampled with tiered in-prompt hints (least concrete that works); one hinted "
         "success replaces a failed rollout; needs a task with a hints column",
         config={

@@ -1,4 +1,4 @@
-"""Segment SPO, chain variant (B36): completions cut after every k-th low-probability token,
+"""Segment SPO, chain variant: completions cut after every k-th low-probability token,
 Monte-Carlo values at the cuts, and each segment's value gain as the advantage of its
 low-probability tokens.
 
@@ -13,9 +13,8 @@ from grpozoo.recipes import Recipe, register_recipe
 SEGMENT_SPO = register_recipe(
     Recipe(
         name="segment_spo",
-        entry="B36",
-        citation="Guo et al. 2025, Segment Policy Optimization: Effective Segment-Level Credit Assignment in "
-        "RL for Large Language Models (arXiv:2505.23564)",
+        citation='Guo et al. 2025, "Segment Policy Optimization: Effective Segment-Level Credit Assignment'
+        ' in RL for Large Language Models" (arXiv:2505.23564)',
         changes="advantage V(s_{k+1}) − V(s_k) per segment from Monte-Carlo values at cutpoint boundaries, "
         "applied only to the segment's low-probability tokens",
         config={

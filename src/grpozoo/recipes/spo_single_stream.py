@@ -1,4 +1,4 @@
-"""Single-stream SPO (B14): one completion per prompt, a persistent per-prompt Beta baseline and
+"""Single-stream SPO: one completion per prompt, a persistent per-prompt Beta baseline and
 global advantage normalisation instead of groups, and prompts sampled with priority
 √(p̂(1−p̂)) + 0.05 from a Beta tracker with the same update and inputs (selector spo_priority).
 
@@ -12,8 +12,7 @@ from grpozoo.recipes import Recipe, register_recipe
 SPO_SINGLE_STREAM = register_recipe(
     Recipe(
         name="spo_single_stream",
-        entry="B14",
-        citation="Xu & Ding 2025, Single-stream Policy Optimization (arXiv:2509.13232)",
+        citation='Xu & Ding 2025, "Single-stream Policy Optimization" (arXiv:2509.13232)',
         changes="group size 1; A = r − p̂(prompt) from a persistent Beta tracker (ρ=0.96), normalised "
         "over the batch; prompts drawn ∝ √(p̂(1−p̂)) + 0.05",
         config={

@@ -1,4 +1,4 @@
-"""SSPO (B46): a subsentence-level importance ratio, between GRPO's token ratio and GSPO's sequence
+"""SSPO: a subsentence-level importance ratio, between GRPO's token ratio and GSPO's sequence
 ratio, with a clip range scaled by the subsentence's entropy.
 """
 
@@ -7,8 +7,7 @@ from grpozoo.recipes import Recipe, register_recipe
 SSPO = register_recipe(
     Recipe(
         name="sspo",
-        entry="B46",
-        citation="SSPO: Subsentence-level Policy Optimization (2025)",
+        citation='Yang et al. 2025, "SSPO: Subsentence-level Policy Optimization" (arXiv:2511.04256)',
         changes="geometric-mean ratio per subsentence (split at punctuation), clip range scaled by "
         "subsentence entropy",
         config={

@@ -1,13 +1,12 @@
-"""Stratified GRPO (B34): advantages normalised within structural strata, blended with GRPO"s."""
+"""Stratified GRPO: advantages normalised within structural strata, blended with GRPO"s."""
 
 from grpozoo.recipes import Recipe, register_recipe
 
 STRATIFIED_GRPO = register_recipe(
     Recipe(
         name="stratified_grpo",
-        entry="B34",
-        citation="Zhu et al. 2025, Stratified GRPO: Handling Structural Heterogeneity in Reinforcement"
-        " Learning of LLM Search Agents (arXiv:2510.06214)",
+        citation='Zhu et al. 2025, "Stratified GRPO: Handling Structural Heterogeneity in Reinforcement'
+        ' Learning of LLM Search Agents" (arXiv:2510.06214)',
         changes="advantage normalised within strata of equal search-call count (inside each group), "
         "blended 0.8/0.2 with GRPO's",
         config={

@@ -1,4 +1,4 @@
-"""TEMPO (B22): GRPO plus temporal-difference corrections at the branch points of the prefix tree
+"""TEMPO: GRPO plus temporal-difference corrections at the branch points of the prefix tree
 of each group's completions (token-level credit without a critic)."""
 
 from grpozoo.recipes import Recipe, register_recipe
@@ -6,9 +6,8 @@ from grpozoo.recipes import Recipe, register_recipe
 TEMPO = register_recipe(
     Recipe(
         name="tempo",
-        entry="B22",
-        citation="Tran, Yao & Yu 2025, Exploiting Tree Structure for Credit Assignment in RL Training of "
-        "LLMs (arXiv:2509.18314)",
+        citation='Tran, Yao & Yu 2025, "Exploiting Tree Structure for Credit Assignment in RL Training of'
+        ' LLMs" (arXiv:2509.18314)',
         changes="token advantage A_i + V(s_{t+1}) − V(s_t) at prefix-tree branch points (V: mean normalised "
         "reward through the prefix)",
         config={

@@ -1,12 +1,11 @@
-"""TTRL (P0 baseline): label-free RL, the group's majority answer is the pseudo-label."""
+"""TTRL: label-free RL, the group's majority answer is the pseudo-label."""
 
 from grpozoo.recipes import Recipe, register_recipe
 
 TTRL = register_recipe(
     Recipe(
         name="ttrl",
-        entry="P0",
-        citation="Zuo et al. 2025, TTRL: Test-Time Reinforcement Learning (arXiv:2504.16084)",
+        citation='Zuo et al. 2025, "TTRL: Test-Time Reinforcement Learning" (arXiv:2504.16084)',
         changes="reward 1 for agreeing with the group's majority answer instead of the gold (no labels read)",
         config={
             "algorithm": {

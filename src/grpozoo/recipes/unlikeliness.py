@@ -1,4 +1,4 @@
-"""Unlikeliness reward (B40): right answers the policy found unlikely are rewarded more, and more
+"""Unlikeliness reward: right answers the policy found unlikely are rewarded more, and more
 PPO epochs per batch (the paper's second mitigation; GUESS: 2)."""
 
 from grpozoo.recipes import Recipe, register_recipe
@@ -6,8 +6,8 @@ from grpozoo.recipes import Recipe, register_recipe
 UNLIKELINESS = register_recipe(
     Recipe(
         name="unlikeliness",
-        entry="B40",
-        citation="He et al. 2025, Rewarding the Unlikely: Lifting GRPO Beyond Distribution Sharpening (arXiv:2506.02355)",
+        citation='He et al. 2025, "Rewarding the Unlikely: Lifting GRPO Beyond Distribution Sharpening"'
+        " (arXiv:2506.02355)",
         changes="right answers scaled by 1 − 0.25·rank/G (rank 0 = least likely in the group); two PPO epochs per batch",
         config={
             "algorithm": {

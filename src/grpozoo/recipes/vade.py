@@ -1,4 +1,4 @@
-"""VADE (B32): GRPO on prompts picked by Thompson sampling from per-prompt Beta posteriors, so each
+"""VADE: GRPO on prompts picked by Thompson sampling from per-prompt Beta posteriors, so each
 batch favours prompts whose success rate is still uncertain."""
 
 from grpozoo.recipes import Recipe, register_recipe
@@ -6,9 +6,8 @@ from grpozoo.recipes import Recipe, register_recipe
 VADE = register_recipe(
     Recipe(
         name="vade",
-        entry="B32",
-        citation="Hu et al. 2025, VADE: Variance-Aware Dynamic Sampling via Online Sample-Level Difficulty "
-        "Estimation for Multimodal RL (arXiv:2511.18902)",
+        citation='Hu et al. 2025, "VADE: Variance-Aware Dynamic Sampling via Online Sample-Level Difficulty'
+        ' Estimation for Multimodal RL" (arXiv:2511.18902)',
         changes="prompts by Thompson sampling: top-k of p̃(1−p̃), p̃ ~ Beta posterior per prompt with two-scale "
         "decay to the prior (selector vade)",
         config={

@@ -1,4 +1,4 @@
-"""XRPO (B29), its rollout allocator: GRPO with the step's rollouts given preferentially to prompts whose
+"""XRPO, its rollout allocator: GRPO with the step's rollouts given preferentially to prompts whose
 reward confidence interval would shrink most, plus a UCB exploration bonus.
 
 The paper's in-context seeding of unsolved prompts and its novelty-aware advantage sharpening are
@@ -10,8 +10,8 @@ from grpozoo.recipes import Recipe, register_recipe
 XRPO = register_recipe(
     Recipe(
         name="xrpo",
-        entry="B29",
-        citation="Bamba et al. 2025, XRPO: Pushing the limits of GRPO with Targeted Exploration and Exploitation (arXiv:2510.06672)",
+        citation='Bamba et al. 2025, "XRPO: Pushing the limits of GRPO with Targeted Exploration and'
+        ' Exploitation" (arXiv:2510.06672)',
         changes="rollouts per prompt by priority [h(n)−h(n+1)] + λ√(log(1+T)/n) (t-interval half-width h), "
         "same total budget (selector xrpo)",
         config={

@@ -15,16 +15,21 @@ import math
 from pathlib import Path
 from typing import Any
 
+from grpozoo.config import RunConfig
+
 TRACKIO_PROJECT = "grpozoo"
 MAX_TABLE_ROWS = 64
 COMPLETION_COLUMNS = ["step", "prompt", "completion", "reward", "advantage"]
 
 
 class RunLoggers:
-    """The optional metric sinks of one run. ``start_step`` is the step the run resumes after (0
-    for a new run); TensorBoard drops its events past that step, as ``metrics.jsonl`` does."""
+    """The optional metric sinks of one run of configuration ``cfg`` (its ``log`` section; trackio
+    also records the whole configuration), writing under ``run_dir``. ``start_step`` is the step the
+    run resumes after (0 for a new run); TensorBoard drops its events past that step, as
+    ``metrics.jsonl`` does. The trainer owns one; ``close`` ends both sinks (a second call does
+    nothing)."""
 
-    def __init__(self, cfg, run_dir: Path, start_step: int = 0):
+    def __init__(self, cfg: RunConfig, run_dir: Path, start_step: int = 0):
         self.cfg = cfg
         self.every = cfg.log.completions_every
         self.tensorboard = None
@@ -102,20 +107,6 @@ class RunLoggers:
         if self.trackio is not None:
             self.trackio.finish()
             self.trackio = None
-
-
-def loggers_of(trainer) -> RunLoggers:
-    """The trainer's loggers, opened on first use (after a resume, at the resumed step)."""
-    loggers = trainer.__dict__.get("_loggers")
-    if loggers is None:
-        loggers = trainer._loggers = RunLoggers(trainer.cfg, trainer.run_dir, trainer.step)
-    return loggers
-
-
-def close_loggers(trainer) -> None:
-    loggers = trainer.__dict__.pop("_loggers", None)
-    if loggers is not None:
-        loggers.close()
 
 
 def trackio_run_name(run_dir: Path) -> str:

@@ -17,7 +17,14 @@ KINDS = (
     ("Aggregations", registry.aggregations, 3),
     ("KL estimators", registry.kl_estimators, 2),
 )
-ENTRY_ID = re.compile(r"\b(?:[AB]\d{1,2}|P0)\b")
+# The first citation in a docstring: authors and year (``Yu et al. 2025``, ``Lin & Xu 2025``), then
+# optionally its title in quotes or stars and its arXiv id.
+CITATION = re.compile(
+    r"\b(?P<authors>[A-Z][\w-]*(?:(?:, [A-Z][\w-]*)* (?:&|and) [A-Z][\w-]*)?(?: et al\.)?)"
+    r" (?P<year>(?:19|20)\d\d)\b"
+    r"(?:, (?:\"[^\"]+\"|\*[^*]+\*))?(?:,? \(?arXiv:(?P<arxiv>\d{4}\.\d{4,5}))?"
+)
+ARXIV_ID = re.compile(r"arXiv:(\d{4}\.\d{4,5})")
 
 
 def summary(component: Any) -> str:
@@ -27,16 +34,29 @@ def summary(component: Any) -> str:
     return first.replace("|", "\\|")
 
 
-def entry_ids(component: Any) -> str:
-    """The ALGORITHMS.md entry ids a component's docstring names (e.g. ``A17``), in order."""
-    found = list(dict.fromkeys(ENTRY_ID.findall(inspect.getdoc(component) or "")))
-    return ", ".join(found) or "—"
+def paper(component: Any) -> str:
+    """The paper a component's docstring cites first, as ``Authors year``, linked to its arXiv page
+    when the citation gives the id; "—" when the docstring cites no paper."""
+    found = CITATION.search(" ".join((inspect.getdoc(component) or "").split()))
+    if found is None:
+        return "—"
+    cited = f"{found['authors']} {found['year']}"
+    return f"[{cited}](https://arxiv.org/abs/{found['arxiv']})" if found["arxiv"] else cited
+
+
+def linked(citation: str) -> str:
+    """``citation`` with every ``arXiv:ID`` turned into a link to the paper's arXiv page."""
+    return ARXIV_ID.sub(r"[arXiv:\1](https://arxiv.org/abs/\1)", citation)
 
 
 def parameters(component: Any, positional: int) -> str:
     """``name=default`` for every parameter a user can set."""
     params = list(inspect.signature(component).parameters.values())[positional:]
-    shown = [f"`{p.name}={p.default!r}`" for p in params if p.name != "ctx" and p.kind is not p.VAR_KEYWORD]
+    shown = [
+        f"`{p.name}={p.default!r}`"
+        for p in params
+        if p.name not in registry.PIPELINE_ARGUMENTS and p.kind is not p.VAR_KEYWORD
+    ]
     return ", ".join(shown).replace("|", "\\|") or "—"
 
 
@@ -70,23 +90,22 @@ def zoo_markdown() -> str:
         "# The zoo",
         "",
         "Every recipe and component grpozoo registers, with the paper it comes from. This page is",
-        "generated from the registries by `grpozoo docs` (a test fails when it is out of date);",
-        "entry ids refer to ALGORITHMS.md. How to write a component: [components.md](components.md).",
+        "generated from the registries by `grpozoo docs` (a test fails when it is out of date).",
+        "How to write a component: [components.md](components.md).",
         "",
         "## Recipes",
         "",
         f"{len(all_recipes())} recipes; train one with `grpozoo train --recipe NAME`.",
         "",
-        "| recipe | entry | what it changes vs GRPO | components | paper |",
-        "|---|---|---|---|---|",
+        "| recipe | what it changes vs GRPO | components | paper |",
+        "|---|---|---|---|",
     ]
     for recipe in all_recipes():
         cells = [
             f"`{recipe.name}`",
-            recipe.entry,
             recipe.changes,
             recipe_components(recipe.config),
-            recipe.citation,
+            linked(recipe.citation),
         ]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     for title, reg, positional in KINDS:
@@ -97,7 +116,7 @@ def zoo_markdown() -> str:
             "",
             f"{len(names)} registered.",
             "",
-            "| name | entry | what it does | parameters | module |",
+            "| name | paper | what it does | parameters | module |",
             "|---|---|---|---|---|",
         ]
         for name in names:
@@ -106,6 +125,6 @@ def zoo_markdown() -> str:
             needs = sorted(reg.spec(name).needs)
             what = summary(component) + (f" *Needs: {', '.join(needs)}.*" if needs else "")
             lines.append(
-                f"| `{name}` | {entry_ids(component)} | {what} | {parameters(component, positional)} | `{module}` |"
+                f"| `{name}` | {paper(component)} | {what} | {parameters(component, positional)} | `{module}` |"
             )
     return "\n".join(lines) + "\n"

@@ -1,7 +1,6 @@
 """Code-execution reward: the completion's program run against the row's test cases in the sandbox.
 
-DESIGN.md's "sandboxed code tests" reward; the isolation and its limits are described in
-``grpozoo.rewards.sandbox``.
+The isolation and its limits are described in ``grpozoo.rewards.sandbox``.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from grpozoo.registry import check_params
 from grpozoo.registry import rewards as reward_registry
 
 
@@ -93,6 +94,8 @@ class RewardModel:
             )
             for spec in specs
         ]
+        for part in self.parts:
+            check_params("reward", part.name, part.fn, part.params, 2)  # after completions, prompts
         names = [p.name for p in self.parts]
         if len(set(names)) != len(names):
             raise ValueError(

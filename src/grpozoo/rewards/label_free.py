@@ -80,7 +80,7 @@ def ttrl_reward(
     equivalence: str = "math",
     **columns: Any,
 ) -> list[float]:
-    """TTRL majority vote (P0 baseline; Zuo et al. 2025, *TTRL: Test-Time Reinforcement Learning*).
+    """TTRL majority vote (Zuo et al. 2025, *TTRL: Test-Time Reinforcement Learning*, arXiv:2504.16084).
 
     ``[B]``: 1.0 when the completion's answer equals its group's majority answer, else 0.0; a
     completion without an answer gets 0 and does not vote. A tie between answers goes to the one
@@ -104,8 +104,8 @@ def empo_reward(
     max_entropy_ratio: float | None = None,
     **columns: Any,
 ) -> list[float | None]:
-    """EMPO semantic-cluster frequency (A6; Zhang et al. 2025, *Right Question is Already Half the
-    Answer: Fully Unsupervised LLM Reasoning Incentivization*).
+    """EMPO semantic-cluster frequency (Zhang et al. 2025, *Right Question is Already Half the Answer:
+    Fully Unsupervised LLM Reasoning Incentivization*, arXiv:2504.05812).
 
     ``[B]``: ``r_i = |C(i)| / G``, the share of the group (size ``G``, answerless members included)
     whose answer is in the completion's cluster; answers ``[a, a, b, c]`` give ``[.5, .5, .25, .25]``.
@@ -164,7 +164,7 @@ def cosine(a: dict[str, float], b: dict[str, float]) -> float:
 
 def novelty_scores(texts: Sequence[str], classes: Sequence[int | None], ngram: int = 3) -> list[float]:
     """EVOL-RL novelty ``u_i = 1 − (½·mean sim to the others of its class + ½·max sim to all others)``,
-    cosine similarities clipped to [0, 1] (B26). Members with class ``None`` only serve as "others"."""
+    cosine similarities clipped to [0, 1]. Members with class ``None`` only serve as "others"."""
     vectors = char_ngram_tfidf(texts, ngram)
     size = len(texts)
     sims = [[min(max(cosine(vectors[i], vectors[j]), 0.0), 1.0) for j in range(size)] for i in range(size)]
@@ -189,8 +189,8 @@ def evol_rl_reward(
     think_end: str | None = "</think>",
     **columns: Any,
 ) -> list[float]:
-    """EVOL-RL majority plus novelty (B26; Zhou et al. 2025, *Evolving Language Models without Labels:
-    Majority Drives Selection, Novelty Promotes Variation*).
+    """EVOL-RL majority plus novelty (Zhou et al. 2025, *Evolving Language Models without Labels:
+    Majority Drives Selection, Novelty Promotes Variation*, arXiv:2509.15194).
 
     ``[B]``: the group's majority answer (TTRL vote) marks each completion with an answer as
     majority or minority; one without an answer gets −1. Within each class the novelty

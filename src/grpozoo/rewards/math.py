@@ -1,6 +1,7 @@
 """Math answer equivalence: normalisation, then symbolic equivalence through math-verify.
 
-Follows the lessons of A62 (*Pitfalls of Rule- and Model-based Verifiers*): a rule verifier
+Follows the lessons of Huang et al. 2025, *Pitfalls of Rule- and Model-based Verifiers -- A Case Study
+on Mathematical Reasoning* (arXiv:2505.22203): a rule verifier
 with strong normalisation and symbolic equivalence, because every false negative on an
 equivalent answer written another way is a wrong training signal, and because a gold answer that
 cannot be read is an error, never a free reward.
@@ -107,7 +108,7 @@ def is_hedged(answer: str) -> bool:
 
 
 def math_equal(answer: str, gold: str, timeout_seconds: int | None = 5) -> bool:
-    """Whether ``answer`` is mathematically equivalent to ``gold`` (A62; rules in the module doc).
+    """Whether ``answer`` is mathematically equivalent to ``gold`` (rules in the module doc).
 
     ``answer`` and ``gold`` are the extracted final answers (strings). An empty or hedged answer is
     False. A gold answer that math-verify cannot read (or that reads as a division by zero) raises

@@ -1,6 +1,6 @@
 """Run model-written Python against test cases in a separate, limited process.
 
-DESIGN.md's "sandboxed code tests" reward (no ALGORITHMS.md entry: infrastructure, not a method).
+The machinery of the ``code_tests`` reward (infrastructure, not a method from a paper).
 Every test case runs in its own fresh process, so one test's crash or leftover state cannot reach
 another; the tests of one program run one after another (stopping at the first timeout, since the
 program's score is then missing anyway), and many programs run in parallel on a bounded pool.

@@ -21,7 +21,7 @@ from grpozoo.rewards.extraction import extract_answer, last_boxed
 from grpozoo.rewards.math import math_equal, normalize_answer
 
 # ---------------------------------------------------------------------------------------------
-# FAPO (A21)
+# FAPO
 
 ANSWER_STATEMENT = re.compile(
     r"(?:final answer|the answer|answer)\s*(?:is|=|:)\s*\$?([-+]?\d[\d,]*(?:\.\d+)?|\\frac\{[^{}]*\}\{[^{}]*\})",
@@ -84,8 +84,8 @@ def fapo_reward(
     flaw_penalty: float = 1.0,
     **columns: Any,
 ) -> list[float]:
-    """FAPO flawed-positive penalty (A21; Ding et al. 2025, *FAPO: Flawed-Aware Policy Optimization for Efficient and
-    Reliable Reasoning*).
+    """FAPO flawed-positive penalty (Ding et al. 2025, *FAPO: Flawed-Aware Policy Optimization for Efficient
+    and Reliable Reasoning*, arXiv:2510.22543).
 
     ``[B]``: outcome reward +1 (correct) / −1 (wrong); a correct completion that the flaw detector
     flags is a *flawed positive* and gets ``1 − flaw_penalty`` (0). With a group-mean baseline its
@@ -127,7 +127,7 @@ def fapo_reward(
 
 
 # ---------------------------------------------------------------------------------------------
-# GRPO-λ (B10)
+# GRPO-λ
 
 
 def kimi_length_reward(lengths: Sequence[float], correct: Sequence[bool]) -> list[float]:
@@ -155,7 +155,8 @@ def grpo_lambda_reward(
     correct_threshold: float = 1.0,
     **columns: Any,
 ) -> list[float]:
-    """GRPO-λ length switch (B10; Dai et al. 2025, *Stable Reinforcement Learning for Efficient Reasoning*).
+    """GRPO-λ length switch (Dai et al. 2025, *Stable Reinforcement Learning for Efficient Reasoning*,
+    arXiv:2505.18086).
 
     ``[B]``: each group's correctness ratio ``c = #correct / G`` picks its rule. The groups of the
     batch are sorted by ``c`` (ties in batch order) and the top ``round(top_fraction · #groups)``
@@ -183,7 +184,7 @@ def grpo_lambda_reward(
 
 
 # ---------------------------------------------------------------------------------------------
-# Posterior-GRPO (B21)
+# Posterior-GRPO
 
 EQUATION = re.compile(
     r"(?<![\w.])(\d+(?:\.\d+)?(?:\s*[-+*/×÷x]\s*\d+(?:\.\d+)?)+)\s*=\s*(-?\d+(?:\.\d+)?)(?![\w.])"
@@ -233,8 +234,8 @@ def posterior_grpo_reward(
     correct_threshold: float = 1.0,
     **columns: Any,
 ) -> list[float]:
-    """Posterior-GRPO outcome-gated process reward (B21; Fan et al. 2025, *Posterior-GRPO: Rewarding Reasoning
-    Processes in Code Generation*).
+    """Posterior-GRPO outcome-gated process reward (Fan et al. 2025, *Posterior-GRPO: Rewarding
+    Reasoning Processes in Code Generation*, arXiv:2508.05170).
 
     ``[B]``: ``r = w_f·r_format + w_o·r_outcome + 1[r_outcome = 1]·w_p·r_process``: the process score
     counts only for a successful outcome, so a failed completion cannot earn reward by its reasoning
@@ -276,7 +277,7 @@ def posterior_grpo_reward(
 
 
 # ---------------------------------------------------------------------------------------------
-# Unlikeliness reward (B40)
+# Unlikeliness reward
 
 
 @rewards.register("unlikeliness")
@@ -291,8 +292,8 @@ def unlikeliness_reward(
     correct_threshold: float = 1.0,
     **columns: Any,
 ) -> list[float]:
-    """Unlikeliness reward (B40; He et al. 2025, *Rewarding the Unlikely: Lifting GRPO Beyond
-    Distribution Sharpening*).
+    """Unlikeliness reward (He et al. 2025, *Rewarding the Unlikely: Lifting GRPO Beyond Distribution
+    Sharpening*, arXiv:2506.02355).
 
     ``[B]``: ``r'_i = r_i · (1 − beta_rank · rank_i / G)`` with ``r`` the task score and ``rank_i``
     the position of the completion's length-normalised sampling log-prob (``mean_logprob``) in its
@@ -321,7 +322,7 @@ def unlikeliness_reward(
 
 
 # ---------------------------------------------------------------------------------------------
-# Length budgets: Train Long, Think Short (B38) and S-GRPO's decaying reward (B13)
+# Length budgets: Train Long, Think Short and S-GRPO's decaying reward
 
 
 def budget_schedule(
@@ -374,8 +375,8 @@ def train_long_think_short_reward(
     correct_threshold: float = 1.0,
     **columns: Any,
 ) -> list[float]:
-    """Train Long, Think Short length-budget reward (B38; Hammoud et al. 2025, *Train Long, Think Short: Curriculum Learning
-    for Efficient Reasoning*).
+    """Train Long, Think Short length-budget reward (Hammoud et al. 2025, *Train Long, Think Short:
+    Curriculum Learning for Efficient Reasoning*, arXiv:2508.08940).
 
     ``[B]``: ``w_c·correct + w_len·len_reward(L, B(t)) + w_fmt·format``, where ``B(t)``
     (``budget_schedule``) decays from ``budget_start`` to ``budget_final`` tokens over the run and
@@ -415,8 +416,8 @@ def s_grpo_reward(
     correct_threshold: float = 1.0,
     **columns: Any,
 ) -> list[float]:
-    """S-GRPO decaying early-exit reward (B13; Dai et al. 2025, *S-GRPO: Early Exit via Reinforcement
-    Learning in Reasoning Models*).
+    """S-GRPO decaying early-exit reward (Dai et al. 2025, *S-GRPO: Early Exit via Reinforcement
+    Learning in Reasoning Models*, arXiv:2505.07686).
 
     ``[B]``: a wrong exit gets 0; a right exit gets ``1/2^k``. ``mode="count"`` (the paper): ``k`` is
     the number of right exits strictly earlier in the group (the first right exit gets 1, the next
@@ -464,8 +465,8 @@ def soft_overlong_reward(
     cache_length: int | None = None,
     **columns: Any,
 ) -> list[float]:
-    """DAPO's soft overlong punishment (P0 baseline; Yu et al. 2025, *DAPO: An Open-Source LLM
-    Reinforcement Learning System at Scale*), added to the task reward.
+    """DAPO's soft overlong punishment (Yu et al. 2025, *DAPO: An Open-Source LLM Reinforcement Learning
+    System at Scale*, arXiv:2503.14476), added to the task reward.
 
     ``[B]``, in tokens: 0 while ``L <= max_length − cache_length``, then linear down to −1 at
     ``L = max_length``: ``(max_length − cache_length − L) / cache_length``; −1 beyond. Set

@@ -196,8 +196,8 @@ def json_structured_reward(
     penalize_extra: bool = True,
     **columns: Any,
 ) -> list[float]:
-    """RL-Struct hierarchical structured-output reward (A30, B53; Hu and Wu 2025, *RL-Struct: A Lightweight
-    Reinforcement Learning Framework for Reliable Structured Output in LLMs*).
+    """RL-Struct hierarchical structured-output reward (Hu and Wu 2025, *RL-Struct: A Lightweight
+    Reinforcement Learning Framework for Reliable Structured Output in LLMs*, arXiv:2512.00319).
 
     ``[B]``: ``(w_p·R_parse + w_s·R_schema + w_c·R_content + w_v·R_valid) / Σw`` in [0, 1]
     (``json_reward_parts``). ``R_parse``: the completion holds JSON (``extract_json``);

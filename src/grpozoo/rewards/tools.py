@@ -36,8 +36,8 @@ def otc_reward(
     correct_threshold: float = 1.0,
     **columns: Any,
 ) -> list[float]:
-    """OTC tool-call efficiency (A41; Wang et al. 2025, *OTC: Optimal Tool Calls via Reinforcement
-    Learning*).
+    """OTC tool-call efficiency (Wang et al. 2025, *OTC: Optimal Tool Calls via Reinforcement Learning*,
+    arXiv:2504.14870).
 
     ``[B]``: ``correct · otc_factor(m, n)``: 0 for a wrong answer whatever its calls; for a right
     one, 1 when its number of tool calls ``m`` (matches of ``pattern``) equals the optimum ``n`` and

@@ -1,4 +1,5 @@
-"""The math verifier reward: A62's lessons applied to a whole completion."""
+"""The math verifier reward: the lessons of Huang et al. 2025 (verifier pitfalls) applied to a whole
+completion."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def conflicting_boxed(text: str) -> bool:
 def verify_completion(
     completion: str, gold: str, answer: str | None, reject_conflicting: bool = True
 ) -> bool:
-    """A62 verdict on one completion: its extracted ``answer`` is equivalent to ``gold``
+    """The verdict on one completion: its extracted ``answer`` is equivalent to ``gold``
     (``math_equal``), and, with ``reject_conflicting``, it does not box several different answers."""
     if answer is None:
         # still read the gold, so that an unreadable gold is an error here too
@@ -70,8 +71,8 @@ def math_verifier_reward(
     reject_conflicting: bool = True,
     **columns: Any,
 ) -> list[float]:
-    """Math verifier following A62 (*Pitfalls of Rule- and Model-based Verifiers -- A Case Study on
-    Mathematical Reasoning*).
+    """Math verifier following Huang et al. 2025, *Pitfalls of Rule- and Model-based Verifiers -- A Case
+    Study on Mathematical Reasoning* (arXiv:2505.22203).
 
     ``[B]``: 1.0 when the completion's final answer is equivalent to the ``answer`` column under
     ``grpozoo.rewards.math.math_equal`` (normalisation, then math-verify's symbolic equivalence),
@@ -81,7 +82,7 @@ def math_verifier_reward(
 
     ``answer_format``: ``task`` reads the task's own extraction (the ``extracted_answer`` column);
     ``boxed``, ``answer_tag``, ``last_number`` or ``full`` extract from the completion here.
-    Not built: A62's optional model-based fallback for rule negatives.
+    Not built: the paper's optional model-based fallback for rule negatives.
     """
     size = len(completions)
     golds = need_column("math_verifier", "answer", answer, size)

@@ -3,8 +3,8 @@
 The prompts themselves come in the uniform epoch order; ``allocate(rows, group_size)`` splits the
 step's budget ``len(rows) × group_size`` into per-prompt counts between ``n_min`` and ``n_max``.
 
-- ``knapsack_rl`` (B49): maximise Σ v(Nᵢ, pᵢ) with v(N, p) = [1 − pᴺ − (1−p)ᴺ]·p(1−p)².
-- ``xrpo`` (B29): extra rollouts to the prompts whose confidence interval shrinks most, plus a UCB bonus.
+- ``knapsack_rl``: maximise Σ v(Nᵢ, pᵢ) with v(N, p) = [1 − pᴺ − (1−p)ᴺ]·p(1−p)².
+- ``xrpo``: extra rollouts to the prompts whose confidence interval shrinks most, plus a UCB bonus.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def greedy_allocate(
 
 
 def knapsack_value(n: int, p: float) -> float:
-    """Knapsack RL's value of ``n`` rollouts for a prompt of success rate ``p`` (B49):
+    """Knapsack RL's value of ``n`` rollouts for a prompt of success rate ``p``:
     ``v(n, p) = [1 − pⁿ − (1−p)ⁿ]·p(1−p)²`` — the chance the group has a non-zero gradient times
     the information gain. Non-decreasing in n; 0 at p ∈ {0, 1}."""
     return (1.0 - p**n - (1.0 - p) ** n) * p * (1.0 - p) ** 2
@@ -92,18 +92,18 @@ def check_bounds(who: str, n_min: int, n_max: int | None) -> None:
 
 @selectors.register("knapsack_rl")
 class KnapsackSelector(Selector):
-    """Knapsack RL budget allocation (ALGORITHMS.md B49; Knapsack RL: Unlocking Exploration of LLMs via
-    Optimizing Budget Allocation).
+    """Knapsack RL budget allocation (Li et al. 2025, "Knapsack RL: Unlocking Exploration of LLMs via
+    Optimizing Budget Allocation", arXiv:2509.25849).
 
     Prompts come in the uniform epoch order; ``allocate(rows, group_size)`` gives prompt ``i``
     ``Nᵢ`` rollouts maximising ``Σ v(Nᵢ, pᵢ)`` (:func:`knapsack_allocation`) under the step's budget
     ``len(rows) × group_size`` with ``n_min ≤ Nᵢ ≤ n_max``. ``pᵢ`` is the posterior mean of a Beta
-    tracker (the one SPO uses, B14) over the prompt's success rate; with ``memory = 0`` it holds only
+    tracker (the one single-stream SPO uses) over the prompt's success rate; with ``memory = 0`` it holds only
     the latest visit, ``p = (s + prior_alpha)/(G + prior_alpha + prior_beta)`` for s successes out of
     G (the paper's "success rate from the last epoch"), with ``memory = ρ`` older visits count ρ
     per visit. State: the data position, ``alpha``, ``beta [num_rows]`` and the generator.
 
-    GUESS (ALGORITHMS.md marks the p ∈ {0, 1} fallback as a guess): the Beta prior ``(0.5, 0.5)``
+    GUESS (the fallback for p ∈ {0, 1}): the Beta prior ``(0.5, 0.5)``
     keeps p strictly inside (0, 1), so a prompt never solved gets a small p and many rollouts, one
     always solved a p near 1 and few; an unseen prompt has p = 0.5. Also GUESS: ``n_min = 2`` (a
     group needs two rollouts for a non-zero advantage), ``n_max = None`` (no cap but the budget),
@@ -182,14 +182,14 @@ def student_t_quantile(q: float, df: int) -> float:
 
 
 def confidence_half_width(n: int, std: float, significance: float = 0.05) -> float:
-    """XRPO's ``h(n) = t_{1−a/2, n−1}·s/√n`` (B29); infinite below two rollouts."""
+    """XRPO's ``h(n) = t_{1−a/2, n−1}·s/√n``; infinite below two rollouts."""
     if n < 2:
         return math.inf
     return student_t_quantile(1.0 - significance / 2.0, n - 1) * std / math.sqrt(n)
 
 
 def xrpo_priority(n: int, std: float, total: int, significance: float = 0.05, ucb_coef: float = 0.1) -> float:
-    """XRPO's rollout priority (B29): ``Π = [h(n) − h(n+1)] + λ·√(log(1+T)/n)`` for a prompt with n
+    """XRPO's rollout priority: ``Π = [h(n) − h(n+1)] + λ·√(log(1+T)/n)`` for a prompt with n
     rollouts and reward std s, T rollouts in all so far. Decreases in n at fixed s; infinite for
     n = 1 (no spread estimate yet)."""
     if n < 1:
@@ -200,8 +200,8 @@ def xrpo_priority(n: int, std: float, total: int, significance: float = 0.05, uc
 
 @selectors.register("xrpo")
 class XrpoSelector(Selector):
-    """XRPO rollout allocation (ALGORITHMS.md B29; XRPO: Pushing the limits of GRPO with Targeted
-    Exploration and Exploitation).
+    """XRPO rollout allocation (Bamba et al. 2025, "XRPO: Pushing the limits of GRPO with Targeted
+    Exploration and Exploitation", arXiv:2510.06672).
 
     Prompts come in the uniform epoch order; ``allocate(rows, group_size)`` starts every prompt at
     ``n_min`` and gives each further rollout of the budget ``len(rows) × group_size`` to the

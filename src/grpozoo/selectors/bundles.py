@@ -1,4 +1,4 @@
-"""Bundle selection: each step's prompts come in bundles of consecutive task rows (RiskPO, A3)."""
+"""Bundle selection: each step's prompts come in bundles of consecutive task rows (RiskPO)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from grpozoo.selectors.uniform import UniformSelector
 
 @selectors.register("riskpo_bundles")
 class RiskpoBundleSelector:
-    """RiskPO bundles (ALGORITHMS.md A3; Ren et al. 2025, RiskPO: Risk-based Policy Optimization via
-    Verifiable Reward for LLM Post-Training): the train rows are cut into bundles of
+    """RiskPO bundles (Ren et al. 2025, "RiskPO: Risk-based Policy Optimization via Verifiable Reward
+    for LLM Post-Training", arXiv:2510.00911): the train rows are cut into bundles of
     ``bundle_size`` consecutive rows (the last bundle wraps around to the first rows, so every
     bundle is full), and each step takes ``k / bundle_size`` whole bundles, each bundle's rows
     consecutive and in order, bundles in a seeded order that changes each epoch.

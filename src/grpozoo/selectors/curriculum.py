@@ -1,6 +1,6 @@
 """Curriculum selectors: prompts drawn by how close their latest accuracy is to a target difficulty.
 
-- ``fg_expo`` (A53): FG-ExPO's Gaussian curriculum, weight ∝ exp(−(acc − 0.5)²/(2σ²)).
+- ``fg_expo``: FG-ExPO's Gaussian curriculum, weight ∝ exp(−(acc − 0.5)²/(2σ²)).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from grpozoo.selectors.trackers import PromptStats, Selector, weighted_sample
 def gaussian_curriculum_weight(
     accuracy: torch.Tensor | float, center: float = 0.5, sigma: float = 0.2
 ) -> torch.Tensor | float:
-    """FG-ExPO's curriculum weight (A53): ``exp(−(acc − center)²/(2σ²))``; 1 at ``acc = center``,
+    """FG-ExPO's curriculum weight: ``exp(−(acc − center)²/(2σ²))``; 1 at ``acc = center``,
     symmetric about it (w(0.3) = w(0.7) for center 0.5)."""
     if isinstance(accuracy, torch.Tensor):
         return torch.exp(-((accuracy - center) ** 2) / (2 * sigma**2))
@@ -26,15 +26,16 @@ def gaussian_curriculum_weight(
 
 @selectors.register("fg_expo")
 class FgExpoSelector(Selector):
-    """FG-ExPO Gaussian curriculum sampling (ALGORITHMS.md A53; fg-expo: Frontier-guided
-    exploration-prioritized policy optimization via adaptive KL and Gaussian curriculum).
+    """FG-ExPO Gaussian curriculum sampling (Lin et al. 2026, "FG-ExPO: Frontier-Guided
+    Exploration-Prioritized Policy Optimization via Adaptive KL and Gaussian Curriculum",
+    arXiv:2605.11403).
 
     Each step draws ``k`` distinct prompts with probability ∝ ``exp(−(acc_q − 0.5)²/(2σ²))``
     (:func:`gaussian_curriculum_weight`), ``acc_q`` the mean verifier score of the prompt's latest
     group: prompts at the frontier of the model's ability (half solved) come most often. State: the
     latest accuracy per row and the generator. The paper's adaptive KL coefficient is not a selector.
 
-    GUESS (ALGORITHMS.md marks these): ``sigma = 0.2``; a prompt never observed counts as
+    GUESS: ``sigma = 0.2``; a prompt never observed counts as
     ``unseen_accuracy = 0.5`` (the largest weight, so unexplored prompts come early);
     ``signal="task_score"``.
     """

@@ -1,9 +1,9 @@
 """Priority selectors: prompts drawn by a score of their running statistics, favouring prompts whose
 outcome is still uncertain (success rate near 0.5), where a group carries the most signal.
 
-- ``spo_priority`` (B14): weight √(p̂(1−p̂)) + 0.05 from SPO's per-prompt Beta tracker.
-- ``vade`` (B32): Thompson sampling from a Beta posterior with two-scale decay towards the prior.
-- ``mmr1_vas`` (A38, B33): a share λ of the prompts by Variance Promotion Score, the rest uniform.
+- ``spo_priority``: weight √(p̂(1−p̂)) + 0.05 from SPO's per-prompt Beta tracker.
+- ``vade``: Thompson sampling from a Beta posterior with two-scale decay towards the prior.
+- ``mmr1_vas``: a share λ of the prompts by Variance Promotion Score, the rest uniform.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from grpozoo.selectors.trackers import BetaTracker, PromptStats, Selector, weigh
 
 
 def spo_priority_weight(p: torch.Tensor | float, floor: float = 0.05) -> torch.Tensor | float:
-    """SPO's sampling weight (B14): ``√(p̂(1−p̂)) + floor``; largest (0.55) at p̂ = 0.5, never below ``floor``."""
+    """SPO's sampling weight: ``√(p̂(1−p̂)) + floor``; largest (0.55) at p̂ = 0.5, never below ``floor``."""
     if isinstance(p, torch.Tensor):
         return (p * (1 - p)).clamp(min=0).sqrt() + floor
     return math.sqrt(max(p * (1 - p), 0.0)) + floor
@@ -26,8 +26,8 @@ def spo_priority_weight(p: torch.Tensor | float, floor: float = 0.05) -> torch.T
 
 @selectors.register("spo_priority")
 class SpoPrioritySelector(Selector):
-    """SPO prioritised sampling (ALGORITHMS.md B14; Xu & Ding 2025, Single-stream Policy
-    Optimization): each step draws ``k`` distinct prompts with probability ∝ ``√(p̂(1−p̂)) + 0.05``.
+    """SPO prioritised sampling (Xu & Ding 2025, "Single-stream Policy Optimization", arXiv:2509.13232):
+    each step draws ``k`` distinct prompts with probability ∝ ``√(p̂(1−p̂)) + 0.05``.
 
     ``p̂ = α/(α+β)`` comes from a per-prompt Beta tracker updated with every observation ``r``
     (clamped to [0, 1]) as ``α ← ρα + r``, ``β ← ρβ + (1 − r)`` — the same update
@@ -81,8 +81,8 @@ def sample_beta(alpha: torch.Tensor, beta: torch.Tensor, generator: torch.Genera
 
 @selectors.register("vade")
 class VadeSelector(Selector):
-    """VADE Thompson sampling (ALGORITHMS.md B32; VADE: Variance-Aware Dynamic Sampling via Online
-    Sample-Level Difficulty Estimation for Multimodal RL).
+    """VADE Thompson sampling (Hu et al. 2025, "VADE: Variance-Aware Dynamic Sampling via Online
+    Sample-Level Difficulty Estimation for Multimodal RL", arXiv:2511.18902).
 
     Each prompt keeps a Beta(α, β) posterior over its success probability, updated with its
     rollouts' successes and failures (observations clamped to [0, 1]). ``next(k)`` draws a
@@ -97,7 +97,7 @@ class VadeSelector(Selector):
     observed again, before its new counts are added (the fast scale). State: ``alpha``, ``beta
     [num_rows]`` and the generator.
 
-    GUESS (ALGORITHMS.md marks these): the selection rule top-k by ``p̃(1 − p̃)`` (the minimal form of
+    GUESS: the selection rule top-k by ``p̃(1 − p̃)`` (the minimal form of
     the information-gain criterion); ``local_decay = 0.9``, ``global_decay = 0.99``;
     ``pool_factor = 4``; prior ``Beta(1, 1)``; ``signal="task_score"``.
     """
@@ -147,16 +147,16 @@ class VadeSelector(Selector):
 
 
 def outcome_variance(p: torch.Tensor | float) -> torch.Tensor | float:
-    """MMR1's Outcome Variance Score (A38, B33): ``OVS = p̂(1 − p̂)``, 0.25 at p̂ = 0.5, 0 at p̂ ∈ {0, 1}."""
+    """MMR1's Outcome Variance Score: ``OVS = p̂(1 − p̂)``, 0.25 at p̂ = 0.5, 0 at p̂ ∈ {0, 1}."""
     return p * (1 - p)
 
 
 def trajectory_diversity(completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> float:
-    """MMR1's Trajectory Diversity Score (A38, B33) of one group ``[G, T]``: the mean pairwise Jaccard
+    """MMR1's Trajectory Diversity Score of one group ``[G, T]``: the mean pairwise Jaccard
     distance ``1 − |Sᵢ ∩ Sⱼ| / |Sᵢ ∪ Sⱼ|`` between the sets of token ids of the completions.
 
     1 when no two completions share a token, 0 when all use the same tokens; 0 for a group of one.
-    GUESS: ALGORITHMS.md leaves the exact dissimilarity open ("mean pairwise dissimilarity").
+    GUESS: the paper's summary leaves the exact dissimilarity open ("mean pairwise dissimilarity").
     """
     sets = [set(ids[mask.bool()].tolist()) for ids, mask in zip(completion_ids, completion_mask, strict=True)]
     distances = []
@@ -169,8 +169,8 @@ def trajectory_diversity(completion_ids: torch.Tensor, completion_mask: torch.Te
 
 @selectors.register("mmr1_vas")
 class Mmr1VasSelector(Selector):
-    """MMR1 Variance-Aware Sampling (ALGORITHMS.md A38, B33; MMR1: Enhancing Multimodal Reasoning
-    with Variance-Aware Sampling and Open Resources).
+    """MMR1 Variance-Aware Sampling (Leng et al. 2025, "MMR1: Enhancing Multimodal Reasoning with
+    Variance-Aware Sampling and Open Resources", arXiv:2509.21268).
 
     Variance Promotion Score per prompt ``VPS = outcome_weight·OVS + diversity_weight·TDS`` with
     ``OVS = p̂(1 − p̂)`` (:func:`outcome_variance`, p̂ the mean signal of the prompt's latest group)
@@ -184,7 +184,7 @@ class Mmr1VasSelector(Selector):
     ``next`` call's prompts came from the VPS share. State: the latest p̂ and TDS per row, the VPS
     snapshot, the step counter and the generator.
 
-    GUESS (ALGORITHMS.md marks these): ``fraction = 0.5``; ``outcome_weight = 1``,
+    GUESS: ``fraction = 0.5``; ``outcome_weight = 1``,
     ``diversity_weight = 0.25`` (so TDS ∈ [0, 1] weighs like the OVS range [0, 0.25]);
     ``refresh_every = 1``; TDS as the token-set Jaccard distance; a prompt never observed scores the
     largest possible VPS (``0.25·outcome_weight + diversity_weight``), so unexplored prompts come

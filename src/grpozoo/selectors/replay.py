@@ -1,4 +1,4 @@
-"""Replay selection: prompts whose groups carried a learning signal come back (VL-Rethinker, B52)."""
+"""Replay selection: prompts whose groups carried a learning signal come back (VL-Rethinker)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ def mean_abs_advantage(values: torch.Tensor, tolerance: float = 1e-6, eps: float
 
 @selectors.register("vl_rethinker_ssr")
 class SelectiveReplaySelector(Selector):
-    """VL-Rethinker Selective Sample Replay at the prompt level (ALGORITHMS.md B52; VL-Rethinker:
-    Incentivizing Self-Reflection of Vision-Language Models with Reinforcement Learning).
+    """VL-Rethinker Selective Sample Replay at the prompt level (Wang et al. 2025, "VL-Rethinker:
+    Incentivizing Self-Reflection of Vision-Language Models with Reinforcement Learning",
+    arXiv:2504.08837).
 
     A replay buffer holds the prompts whose latest group had a non-zero advantage, each with its
     priority ``|A|`` = the mean absolute GRPO advantage of that group (:func:`mean_abs_advantage`);
@@ -39,7 +40,7 @@ class SelectiveReplaySelector(Selector):
     The paper replays the stored samples themselves (off-policy, their ratio clipped); here the
     replayed prompts are generated again by the current policy, so they stay on-policy and the
     trainer needs no off-policy batch. Forced rethinking is a generation feature, not a selector.
-    GUESS (ALGORITHMS.md marks alpha a guess): ``alpha = 1``, ``capacity = 256``,
+    GUESS: ``alpha = 1``, ``capacity = 256``,
     ``max_replay_fraction = 0.5``, the shortfall rule above, ``signal="reward"`` (the advantage is
     of the reward), ``tolerance = 1e-6`` for "all-equal".
     """

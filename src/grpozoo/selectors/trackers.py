@@ -26,8 +26,8 @@ SIGNALS = ("task_score", "reward")
 
 
 class BetaTracker:
-    """A discounted Beta(α, β) posterior per prompt over its success probability (SPO, B14; shared
-    with VADE, B32, and Knapsack RL, B49): ``p̂ = α/(α+β)``.
+    """A discounted Beta(α, β) posterior per prompt over its success probability (single-stream SPO;
+    shared with VADE and Knapsack RL): ``p̂ = α/(α+β)``.
 
     Each observation ``r ∈ [0, 1]`` applies SPO's update :func:`beta_tracker_update`,
     ``α ← ρα + r``, ``β ← ρβ + (1 − r)``; with ``ρ = 1`` it is the ordinary posterior count update.

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
 
+from grpozoo.errors import DataError
 from grpozoo.rewards.math import math_equal
 from grpozoo.tasks.base import Task, split_disjoint
 
 FILE_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+# What a readable file of each kind holds, for the error when one is not.
+EXPECTED = {
+    ".jsonl": 'one JSON object per line, e.g. {"prompt": "2 + 2 =", "answer": "4"}',
+    ".json": 'a JSON list of objects, e.g. [{"prompt": "2 + 2 =", "answer": "4"}], or one object per line',
+    ".csv": "a header line naming the columns (prompt or messages, and answer), then one row per line",
+    ".parquet": "a Parquet table with a prompt (or messages) column and an answer column",
+}
 
 
 class FileTask(Task):
@@ -26,18 +36,16 @@ class FileTask(Task):
         path = Path(cfg.name)
         if not path.exists():
             raise FileNotFoundError(f"task file {cfg.name!r} does not exist")
-        kind = FILE_SUFFIXES.get(path.suffix.lower())
-        if kind is None:
-            raise ValueError(f"task file {cfg.name!r}: unsupported suffix; use one of {', '.join(FILE_SUFFIXES)}")
-        import datasets
-
-        data = datasets.load_dataset(kind, data_files=str(path), split="train")
-        rows = [dict(row) for row in data]
+        if path.suffix.lower() not in FILE_SUFFIXES:
+            raise DataError(
+                f"task file {cfg.name!r}: unsupported suffix; use one of {', '.join(FILE_SUFFIXES)}"
+            )
+        rows = read_rows(path)
         for index, row in enumerate(rows):
             check_row(row, index, cfg.name)
         random.Random(cfg.seed).shuffle(rows)
         if len(rows) <= cfg.eval_size:
-            raise ValueError(
+            raise DataError(
                 f"task file {cfg.name!r} has {len(rows)} rows, not more than task.eval_size={cfg.eval_size}: "
                 f"lower task.eval_size or add rows"
             )
@@ -50,12 +58,62 @@ class FileTask(Task):
         return 0.0 if answer is None else float(math_equal(answer, str(row["answer"])))
 
 
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a data file, or a :class:`DataError` naming the file, where it stops being valid
+    (the line of a JSON file) and what it should hold."""
+    import datasets
+
+    suffix = path.suffix.lower()
+    if not path.read_bytes().strip():
+        raise DataError(f"task file {str(path)!r} is empty: expected {EXPECTED[suffix]}")
+    try:
+        data = datasets.load_dataset(FILE_SUFFIXES[suffix], data_files=str(path), split="train")
+    except (datasets.exceptions.DatasetGenerationError, ValueError) as error:
+        where = json_problem(path) if suffix in (".jsonl", ".json") else None
+        raise DataError(
+            f"task file {str(path)!r} cannot be read: {where or root_cause(error)}; "
+            f"expected {EXPECTED[suffix]}"
+        ) from error
+    return [dict(row) for row in data]
+
+
+def json_problem(path: Path) -> str | None:
+    """Where a JSON file (one document, or one object per line) first stops being valid, or None
+    when it parses."""
+    text = path.read_text(errors="replace")
+    if path.suffix.lower() == ".json":
+        try:
+            json.loads(text)
+            return None
+        except json.JSONDecodeError as error:
+            whole = error
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            if path.suffix.lower() == ".json":  # not JSON lines either: where the document breaks
+                return f"line {whole.lineno}, column {whole.colno}: {whole.msg}"
+            return f"line {number} is not valid JSON ({error.msg} at column {error.colno})"
+        if not isinstance(value, dict):
+            return f"line {number} holds {line.strip()[:60]!r}, not a JSON object"
+    return None
+
+
+def root_cause(error: BaseException) -> str:
+    """The innermost explicit cause of a ``datasets`` error: the parser's own message."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return str(error).rstrip(".")
+
+
 def check_row(row: dict[str, Any], index: int, source: str) -> None:
     """A row needs a non-empty ``prompt`` or ``messages`` and an ``answer``; say which row lacks it."""
     if not row.get("prompt") and not row.get("messages"):
-        raise ValueError(
+        raise DataError(
             f"{source}: row {index} has no 'prompt' (text) or 'messages' (chat) column value; "
             f"its columns: {', '.join(row)}"
         )
     if row.get("answer") is None or str(row["answer"]).strip() == "":
-        raise ValueError(f"{source}: row {index} has no 'answer' value; its columns: {', '.join(row)}")
+        raise DataError(f"{source}: row {index} has no 'answer' value; its columns: {', '.join(row)}")

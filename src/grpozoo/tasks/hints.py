@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from grpozoo.errors import ConfigError, DataError
+
 
 def require_hints(task, column: str, mode: str) -> None:
     """Fail at start-up when a guided recipe runs on a task whose train rows hold no hints in
@@ -21,7 +23,7 @@ def require_hints(task, column: str, mode: str) -> None:
     with_hints = [i for i, row in enumerate(rows) if _has_hint(row.get(column))]
     if not with_hints:
         columns = sorted({key for row in rows[:50] for key in row})
-        raise ValueError(
+        raise ConfigError(
             f"algorithm.guidance.mode={mode!r} samples hinted rollouts for all-fail groups, with hints from the "
             f"task column {column!r}, but no train row of task {task.name!r} has one (its columns: "
             f"{', '.join(columns)}). Give a data file (.jsonl/.parquet) with a {column!r} column holding "
@@ -38,7 +40,7 @@ def require_hints(task, column: str, mode: str) -> None:
         if value is None or isinstance(value, str):
             continue
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise ValueError(
+            raise DataError(
                 f"task {task.name!r}: train row {i} has {column}={value!r}; hints must be text or a list of texts"
             )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from grpozoo.errors import ConfigError
 from grpozoo.registry import did_you_mean
 from grpozoo.tasks.base import Task, split_disjoint
 
@@ -24,7 +25,7 @@ class ReasoningGymTask(Task):
 
         names = reasoning_gym_names()
         if cfg.name not in names:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown task {cfg.name!r}: not a data file and not a reasoning-gym task."
                 f"{did_you_mean(cfg.name, names)} Give a .jsonl/.parquet/.csv path or one of: {', '.join(names)}"
             )
@@ -32,8 +33,8 @@ class ReasoningGymTask(Task):
         size = cfg.train_size + cfg.eval_size
         try:
             self.dataset = reasoning_gym.create_dataset(cfg.name, size=size, seed=cfg.seed, **cfg.params)
-        except TypeError as error:
-            raise ValueError(f"task.params for reasoning-gym task {cfg.name!r}: {error}") from None
+        except (TypeError, AssertionError) as error:  # reasoning-gym checks its configuration with assert
+            raise ConfigError(f"task.params for reasoning-gym task {cfg.name!r}: {error}") from None
         rows = [
             {"prompt": entry["question"], "answer": str(entry["answer"]), "entry": entry}
             for entry in (self.dataset[i] for i in range(size))

@@ -1,13 +1,17 @@
 """A whole run: ``fit`` trains a :class:`~grpozoo.training.trainer.Trainer` to its step budget with
-a progress bar, held-out evaluation before and after, periodic checkpoints, and a clean stop on
-Ctrl-C."""
+a progress bar, held-out evaluation before and after, periodic checkpoints, a clean stop on
+Ctrl-C, and a checkpoint of the last complete step when a step fails."""
 
 from __future__ import annotations
 
+import copy
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from grpozoo.console import say
 from grpozoo.training import checkpoint as ckpt
 from grpozoo.training.trainer import Trainer
 
@@ -24,7 +28,7 @@ class StopAfterStep:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        _say(self.console, "[bold]stopping after this step[/] and saving a checkpoint (Ctrl-C again to abort now)")
+        say(self.console, "[bold]stopping after this step[/] and saving a checkpoint (Ctrl-C again to abort now)")
 
     def __enter__(self) -> StopAfterStep:
         in_main_thread = threading.current_thread() is threading.main_thread()
@@ -36,24 +40,49 @@ class StopAfterStep:
             signal.signal(signal.SIGINT, self.previous)
 
 
+@contextmanager
+def checkpoint_on_failure(trainer: Trainer) -> Iterator[None]:
+    """Around one training step: when the step raises before the optimiser changed the model, put
+    back the selector, component state and random state it had advanced, save the checkpoint of the
+    step before (what an uninterrupted run would have saved there) and let the exception go on.
+    Once an update ran, the state is half a step on and nothing is saved."""
+    step, state, rng = trainer.step, copy.deepcopy(trainer.state), ckpt.rng_state()
+    selector = copy.deepcopy(trainer.selector.state_dict())
+    updates: list[bool] = []
+    hook = trainer.optimizer.register_step_pre_hook(lambda *_: updates.append(True))
+    try:
+        yield
+    except Exception:
+        if step > 0 and not updates:
+            path = ckpt.checkpoint_dir(trainer.run_dir, step)
+            if ckpt.latest_checkpoint(trainer.run_dir) != path:
+                trainer.step, trainer.state = step, state
+                trainer.selector.load_state_dict(selector)
+                ckpt.set_rng_state(rng)
+                path = trainer.save()
+            say(trainer.console, f"step {step + 1} failed; saved a checkpoint of step {step} ({path}). "
+                                 f"Once fixed, continue with: grpozoo train --resume {trainer.run_dir}")
+        raise
+    finally:
+        hook.remove()
+
+
 def fit(trainer: Trainer, show_progress: bool = True) -> dict[str, Any]:
     """Run ``trainer`` to ``train.steps`` with a progress bar, held-out evaluation at start and end,
     checkpoints every ``train.checkpoint_every`` steps, and a checkpoint when stopped with Ctrl-C
-    (after the current step completes; then KeyboardInterrupt is raised).
+    (after the current step completes; then KeyboardInterrupt is raised) or when a step fails
+    before changing the model (see :func:`checkpoint_on_failure`).
 
     Returns ``{"metrics": last step's metrics, "eval_start": …, "eval_end": …}``.
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from grpozoo.reporting.loggers import close_loggers, loggers_of
-
     cfg = trainer.cfg
     console = trainer.console
     summary: dict[str, Any] = {}
-    loggers_of(trainer)  # open TensorBoard / trackio first: a missing package fails before any work
     if cfg.eval.at_start and trainer.step == 0:
         summary["eval_start"] = trainer.evaluate()
-        _say(console, f"held-out accuracy before training: {_fmt_eval(summary['eval_start'])}")
+        say(console, f"held-out accuracy before training: {_fmt_eval(summary['eval_start'])}")
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("step {task.completed}/{task.total}"),
         TextColumn("reward {task.fields[reward]}"), TextColumn("acc {task.fields[accuracy]}"),
@@ -63,7 +92,8 @@ def fit(trainer: Trainer, show_progress: bool = True) -> dict[str, Any]:
     with progress, StopAfterStep(console) as stop:
         bar = progress.add_task(cfg.recipe, total=cfg.train.steps, completed=trainer.step, reward="-", accuracy="-")
         while trainer.step < cfg.train.steps:
-            metrics = trainer.train_step()
+            with checkpoint_on_failure(trainer):
+                metrics = trainer.train_step()
             summary["metrics"] = metrics
             progress.update(bar, completed=trainer.step, reward=f"{metrics['reward/mean']:.3f}",
                             accuracy=f"{metrics['accuracy']:.2f}")
@@ -72,25 +102,20 @@ def fit(trainer: Trainer, show_progress: bool = True) -> dict[str, Any]:
                 path = trainer.save()
             if stop.requested:
                 progress.stop()
-                _say(console, f"stopped at step {trainer.step}; checkpoint {path}. "
-                              f"Continue with: grpozoo train --resume {trainer.run_dir}")
+                say(console, f"stopped at step {trainer.step}; checkpoint {path}. "
+                             f"Continue with: grpozoo train --resume {trainer.run_dir}")
                 raise KeyboardInterrupt
     if ckpt.latest_checkpoint(trainer.run_dir) != ckpt.checkpoint_dir(trainer.run_dir, trainer.step):
         trainer.save()
     if cfg.eval.at_end:
         summary["eval_end"] = trainer.evaluate()
-        _say(console, f"held-out accuracy after training:  {_fmt_eval(summary['eval_end'])}")
+        say(console, f"held-out accuracy after training:  {_fmt_eval(summary['eval_end'])}")
         trainer.plot()
-    close_loggers(trainer)
-    _say(console, f"run directory: {trainer.run_dir}")
+    trainer.loggers.close()
+    say(console, f"run directory: {trainer.run_dir}")
     return summary
 
 
 def _fmt_eval(result: dict[str, Any]) -> str:
     return (f"{result['accuracy']:.3f} ± {result['accuracy_stderr']:.3f} "
             f"({result['prompts']} prompts × {result['samples_per_prompt']} samples)")
-
-
-def _say(console, text: str) -> None:
-    if console is not None:
-        console.print(text)

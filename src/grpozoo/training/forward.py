@@ -30,6 +30,21 @@ def trim_padding(batch: Rollouts) -> Rollouts:
     return batch
 
 
+def rows_of(values: dict[str, torch.Tensor], rows: torch.Tensor, width: int) -> dict[str, torch.Tensor]:
+    """Whole-batch values cut to one micro-batch: per-row ``[B]`` and per-token ``[B, T]`` tensors to
+    its ``rows`` (per-token ones to its first ``width`` columns, as :func:`trim_padding` cuts the
+    batch); scalars (0-dim) pass through."""
+    cut = {}
+    for name, value in values.items():
+        if value.dim() == 0:
+            cut[name] = value
+        elif value.dim() == 1:
+            cut[name] = value[rows]
+        else:
+            cut[name] = value[rows][:, :width]
+    return cut
+
+
 def micro_batches(
     batch: Rollouts, token_budget: int, whole_groups: bool = False
 ) -> list[tuple[torch.Tensor, Rollouts]]:
@@ -82,8 +97,9 @@ def completion_logprobs(
 def shared_prefix_logprobs(
     model, batch: Rollouts, temperature: float = 1.0, with_entropy: bool = False, entropy_grad: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The same as :func:`completion_logprobs`, with each group's prompt run once (Prefix Grouper,
-    ALGORITHMS.md B30), so a group of G costs ``P + G·T`` tokens instead of ``G·(P + T)``.
+    """The same as :func:`completion_logprobs`, with each group's prompt run once (Prefix Grouper:
+    Liu et al. 2025, "Prefix Grouper: Efficient GRPO Training through Shared-Prefix Forward",
+    arXiv:2506.05433), so a group of G costs ``P + G·T`` tokens instead of ``G·(P + T)``.
     Gradients flow through the shared prompt, so log-probs and gradients equal the plain forward's.
 
     The micro-batch runs as one packed sequence ``[prompt_1 | completions of 1 | prompt_2 | …]``

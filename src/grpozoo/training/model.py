@@ -6,6 +6,8 @@ import importlib.util
 import os
 import shutil
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,11 +50,27 @@ def _convert_embedded(name: str, target: Path) -> None:
     del config.quantization_config  # the weights are dequantised float32 from here on
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(quantized.state_dict(), strict=True)
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial, safe_serialization=True)
-    tokenizer.save_pretrained(partial)
-    partial.rename(target)  # atomic: an interrupted conversion never leaves a half checkpoint
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+
+    publish_checkpoint(write, target)
+
+
+def publish_checkpoint(write: Callable[[Path], None], target: Path) -> None:
+    """``write`` a checkpoint into a folder of this process's own, then rename it to ``target``:
+    an interrupted write never leaves a half checkpoint, and processes started together (arena
+    ``--parallel``) may all write it; the first rename wins and the others' copies are dropped."""
+    partial = Path(tempfile.mkdtemp(prefix=target.name + ".partial-", dir=target.parent))
+    try:
+        write(partial)
+        partial.rename(target)
+    except OSError:
+        if not (target / "config.json").exists():
+            raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def resolve_model(name: str) -> str:

@@ -1,5 +1,5 @@
-"""The packed layout and split attention of the shared-prefix learning forward (Prefix Grouper,
-ALGORITHMS.md B30).
+"""The packed layout and split attention of the shared-prefix learning forward (Prefix Grouper:
+Liu et al. 2025, "Prefix Grouper: Efficient GRPO Training through Shared-Prefix Forward", arXiv:2506.05433).
 
 A micro-batch becomes one sequence without padding: rows in batch order, each row's inputs (its
 completion tokens but the last, which predicts nothing) preceded, at the first row of its group,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
+import weakref
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
@@ -23,7 +24,7 @@ import torch
 
 from grpozoo import registry
 from grpozoo.algos import guidance
-from grpozoo.algos.advantages import AdvantageOutput
+from grpozoo.algos.advantages import AdvantageOutput, check_estimator_run, reward_with_kl
 from grpozoo.algos.aggregation import BatchTotals
 from grpozoo.algos.controllers import adaptive_entropy_coef, adaptive_kl_coef
 from grpozoo.algos.filters import (
@@ -35,10 +36,11 @@ from grpozoo.algos.filters import (
     no_signal_message,
 )
 from grpozoo.algos.groups import group_mean
-from grpozoo.algos.kl import kl_to_go, straight_through
-from grpozoo.algos.losses import broadcast_advantages
+from grpozoo.algos.kl import straight_through
+from grpozoo.algos.losses import batch_statistics
 from grpozoo.config import RunConfig, save_config
 from grpozoo.generation import HFGenerator, SamplingParams
+from grpozoo.reporting.loggers import RunLoggers
 from grpozoo.reporting.metrics import append_jsonl, read_jsonl, rewind_jsonl
 from grpozoo.reporting.plots import plot_reward_curve
 from grpozoo.rewards import RewardModel
@@ -48,8 +50,8 @@ from grpozoo.tasks.base import render_prompt
 from grpozoo.tasks.hints import require_hints
 from grpozoo.training import checkpoint as ckpt
 from grpozoo.training.allocator import keep_freed_memory
-from grpozoo.training.forward import completion_logprobs, micro_batches, shared_prefix_logprobs
-from grpozoo.training.guided import guided_rollouts
+from grpozoo.training.forward import completion_logprobs, micro_batches, rows_of, shared_prefix_logprobs
+from grpozoo.training.guided import Guidance
 from grpozoo.training.lora_linear import fused_lora
 from grpozoo.training.model import load_policy
 from grpozoo.training.step_records import batch_metrics, reward_columns, sample_record, scatter_rows
@@ -105,6 +107,8 @@ class Trainer:
             if stage != AFTER_ADVANTAGES and registry.group_filters.spec(c.name).refill
         ]
         self.advantage_spec = registry.advantages.spec(algo.advantage.name)
+        kl_in_reward = algo.kl.coef > 0 and algo.kl.mode == "reward"
+        check_estimator_run(algo.advantage.name, cfg.rollout.group_size, kl_in_reward)
         self.loss_spec = registry.losses.spec(algo.loss.name)
         self.needs = set(self.advantage_spec.needs | self.loss_spec.needs).union(
             *(registry.token_weights.spec(c.name).needs for c in algo.token_weights)
@@ -149,6 +153,12 @@ class Trainer:
         self.whole_groups = shared or self.loss_spec.whole_groups
         r = cfg.rollout
         self.sampling = SamplingParams(r.max_new_tokens, r.temperature, r.top_p, r.top_k, r.min_new_tokens)
+        owner = weakref.proxy(self)  # no reference cycle: a dropped trainer frees its model at once
+        self.guidance = Guidance(
+            algo.guidance, r.group_size, self.task, self.tokenizer,
+            generate=lambda prompts, examples, n: owner.generator.generate(prompts, examples, n, owner.sampling),
+            score=lambda batch: owner.score(batch),
+        )
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         # the fused kernel updates every parameter in one pass: several times faster than foreach on a CPU
         self.optimizer = torch.optim.AdamW(
@@ -166,6 +176,9 @@ class Trainer:
         save_config(cfg, self.run_dir / "config.yaml")
         if checkpoint is not None:
             self._restore(checkpoint)
+        # TensorBoard / trackio, when the log section asks (a missing package fails here, before any
+        # step); a resumed run's events restart after its step
+        self.loggers = RunLoggers(cfg, self.run_dir, self.step)
 
     # ----------------------------------------------------------------------------- set-up helpers
     def _frozen_reference(self):
@@ -235,9 +248,7 @@ class Trainer:
         self.check_signal()
         append_jsonl(self.run_dir / "metrics.jsonl", metrics)
         append_jsonl(self.run_dir / "samples.jsonl", *(sample_record(self.step, batch, i) for i in range(batch.batch_size)))
-        from grpozoo.reporting.loggers import loggers_of
-
-        loggers_of(self).log_step(metrics, batch)  # TensorBoard / trackio, when the log section asks
+        self.loggers.log_step(metrics, batch)
         return metrics
 
     # ----------------------------------------------------------------------------- sampling rounds
@@ -264,7 +275,7 @@ class Trainer:
             metrics["time/generation_s"] += time.perf_counter() - started
             self.score(batch)
             self.selector.update(rows, batch)
-            batch, use = guided_rollouts(self, batch, metrics)
+            batch, use = self.guidance.rescue(batch, metrics)
             use = self.filter_before_advantages(batch, use)
             rounds.append(batch)
             uses.append(use)
@@ -424,18 +435,20 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- advantages and weights
     def advantages(self, batch: Rollouts) -> Rollouts:
-        """Run the advantage estimator (and fold the KL into the reward when asked); returns the
-        batch that learns, without the rows the estimator dropped."""
+        """Run the advantage estimator; returns the batch that learns, without the rows the estimator
+        dropped. With the KL folded into the reward (``algorithm.kl.mode=reward``) the estimator sees
+        the reward with the penalty ``kl_coef · kl`` of the sampling policy already in it, as its
+        registration's ``kl_in_reward`` asks: per-token returns or the sequence return."""
         algo = self.cfg.algorithm
-        out = self.advantage_fn(batch.rewards, batch.group_ids, batch, **algo.advantage.params)
+        rewards = batch.rewards
+        if algo.kl.coef > 0 and algo.kl.mode == "reward":
+            policy = batch.old_logprobs if batch.old_logprobs is not None else batch.sampling_logprobs
+            penalty = self.state["kl_coef"] * self.kl_fn(policy, batch.ref_logprobs)
+            rewards = reward_with_kl(self.advantage_spec.kl_in_reward, rewards, penalty, batch.completion_mask)
+        out = self.advantage_fn(rewards, batch.group_ids, batch, **algo.advantage.params)
         if not isinstance(out, AdvantageOutput):
             out = AdvantageOutput(out)
         batch.advantages, batch.extras = out.advantages, dict(out.extras)
-        if algo.kl.coef > 0 and algo.kl.mode == "reward":
-            policy = batch.old_logprobs if batch.old_logprobs is not None else batch.sampling_logprobs
-            kl = self.kl_fn(policy, batch.ref_logprobs) * batch.completion_mask
-            adv = broadcast_advantages(batch.advantages, kl)
-            batch.advantages = adv - self.state["kl_coef"] * kl_to_go(kl, batch.completion_mask)
         if out.keep is not None and not bool(out.keep.all()):
             return batch.select(out.keep)
         return batch
@@ -454,13 +467,15 @@ class Trainer:
             self.warn("every completion was dropped before learning; no update this step")
             return {"loss": float("nan"), "grad_norm": 0.0, "entropy": float("nan")}
         totals = BatchTotals.of(batch.completion_mask, self.cfg.rollout.max_new_tokens, batch.group_ids)
-        chunks = [mb for _, mb in micro_batches(batch, self.cfg.train.micro_batch_tokens, self.whole_groups)]
+        split = micro_batches(batch, self.cfg.train.micro_batch_tokens, self.whole_groups)
+        chunks = [mb for _, mb in split]
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.model.train()
-        for _ in range(algo.num_iterations):
+        for iteration in range(algo.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
+            statistics = self.loss_statistics(batch, split, old_is_current=iteration == 0)
             with fused_lora(self.model):  # LoRA layers as one autograd function each
-                sums = self.accumulate_gradients(chunks, totals)
+                sums = self.accumulate_gradients(chunks, totals, statistics)
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, self.cfg.train.max_grad_norm)
             self.optimizer.step()
             self.scheduler.step()
@@ -484,22 +499,61 @@ class Trainer:
                 self.state["entropy_coef"], metrics["entropy"], algo.entropy.target, algo.entropy.adapt_rate
             )
 
-    def accumulate_gradients(self, chunks: list[Rollouts], totals: BatchTotals) -> dict[str, float]:
+    def loss_statistics(
+        self, batch: Rollouts, split: list[tuple[torch.Tensor, Rollouts]], old_is_current: bool
+    ) -> list[dict[str, torch.Tensor]] | None:
+        """A two-phase loss's statistics over the whole learning ``batch`` (see
+        :class:`grpozoo.registry.LossSpec`), cut to each micro-batch of ``split`` (``(rows, sub-batch)``
+        pairs from :func:`micro_batches`); None for a loss without statistics. Statistics of the
+        current policy get its log-probs from one no-grad forward over the batch, or from
+        ``batch.old_logprobs`` when ``old_is_current`` (the policy has not moved since they were
+        computed: the first optimiser iteration) and no row learns off-policy."""
+        spec, algo = self.loss_spec, self.cfg.algorithm
+        if spec.statistics is None and spec.policy_statistics is None:
+            return None
+        if batch.advantages is None:
+            raise ValueError("loss_statistics: the batch has no advantages yet; run the advantage stage first")
+        logp = old = None
+        if spec.policy_statistics is not None:
+            on_policy = batch.off_policy is None or not bool(batch.off_policy.any())
+            if old_is_current and on_policy and batch.old_logprobs is not None:
+                logp = batch.old_logprobs
+            else:
+                logp = self.logprobs_without_grad(batch, self.model)
+            old = batch.old_logprobs if batch.old_logprobs is not None else logp
+            old = guidance.behaviour_logprobs(old, batch.sampling_logprobs, batch.off_policy)
+        values = batch_statistics(
+            algo.loss.name, algo.loss.params, batch.advantages, batch.completion_mask.float(), batch, logp, old
+        )
+        return [rows_of(values, rows, mb.completion_mask.shape[1]) for rows, mb in split]
+
+    def accumulate_gradients(
+        self, chunks: list[Rollouts], totals: BatchTotals, statistics: list[dict[str, torch.Tensor]] | None = None
+    ) -> dict[str, float]:
         """Backpropagate the loss of each micro-batch; the gradients add up to the whole batch's,
-        because aggregations normalise by whole-batch ``totals``. Returns the loss and the masked
-        sums of the per-token diagnostics."""
+        because aggregations normalise by whole-batch ``totals`` and a two-phase loss receives its
+        whole-batch ``statistics``, one dict per chunk (:meth:`loss_statistics`). Returns the loss
+        and the masked sums of the per-token diagnostics."""
         algo = self.cfg.algorithm
+        if statistics is None and (self.loss_spec.statistics or self.loss_spec.policy_statistics):
+            raise ValueError(
+                f"policy loss {algo.loss.name!r} takes statistics over the whole batch: pass "
+                f"loss_statistics(batch, split, …) to accumulate_gradients"
+            )
         kl_coef, entropy_coef = self.state["kl_coef"], self.state["entropy_coef"]
         entropy_bonus = entropy_coef > 0 or algo.entropy.target is not None
         sums: dict[str, float] = defaultdict(float)
-        for mb in chunks:
+        for i, mb in enumerate(chunks):
             mask = mb.completion_mask.float()
             logp, entropy = self.forward(
                 self.model, mb, self.cfg.rollout.temperature, with_entropy=True, entropy_grad=entropy_bonus
             )
             old = mb.old_logprobs if mb.old_logprobs is not None else logp.detach()
             old = guidance.behaviour_logprobs(old, mb.sampling_logprobs, mb.off_policy)  # hinted rows: the sampler's
-            per_token, diagnostics = self.loss_fn(logp, old, mb.advantages, mask, mb, **algo.loss.params)
+            given: dict[str, Any] = {}
+            if statistics is not None:
+                given["statistics"] = {name: value.to(logp.device) for name, value in statistics[i].items()}
+            per_token, diagnostics = self.loss_fn(logp, old, mb.advantages, mask, mb, **algo.loss.params, **given)
             if mb.token_weights is not None:
                 per_token = per_token * mb.token_weights
             if mb.ref_logprobs is not None:
@@ -560,12 +614,11 @@ class Trainer:
     # ----------------------------------------------------------------------------- evaluation
     def evaluate(self) -> dict[str, Any]:
         from grpozoo.evaluation import evaluate_held_out
-        from grpozoo.reporting.loggers import loggers_of
 
         record = {"step": self.step, **evaluate_held_out(self.model, self.tokenizer, self.task, self.cfg)}
         self.evals.append(record)
         append_jsonl(self.run_dir / "eval.jsonl", record)
-        loggers_of(self).log_eval(record)
+        self.loggers.log_eval(record)
         return record
 
     def plot(self) -> None:

@@ -1,4 +1,5 @@
-"""COPO (A28; COPO: Consistency-Aware Policy Optimization): a local GRPO advantage plus a
+"""COPO (Han et al. 2025, "COPO: Consistency-Aware Policy Optimization", arXiv:2508.04138): a local
+GRPO advantage plus a
 batch-wide *global* advantage built from each prompt's pass rate and answer consistency, and the
 per-row blend weight the ``copo`` loss uses to mix the two."""
 
@@ -14,6 +15,7 @@ from grpozoo.algos.advantages import AdvantageOutput
 from grpozoo.algos.advantages.group_relative import grpo_advantage
 from grpozoo.algos.groups import group_count, group_mean
 from grpozoo.registry import advantages
+from grpozoo.rollouts import Rollouts
 
 
 def answer_entropy_bits(
@@ -61,7 +63,7 @@ def entropy_coefficient(entropy_bits: torch.Tensor, group_size: torch.Tensor) ->
 def copo_advantage(
     rewards: torch.Tensor,
     group_ids: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     entropy_factor: bool = True,
     k: float = 20.0,
     b: float = 0.5,
@@ -69,7 +71,8 @@ def copo_advantage(
     none_answers: Literal["one_cluster", "singletons"] = "one_cluster",
     eps: float = 1e-4,
 ) -> AdvantageOutput:
-    """COPO advantages (A28). Shapes: ``rewards [B]``, ``group_ids [B]`` -> ``AdvantageOutput`` with
+    """COPO advantages (Han et al. 2025, "COPO: Consistency-Aware Policy Optimization",
+    arXiv:2508.04138). Shapes: ``rewards [B]``, ``group_ids [B]`` -> ``AdvantageOutput`` with
     ``advantages [B]`` (local) and ``extras`` ``copo_global_advantage [B]``, ``copo_weight [B]``.
 
     1. Local advantage: GRPO, ``(r − mean_G r)/(std_G r + eps)``.
@@ -87,14 +90,14 @@ def copo_advantage(
     factor ``1 − λH`` = 0.25.
     """
     local = grpo_advantage(rewards, group_ids, ctx, scale="group", eps=eps)
-    entropy = answer_entropy_bits(getattr(ctx, "answers", None), group_ids, none_answers).to(rewards.device)
+    entropy = answer_entropy_bits(ctx.answers, group_ids, none_answers).to(rewards.device)
     pass_rate = group_mean(rewards, group_ids)
     global_reward = (
         pass_rate * entropy_coefficient(entropy, group_count(group_ids)) if entropy_factor else pass_rate
     )
 
     _, dense = torch.unique(group_ids, return_inverse=True)
-    first_row = {}
+    first_row: dict[int, int] = {}
     for row, group in enumerate(dense.tolist()):
         first_row.setdefault(group, row)
     per_prompt = global_reward[torch.tensor([first_row[g] for g in range(len(first_row))], dtype=torch.long)]

@@ -9,6 +9,7 @@ import torch
 from grpozoo.algos.advantages import AdvantageOutput
 from grpozoo.algos.advantages.group_relative import grpo_advantage
 from grpozoo.registry import advantages
+from grpozoo.rollouts import Rollouts
 
 
 def mean_token_entropy(entropies: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -21,14 +22,14 @@ def mean_token_entropy(entropies: torch.Tensor, mask: torch.Tensor) -> torch.Ten
 def gtpo_advantage(
     rewards: torch.Tensor,
     group_ids: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     threshold: float = 0.7,
     coef: float = 0.1,
     scale: Literal["group", "batch", "none"] = "group",
     eps: float = 1e-4,
 ) -> AdvantageOutput:
-    """GTPO entropy filter (A23, step 4; Simoni et al. 2025, "GTPO: Trajectory-Based Policy
-    Optimization in Large Language Models"; code-verified against the authors' repository).
+    """GTPO entropy filter (Simoni et al. 2025, "GTPO: Trajectory-Based Policy Optimization in Large
+    Language Models", arXiv:2508.03772; the entropy step, checked against the authors' repository).
 
     Starts from the GRPO advantage (``scale``, ``eps`` as in ``grpo``). With ``H̄_i`` the mean token
     entropy of completion i over its real tokens (``ctx.entropies``): a completion with
@@ -43,7 +44,7 @@ def gtpo_advantage(
     ``gtpo_mean_entropy``.
     Shapes: ``rewards [B]``, ``group_ids [B]``, ``ctx.entropies, ctx.completion_mask [B, T]`` -> ``[B]``.
     """
-    if ctx is None or getattr(ctx, "entropies", None) is None:
+    if ctx.entropies is None:
         raise ValueError("gtpo advantage reads ctx.entropies, which the generator did not record")
     base = grpo_advantage(rewards, group_ids, ctx, scale=scale, eps=eps)
     h_mean = mean_token_entropy(ctx.entropies.detach(), ctx.completion_mask).to(base.dtype)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
 from grpozoo.algos.advantages import AdvantageOutput
+from grpozoo.algos.advantages.batch_baselines import whiten_over_batch
 from grpozoo.algos.groups import (
-    batch_whiten,
     group_count,
     group_ids_from_keys,
     group_is_constant,
@@ -23,21 +23,26 @@ from grpozoo.algos.groups import (
     leave_one_out_mean,
 )
 from grpozoo.registry import advantages
+from grpozoo.rollouts import Rollouts
 
 
 @advantages.register("grpo")
 def grpo_advantage(
     rewards: torch.Tensor,
     group_ids: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts | None = None,
     scale: Literal["group", "batch", "none"] = "group",
     eps: float = 1e-4,
 ) -> torch.Tensor:
-    """GRPO group-relative advantage (P0 baseline in ALGORITHMS.md; Shao et al. 2024, DeepSeekMath).
+    """GRPO group-relative advantage (Shao et al. 2024, "DeepSeekMath: Pushing the Limits of
+    Mathematical Reasoning in Open Language Models", arXiv:2402.03300).
 
     ``A_i = (r_i − mean_G r) / (std + eps)`` with the std of the group (``scale="group"``, GRPO),
     of the whole batch (``"batch"``), or no division at all (``"none"``, Dr.GRPO, Liu et al. 2025).
     Shapes: ``rewards [B]``, ``group_ids [B]`` -> ``[B]``. A group whose rewards are all equal gets 0.
+    The KL belongs in the loss (the paper's choice), so ``algorithm.kl.mode=reward`` is refused: with
+    the KL in the reward, the group std would blow tiny KL differences up to unit advantages in a
+    group whose rewards are all equal.
     """
     centred = rewards - group_mean(rewards, group_ids)
     if scale == "group":
@@ -51,12 +56,6 @@ def grpo_advantage(
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def _completion_lengths(ctx: Any, name: str) -> torch.Tensor:
-    if ctx is None or getattr(ctx, "completion_mask", None) is None:
-        raise ValueError(f"{name} advantage needs ctx.completion_mask (the completion lengths)")
-    return ctx.completion_mask.sum(dim=1).double()
 
 
 def _masked_group_standardise(
@@ -83,34 +82,42 @@ def _log_binomial(n: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- baselines
 
 
-@advantages.register("rloo")
-def rloo_advantage(rewards: torch.Tensor, group_ids: torch.Tensor, ctx: object = None) -> torch.Tensor:
-    """RLOO leave-one-out advantage (P0 baseline; Ahmadian et al. 2024, Back to Basics: Revisiting
-    REINFORCE Style Optimization for Learning from Human Feedback in LLMs).
+@advantages.register("rloo", kl_in_reward="sequence")
+def rloo_advantage(
+    rewards: torch.Tensor, group_ids: torch.Tensor, ctx: Rollouts | None = None
+) -> torch.Tensor:
+    """RLOO leave-one-out advantage (Ahmadian et al. 2024, "Back to Basics: Revisiting REINFORCE Style
+    Optimization for Learning from Human Feedback in LLMs", arXiv:2402.14740).
 
     ``A_i = r_i − mean_{j≠i} r_j`` (= ``n/(n−1)·(r_i − mean_G r)``). A single-member group gets 0.
-    Shapes: ``rewards [B]``, ``group_ids [B]`` -> ``[B]``.
+    With the KL folded into the reward, ``r_i`` is the sequence return ``r_i − β·Σ_t kl_t``: the paper
+    treats the whole completion as one action with the KL-regularised reward, and without a std
+    division the penalty keeps its scale. Shapes: ``rewards [B]``, ``group_ids [B]`` -> ``[B]``.
     """
     return rewards - leave_one_out_mean(rewards, group_ids)
 
 
 @advantages.register("opo")
-def opo_advantage(rewards: torch.Tensor, group_ids: torch.Tensor, ctx: Any) -> torch.Tensor:
-    """OPO length-weighted optimal baseline (Hao et al. 2025, On-Policy RL with Optimal Reward Baseline).
+def opo_advantage(rewards: torch.Tensor, group_ids: torch.Tensor, ctx: Rollouts) -> torch.Tensor:
+    """OPO length-weighted optimal baseline (Hao et al. 2025, "On-Policy RL with Optimal Reward
+    Baseline", arXiv:2505.23585).
 
     ``b = Σ_j L_j r_j / Σ_j L_j`` over the group, with ``L`` the completion lengths from
     ``ctx.completion_mask`` (the optimal baseline when ‖∇log π(y)‖² ∝ |y|); ``A_i = r_i − b``.
     Equal lengths give the group-mean baseline (Dr.GRPO's centring). A group whose completions are all
     empty falls back to its plain mean. Shapes: ``rewards [B]``, ``group_ids [B]`` -> ``[B]``.
     """
-    baseline = group_weighted_mean(rewards, _completion_lengths(ctx, "opo"), group_ids)
+    baseline = group_weighted_mean(rewards, ctx.completion_lengths.double(), group_ids)
     return rewards - baseline.to(rewards.dtype if rewards.is_floating_point() else baseline.dtype)
 
 
 @advantages.register("gpg")
-def gpg_advantage(rewards: torch.Tensor, group_ids: torch.Tensor, ctx: object = None) -> torch.Tensor:
-    """GPG advantage (Chu et al. 2025, GPG: A Simple and Strong Reinforcement Learning Baseline for
-    Model Reasoning): group-mean centring without std division, times a valid-sample correction.
+def gpg_advantage(
+    rewards: torch.Tensor, group_ids: torch.Tensor, ctx: Rollouts | None = None
+) -> torch.Tensor:
+    """GPG advantage (Chu et al. 2025, "GPG: A Simple and Strong Reinforcement Learning Baseline for
+    Model Reasoning", arXiv:2504.02546): group-mean centring without std division, times a
+    valid-sample correction.
 
     ``A_i = α (r_i − mean_G r)`` with ``α = B / max(B − M, 1)``, where ``M`` is the number of samples
     in zero-variance groups (they carry no gradient), so the batch-mean loss is rescaled to the mean
@@ -124,9 +131,10 @@ def gpg_advantage(rewards: torch.Tensor, group_ids: torch.Tensor, ctx: object = 
 
 @advantages.register("maxrl")
 def maxrl_advantage(
-    rewards: torch.Tensor, group_ids: torch.Tensor, ctx: object = None, eps: float = 1e-6
+    rewards: torch.Tensor, group_ids: torch.Tensor, ctx: Rollouts | None = None, eps: float = 1e-6
 ) -> torch.Tensor:
-    """MaxRL advantage (Tajwar et al. 2026, Maximum Likelihood Reinforcement Learning).
+    """MaxRL advantage (Tajwar et al. 2026, "Maximum Likelihood Reinforcement Learning",
+    arXiv:2602.02710).
 
     ``A_i = (r_i − mean_G r)/(mean_G r + eps)``: for binary rewards the REINFORCE estimate of
     ``∇ log p`` (the maximum-likelihood gradient) rather than ``∇ p``, so hard prompts (small pass
@@ -140,10 +148,14 @@ def maxrl_advantage(
 
 @advantages.register("pass_at_k")
 def pass_at_k_advantage(
-    rewards: torch.Tensor, group_ids: torch.Tensor, ctx: object = None, k: int = 2, threshold: float = 0.5
+    rewards: torch.Tensor,
+    group_ids: torch.Tensor,
+    ctx: Rollouts | None = None,
+    k: int = 2,
+    threshold: float = 0.5,
 ) -> torch.Tensor:
-    """Analytic Pass@k-training advantage (Chen et al. 2025, Pass@k Training for Adaptively Balancing
-    Exploration and Exploitation of Large Reasoning Models).
+    """Analytic Pass@k-training advantage (Chen et al. 2025, "Pass@k Training for Adaptively Balancing
+    Exploration and Exploitation of Large Reasoning Models", arXiv:2508.10751).
 
     For a group of ``n`` samples with ``c`` correct (``r ≥ threshold``), the group reward is the
     expected pass@k of a random k-subset, ``R̄ = 1 − C(n−c, k)/C(n, k)``, with ``σ = sqrt(R̄(1−R̄))``:
@@ -175,21 +187,26 @@ def pass_at_k_advantage(
 def gdpo_advantage(
     rewards: torch.Tensor,
     group_ids: torch.Tensor,
-    ctx: Any,
+    ctx: Rollouts,
     weights: dict[str, float] | None = None,
+    whiten: Literal["token", "sequence"] = "token",
     eps: float = 1e-4,
 ) -> torch.Tensor:
-    """GDPO group reward-decoupled normalisation (Liu et al. 2026, GDPO: Group reward-Decoupled
-    Normalization Policy Optimization for Multi-reward RL Optimization).
+    """GDPO group reward-decoupled normalisation (Liu et al. 2026, "GDPO: Group reward-Decoupled
+    Normalization Policy Optimization for Multi-reward RL Optimization", arXiv:2601.05242).
 
     Each part of ``ctx.reward_parts`` is normalised within its group, ``(r − mean)/(std + eps)``
     (unbiased std over the members that have a value; NaN = no opinion, left out and contributing 0),
     the normalised parts are summed with ``weights`` (name -> weight, default 1 each), and the sum is
-    whitened over the batch. So a part with a large scale cannot drown a small-scale one, as it does
-    when the summed reward is normalised. Without reward parts the total reward is the one part.
-    Shapes: ``rewards [B]``, ``group_ids [B]``, parts ``{name: [B]}`` -> ``[B]``.
+    whitened over the batch as REINFORCE++ whitens its returns: over every completion token
+    (``whiten="token"``, the default, so long completions weigh more) or every completion
+    (``"sequence"``), with the unbiased std, see :func:`whiten_over_batch`. So a part with a large
+    scale cannot drown a small-scale one, as it does when the summed reward is normalised. Without
+    reward parts the total reward is the one part. A KL penalty is not one of the parts, so
+    ``algorithm.kl.mode=reward`` is refused. Shapes: ``rewards [B]``, ``group_ids [B]``, parts
+    ``{name: [B]}``, ``ctx.completion_mask [B, T]`` -> ``[B]``.
     """
-    parts = dict(getattr(ctx, "reward_parts", None) or {}) or {"reward": rewards}
+    parts = dict(ctx.reward_parts) or {"reward": rewards}
     weights = dict(weights or {})
     unknown = sorted(set(weights) - set(parts))
     if unknown:
@@ -202,19 +219,23 @@ def gdpo_advantage(
         total = total + weights.get(name, 1.0) * _masked_group_standardise(
             part, ~part.isnan(), group_ids, eps
         )
-    out = batch_whiten(total, eps=eps, unbiased=True)
+    out = whiten_over_batch(total, ctx.completion_mask, whiten, eps, unbiased=True)
     return out.to(rewards.dtype if rewards.is_floating_point() else torch.float32)
 
 
-# ---------------------------------------------------------------------------------------------- ALGORITHMS.md entries
+# ---------------------------------------------------------------------------------------------- variants
 
 
 @advantages.register("ngrpo")
 def ngrpo_advantage(
-    rewards: torch.Tensor, group_ids: torch.Tensor, ctx: object = None, r_max: float = 1.0, eps: float = 1e-6
+    rewards: torch.Tensor,
+    group_ids: torch.Tensor,
+    ctx: Rollouts | None = None,
+    r_max: float = 1.0,
+    eps: float = 1e-6,
 ) -> torch.Tensor:
-    """NGRPO advantage calibration (B17; Nan et al. 2025, NGRPO: Negative-enhanced Group Relative
-    Policy Optimization).
+    """NGRPO advantage calibration (Nan et al. 2025, "NGRPO: Negative-enhanced Group Relative Policy
+    Optimization", arXiv:2509.18851).
 
     One virtual sample with reward ``r_max`` joins each group for the statistics only:
     ``μ'`` and ``σ'`` (unbiased) are the mean and std of ``(r_1 … r_G, r_max)``, and
@@ -275,7 +296,7 @@ def _bnpo_part(
 def bnpo_advantage(
     rewards: torch.Tensor,
     group_ids: torch.Tensor,
-    ctx: Any = None,
+    ctx: Rollouts | None = None,
     reward_min: float = 0.0,
     reward_max: float = 1.0,
     alpha: float | None = None,
@@ -283,8 +304,8 @@ def bnpo_advantage(
     max_weight: float = 1e6,
     decompose: bool = False,
 ) -> torch.Tensor:
-    """BNPO Beta-normalised advantage (A42; Xiao et al. 2025, BNPO: Beta Normalization Policy
-    Optimization).
+    """BNPO Beta-normalised advantage (Xiao et al. 2025, "BNPO: Beta Normalization Policy
+    Optimization", arXiv:2506.02864).
 
     Rewards are mapped affinely to [0, 1] by ``(r − reward_min)/(reward_max − reward_min)``
     (clamped); ``p`` is the group's pass rate (mean mapped reward). A method-of-moments Beta fit over
@@ -304,7 +325,7 @@ def bnpo_advantage(
     """
     if reward_max <= reward_min:
         raise ValueError(f"bnpo advantage: reward_max={reward_max} must exceed reward_min={reward_min}")
-    parts = dict(getattr(ctx, "reward_parts", None) or {}) if decompose else {}
+    parts = dict(ctx.reward_parts) if decompose and ctx is not None else {}
     parts = parts or {"reward": rewards}
     total = torch.zeros(rewards.shape, dtype=torch.float64)
     for part in parts.values():
@@ -319,13 +340,14 @@ def bnpo_advantage(
 def dgpo_advantage(
     rewards: torch.Tensor,
     group_ids: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts | None = None,
     temperature: float = 2.0,
     question_weighting: bool = True,
     eps: float = 1e-4,
 ) -> torch.Tensor:
-    """DGPO difficulty-aware advantage (A57; Dai et al. 2026, Harder Is Better: Boosting Mathematical
-    Reasoning via Difficulty-Aware GRPO and Multi-Aspect Question Reformulation — MathForge).
+    """DGPO difficulty-aware advantage (Dai et al. 2026, "Harder Is Better: Boosting Mathematical
+    Reasoning via Difficulty-Aware GRPO and Multi-Aspect Question Reformulation", arXiv:2601.20614;
+    MathForge).
 
     DGAE: ``A_i = G (r_i − mean)/(Σ_j |r_j − mean| + eps)`` (mean-absolute-deviation scaling), so
     ``Σ_i |A_i| = G`` in every non-degenerate group, whatever its difficulty (with the std it is
@@ -354,33 +376,31 @@ def dgpo_advantage(
     return adv.to(rewards.dtype if rewards.is_floating_point() else torch.float32)
 
 
-def _stratum_keys(ctx: Any, pattern: str, part: str | None) -> torch.Tensor:
+def _stratum_keys(ctx: Rollouts, pattern: str, part: str | None) -> torch.Tensor:
     if part is not None:
-        sources = {**(getattr(ctx, "reward_parts", None) or {}), **(getattr(ctx, "extras", None) or {})}
+        sources = {**ctx.reward_parts, **ctx.extras}
         if part not in sources:
             raise ValueError(
                 f"stratified_grpo advantage: no reward part or extra named {part!r}; have {sorted(sources)}"
             )
         return torch.as_tensor(sources[part], dtype=torch.float64)
-    completions = getattr(ctx, "completions", None)
-    if completions is None:
-        raise ValueError("stratified_grpo advantage needs ctx.completions to count the stratum pattern")
-    return torch.tensor([float(text.count(pattern)) if pattern else 0.0 for text in completions])
+    return torch.tensor([float(text.count(pattern)) if pattern else 0.0 for text in ctx.completions])
 
 
 @advantages.register("stratified_grpo")
 def stratified_grpo_advantage(
     rewards: torch.Tensor,
     group_ids: torch.Tensor,
-    ctx: Any,
+    ctx: Rollouts,
     alpha: float = 0.8,
     stratum_pattern: str = "<search>",
     stratum_part: str | None = None,
     scope: Literal["group", "batch"] = "group",
     eps: float = 1e-4,
 ) -> torch.Tensor:
-    """Stratified Advantage Normalisation blended with the standard one (B34; Zhu et al. 2025,
-    Stratified GRPO: Handling Structural Heterogeneity in Reinforcement Learning of LLM Search Agents).
+    """Stratified Advantage Normalisation blended with the standard one (Zhu et al. 2025, "Stratified
+    GRPO: Handling Structural Heterogeneity in Reinforcement Learning of LLM Search Agents",
+    arXiv:2510.06214).
 
     Trajectories are split into strata by a structural key: the number of occurrences of
     ``stratum_pattern`` in the completion (e.g. search calls), or the value of the reward part / extra
@@ -408,12 +428,12 @@ def stratified_grpo_advantage(
 def mc_grpo_advantage(
     rewards: torch.Tensor,
     group_ids: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts | None = None,
     scale: Literal["none", "mad", "std"] = "none",
     eps: float = 1e-3,
 ) -> AdvantageOutput:
-    """MC-GRPO median-centred advantage (A17; Kim 2026, MC-GRPO: Median-Centered Group Relative Policy
-    Optimization for Small-Rollout Reinforcement Learning).
+    """MC-GRPO median-centred advantage (Kim 2026, "MC-GRPO: Median-Centered Group Relative Policy
+    Optimization for Small-Rollout Reinforcement Learning", arXiv:2601.22582).
 
     Sample G+1 rollouts per prompt (``rollout.group_size`` odd); the baseline is the group median and
     ``A_i = r_i − median``, divided by ``MAD + eps`` (``scale="mad"``, the authors' code), by

@@ -7,20 +7,20 @@ Shapes: ``rewards [B]``, ``group_ids [B]``, ``ctx.sampling_logprobs / completion
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 
 from grpozoo.algos.advantages.group_relative import grpo_advantage
 from grpozoo.algos.groups import group_mean, group_std, group_weighted_mean
 from grpozoo.registry import advantages
+from grpozoo.rollouts import Rollouts
 
 
 def _float(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.to(like.dtype if like.is_floating_point() else torch.float32)
 
 
-# ---------------------------------------------------------------- ProGRPO / ARM (A14)
+# ---------------------------------------------------------------- ProGRPO / ARM
 
 
 def mean_logprob(logprobs: torch.Tensor, mask: torch.Tensor, fraction: float = 1.0) -> torch.Tensor:
@@ -62,13 +62,13 @@ def group_normalised_weights(
 def prog_grpo_advantage(
     rewards: torch.Tensor,
     group_ids: torch.Tensor,
-    ctx: Any,
+    ctx: Rollouts,
     gamma: float = 1.0,
     confidence_fraction: float = 1.0,
     eps: float = 1e-4,
 ) -> torch.Tensor:
-    """ProGRPO's advantage re-weighting (ALGORITHMS.md A14; Li et al. 2026, Back to Basics:
-    Revisiting Exploration in Reinforcement Learning for LLM Reasoning via Generative Probabilities).
+    """ProGRPO's advantage re-weighting (Li et al. 2026, "Back to Basics: Revisiting Exploration in
+    Reinforcement Learning for LLM Reasoning via Generative Probabilities", arXiv:2602.05281).
 
     Starts from the GRPO advantage. Each rollout's answer confidence is
     ``c_i = exp(mean sampling log-prob)`` (from ``ctx.sampling_logprobs`` over
@@ -77,7 +77,7 @@ def prog_grpo_advantage(
     so over-confident correct paths are pushed less and low-probability correct paths more; the
     other rollouts keep their GRPO advantage. Equal confidences give GRPO exactly.
 
-    GUESS (all from ALGORITHMS.md): the multiplicative form, ``gamma = 1``, incorrect rollouts
+    GUESS (the abstract does not fix them): the multiplicative form, ``gamma = 1``, incorrect rollouts
     unchanged, and a fixed ``gamma``: the paper modulates it by the prompt's perplexity under the
     policy, and the pipeline does not compute prompt log-probs. ``confidence_fraction < 1``
     averages only the lowest-probability fraction of tokens (the paper's low-probability length
@@ -90,16 +90,17 @@ def prog_grpo_advantage(
     return _float(base * weights, rewards)
 
 
-# ---------------------------------------------------------------- ASPO (A51)
+# ---------------------------------------------------------------- ASPO
 
 
 def bounded_shaping(advantages: torch.Tensor, shaping: torch.Tensor, k: float) -> torch.Tensor:
-    """ASPO's bounded shaping (A51): ``A + clip(shaping, −k|A|, k|A|)``; keeps ``sign(A)`` for ``k < 1``."""
+    """ASPO's bounded shaping (Lin & Xu 2025): ``A + clip(shaping, −k|A|, k|A|)``; keeps ``sign(A)``
+    for ``k < 1``."""
     bound = k * advantages.abs()
     return advantages + torch.maximum(torch.minimum(shaping, bound), -bound)
 
 
-def _behaviour_feature(ctx: Any, feature: str, marker: str | None) -> torch.Tensor:
+def _behaviour_feature(ctx: Rollouts, feature: str, marker: str | None) -> torch.Tensor:
     lengths = ctx.completion_mask.sum(dim=1).double()
     if feature == "neg_length":
         return -lengths
@@ -124,16 +125,16 @@ def _behaviour_feature(ctx: Any, feature: str, marker: str | None) -> torch.Tens
 def aspo_advantage(
     rewards: torch.Tensor,
     group_ids: torch.Tensor,
-    ctx: Any,
+    ctx: Rollouts,
     feature: str = "neg_length",
     marker: str | None = None,
     delta: float = 0.5,
     k: float = 0.5,
     eps: float = 1e-4,
 ) -> torch.Tensor:
-    """ASPO, advantage shaping (ALGORITHMS.md A51; Lin & Xu 2025, Understanding Tool-Integrated
-    Reasoning): a behaviour term added to the GRPO advantage of correct rollouts, bounded so that
-    correctness always dominates, ``A' = A + clip(δ·f̃, −k|A|, k|A|)``.
+    """ASPO, advantage shaping (Lin & Xu 2025, "Understanding Tool-Integrated Reasoning",
+    arXiv:2508.19201): a behaviour term added to the GRPO advantage of correct rollouts, bounded so
+    that correctness always dominates, ``A' = A + clip(δ·f̃, −k|A|, k|A|)``.
 
     ``f̃`` is the behaviour feature standardised among the group's correct rollouts (``A > 0``), so a
     feature that is constant there changes nothing. ``feature`` (higher = preferred):
@@ -155,19 +156,19 @@ def aspo_advantage(
     return _float(bounded_shaping(base, delta * standardised, k), rewards)
 
 
-# ---------------------------------------------------------------- HAPO token-level group average (A12 c)
+# ---------------------------------------------------------------- HAPO token-level group average
 
 
 @advantages.register("hapo_length_weighted")
 def hapo_length_weighted_advantage(
     rewards: torch.Tensor,
     group_ids: torch.Tensor,
-    ctx: Any,
+    ctx: Rollouts,
     eps: float = 1e-6,
     fallback_threshold: float = 5.0,
 ) -> torch.Tensor:
-    """HAPO's token-level group average (ALGORITHMS.md A12, part c; "From Uniform to Heterogeneous:
-    Tailoring Policy Optimization to Every Token's Nature", 2025).
+    """HAPO's token-level group average (Liu et al. 2025, "From Uniform to Heterogeneous: Tailoring
+    Policy Optimization to Every Token's Nature", arXiv:2509.16591; the group-average part).
 
     The group mean and std are taken over tokens, i.e. each reward weighted by its completion
     length: ``μ = Σ L_i r_i / Σ L_i``, ``σ² = Σ L_i (r_i − μ)² / Σ L_i`` (population),

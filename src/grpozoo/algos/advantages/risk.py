@@ -6,19 +6,21 @@ bundle of consecutive prompts.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
 from grpozoo.algos.advantages.trackers import component_state
 from grpozoo.algos.groups import group_mean
 from grpozoo.registry import advantages
+from grpozoo.rollouts import Rollouts
 
 
 def rvar_advantage(
     scores: torch.Tensor, q_low: float, q_high: float, alpha: float = 0.2, beta: float = 0.8
 ) -> torch.Tensor:
-    """Range-VaR advantage (A3): ``[max(S−q_d,0) − max(S−q_u,0) + q_d − q_u] / (β − α)``.
+    """Range-VaR advantage (RiskPO, Ren et al. 2025):
+    ``[max(S−q_d,0) − max(S−q_u,0) + q_d − q_u] / (β − α)``.
 
     Constant ``(q_d − q_u)/(β − α)`` below ``q_d``, linear ``(S − q_u)/(β − α)`` between the
     quantiles, 0 above ``q_u``.
@@ -27,7 +29,7 @@ def rvar_advantage(
 
 
 def cvar_advantage(scores: torch.Tensor, q_low: float, alpha: float = 0.2) -> torch.Tensor:
-    """Lower-tail CVaR advantage (A3): ``−max(q_d − S, 0) / α``."""
+    """Lower-tail CVaR advantage (RiskPO, Ren et al. 2025): ``−max(q_d − S, 0) / α``."""
     return -(q_low - scores).clamp(min=0) / alpha
 
 
@@ -39,13 +41,14 @@ def mvar_advantage(
     beta: float = 0.8,
     weight: float = 1.5,
 ) -> torch.Tensor:
-    """Mixed-VaR advantage (A3): ``(w·A_cvar + A_rvar) / (w + 1)``; non-decreasing in ``S``."""
+    """Mixed-VaR advantage (RiskPO, Ren et al. 2025): ``(w·A_cvar + A_rvar) / (w + 1)``;
+    non-decreasing in ``S``."""
     rvar = rvar_advantage(scores, q_low, q_high, alpha, beta)
     return (weight * cvar_advantage(scores, q_low, alpha) + rvar) / (weight + 1)
 
 
 def update_quantile(q: float, scores: torch.Tensor, level: float, lr: float = 0.1) -> float:
-    """One stochastic-approximation step towards the ``level``-quantile of ``scores`` (A3):
+    """One stochastic-approximation step towards the ``level``-quantile of ``scores`` (RiskPO):
     ``q ← q + lr·(level − mean 1[S < q])``. Its fixed point is the empirical ``level``-quantile."""
     below = (scores < q).double().mean().item() if scores.numel() else level
     return q + lr * (level - below)
@@ -54,7 +57,7 @@ def update_quantile(q: float, scores: torch.Tensor, level: float, lr: float = 0.
 def paper_ids_and_scores(
     rewards: torch.Tensor, group_ids: torch.Tensor, bundle_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """RiskPO bundling (A3): ``(paper id [B], paper score [B])``.
+    """RiskPO bundling (Ren et al. 2025): ``(paper id [B], paper score [B])``.
 
     Prompts (groups, in ``group_ids`` order) are cut into bundles of ``bundle_size`` consecutive
     prompts (the last bundle may be smaller); paper ``k`` of a bundle holds the k-th completion
@@ -73,11 +76,11 @@ def paper_ids_and_scores(
     return papers, bundle_size * group_mean(rewards.double(), papers)
 
 
-@advantages.register("riskpo")
+@advantages.register("riskpo", needs_group=False)
 def riskpo_advantage(
     rewards: torch.Tensor,
     group_ids: torch.Tensor,
-    ctx: Any = None,
+    ctx: Rollouts | None = None,
     bundle_size: int = 5,
     mode: Literal["mvar", "rvar", "cvar"] = "mvar",
     alpha: float = 0.2,
@@ -85,8 +88,8 @@ def riskpo_advantage(
     weight: float = 1.5,
     quantile_lr: float = 0.1,
 ) -> torch.Tensor:
-    """RiskPO advantage (ALGORITHMS.md A3; Ren et al. 2025, RiskPO: Risk-based Policy Optimization
-    via Verifiable Reward for LLM Post-Training).
+    """RiskPO advantage (Ren et al. 2025, "RiskPO: Risk-based Policy Optimization via Verifiable Reward
+    for LLM Post-Training", arXiv:2510.00911).
 
     Bundles ``bundle_size`` consecutive prompts, scores each paper (the k-th completion of every
     prompt of the bundle) by its summed reward ``S``, and gives each completion its paper's
@@ -99,7 +102,8 @@ def riskpo_advantage(
     (floats) and is updated once per call, ``q ← q + lr·(level − mean 1[S < q])`` over this step's
     papers, before the advantages are computed. GUESS: ``bundle_size = 5`` (the paper's scripts);
     the tracker starts at the first batch's empirical quantiles; scores of a smaller last bundle
-    are rescaled to the full-bundle range (see :func:`paper_ids_and_scores`). Shapes:
+    are rescaled to the full-bundle range (see :func:`paper_ids_and_scores`). Papers span the prompts
+    of a bundle, so one completion per prompt is enough (no group needed). Shapes:
     ``rewards [B]``, ``group_ids [B]`` -> ``[B]``.
     """
     if not 0.0 < alpha < beta < 1.0:

@@ -11,17 +11,17 @@ import torch
 
 from grpozoo.algos.groups import batch_whiten
 from grpozoo.registry import advantages
+from grpozoo.rollouts import Rollouts
 
 
-def component_state(ctx: Any, name: str) -> dict[str, Any]:
+def component_state(ctx: Rollouts | None, name: str) -> dict[str, Any]:
     """The component's own dict in the run's persistent ``ctx.state`` (created on first use).
 
     Without a ctx (a direct call in a test) the state is a fresh dict that is not kept.
     """
-    state = getattr(ctx, "state", None)
-    if state is None:
+    if ctx is None:
         return {}
-    return state.setdefault(name, {})
+    return ctx.state.setdefault(name, {})
 
 
 def rho_from_divergence(
@@ -30,11 +30,12 @@ def rho_from_divergence(
     rho_min: float = 0.875,
     rho_max: float = 0.96,
 ) -> float | torch.Tensor:
-    """SPO's KL-adaptive forgetting factor (B14): ``ρ = clip(2^(−D/D_half), ρ_min, ρ_max)``.
+    """Single-stream SPO's KL-adaptive forgetting factor (Xu & Ding 2025):
+    ``ρ = clip(2^(−D/D_half), ρ_min, ρ_max)``.
 
     ``D`` is the mean-token |Δ log-prob| between the policy that last scored a prompt's stored
     response and the current policy; ``D = 0`` gives ``ρ = ρ_max = 0.96`` (the least forgetting),
-    a large divergence ``ρ_min``. GUESS: ``rho_min = 0.875`` (ALGORITHMS.md does not give it).
+    a large divergence ``ρ_min``. GUESS: ``rho_min = 0.875`` (the paper's abstract does not give it).
     Works on floats and on tensors alike.
     """
     if isinstance(divergence, torch.Tensor):
@@ -43,25 +44,25 @@ def rho_from_divergence(
 
 
 def beta_tracker_update(alpha: float, beta: float, reward: float, rho: float) -> tuple[float, float]:
-    """One discounted Beta-posterior update (B14): ``α ← ρα + r``, ``β ← ρβ + (1 − r)``.
+    """One discounted Beta-posterior update (single-stream SPO): ``α ← ρα + r``, ``β ← ρβ + (1 − r)``.
 
     With ``ρ = 1`` this is the ordinary Beta posterior count update for a Bernoulli observation.
     """
     return rho * alpha + reward, rho * beta + (1.0 - reward)
 
 
-@advantages.register("spo_tracker")
+@advantages.register("spo_tracker", needs_group=False)
 def spo_tracker_advantage(
     rewards: torch.Tensor,
     group_ids: torch.Tensor,
-    ctx: Any = None,
+    ctx: Rollouts | None = None,
     rho: float = 0.96,
     prior_alpha: float = 0.5,
     prior_beta: float = 0.5,
     eps: float = 1e-8,
 ) -> torch.Tensor:
-    """Single-stream SPO baseline (ALGORITHMS.md B14; Xu & Ding 2025, Single-stream Policy
-    Optimization): a persistent per-prompt Beta tracker replaces the group baseline.
+    """Single-stream SPO baseline (Xu & Ding 2025, "Single-stream Policy Optimization",
+    arXiv:2509.13232): a persistent per-prompt Beta tracker replaces the group baseline.
 
     For each row, ``A = r − p̂`` with ``p̂ = α/(α+β)`` of its prompt (keyed by ``ctx.row_ids``)
     taken BEFORE this step's observations, then the batch is normalised globally,
@@ -78,7 +79,7 @@ def spo_tracker_advantage(
     raw reward. ``group_ids`` is ignored (single stream). Shapes: ``rewards [B]`` -> ``[B]``.
     Prioritised prompt sampling (√(p̂(1−p̂)) + 0.05) belongs to a selector, not here.
     """
-    rows = ctx.row_ids if ctx is not None and getattr(ctx, "row_ids", None) is not None else group_ids
+    rows = ctx.row_ids if ctx is not None and ctx.row_ids is not None else group_ids
     keys = [int(k) for k in rows.tolist()]
     state = component_state(ctx, "spo_tracker")
     alphas: dict[int, float] = state.setdefault("alpha", {})

@@ -17,8 +17,9 @@ import torch
 from grpozoo.algos.advantages.group_relative import grpo_advantage
 from grpozoo.algos.groups import group_mean
 from grpozoo.registry import advantages
+from grpozoo.rollouts import Rollouts
 
-# ---------------------------------------------------------------- TEMPO / Prefix-to-Tree (B22)
+# ---------------------------------------------------------------- TEMPO / Prefix-to-Tree
 
 
 @dataclass
@@ -33,8 +34,9 @@ class PrefixTree:
 
 
 def prefix_tree(sequences: list[list[int]], values: list[float]) -> PrefixTree:
-    """Prefix-to-Tree (B22): insert the sequences into a trie and give every node the mean of
-    ``values`` over the sequences through it (so the root holds the mean of all values)."""
+    """Prefix-to-Tree (TEMPO, Tran, Yao & Yu 2025): insert the sequences into a trie and give every
+    node the mean of ``values`` over the sequences through it (so the root holds the mean of all
+    values)."""
     edges: dict[tuple[int, int], int] = {}
     totals, counts, children = [0.0], [0], [0]
     paths = []
@@ -59,7 +61,7 @@ def prefix_tree(sequences: list[list[int]], values: list[float]) -> PrefixTree:
 
 
 def branch_deltas(tree: PrefixTree) -> list[list[float]]:
-    """TEMPO's branch-gated TD terms (B22): for token ``t`` of sequence ``i``,
+    """TEMPO's branch-gated TD terms (Tran, Yao & Yu 2025): for token ``t`` of sequence ``i``,
     ``δ_{i,t} = V(s_{t+1}) − V(s_t)`` when node ``s_t`` has at least two children, else 0."""
     return [
         [
@@ -74,13 +76,13 @@ def branch_deltas(tree: PrefixTree) -> list[list[float]]:
 def tempo_advantage(
     rewards: torch.Tensor,
     group_ids: torch.Tensor,
-    ctx: Any,
+    ctx: Rollouts,
     value_scale: Literal["normalised", "raw"] = "normalised",
     delta_coef: float = 1.0,
     eps: float = 1e-4,
 ) -> torch.Tensor:
-    """TEMPO (ALGORITHMS.md B22; Tran, Yao & Yu 2025, Exploiting Tree Structure for Credit
-    Assignment in RL Training of LLMs): GRPO plus branch-gated TD corrections from the prefix tree
+    """TEMPO (Tran, Yao & Yu 2025, "Exploiting Tree Structure for Credit Assignment in RL Training of
+    LLMs", arXiv:2509.18314): GRPO plus branch-gated TD corrections from the prefix tree
     of each group's completions.
 
     ``A_{i,t} = A^GRPO_i + delta_coef·δ_{i,t}`` with ``δ_{i,t} = V(s_{t+1}) − V(s_t)`` at branch
@@ -110,19 +112,20 @@ def tempo_advantage(
     return out.to(rewards.dtype if rewards.is_floating_point() else torch.float32)
 
 
-# ---------------------------------------------------------------- Segment Policy Optimization, chain (B36)
+# ---------------------------------------------------------------- Segment Policy Optimization, chain
 
 
 def cutpoints(sampling_logprobs: torch.Tensor, mask: torch.Tensor, cutpoint_logprob: float) -> torch.Tensor:
-    """``[B, T]`` bool: real tokens sampled with log-prob below ``cutpoint_logprob`` (B36 cutpoints)."""
+    """``[B, T]`` bool: real tokens sampled with log-prob below ``cutpoint_logprob`` (segment SPO's
+    cutpoints)."""
     return mask.bool() & (sampling_logprobs < cutpoint_logprob)
 
 
 def spo_chain_boundaries(
     sampling_logprobs: torch.Tensor, mask: torch.Tensor, cutpoint_logprob: float, every: int
 ) -> torch.Tensor:
-    """SPO-chain segment boundaries (B36), ``[B, T+1]`` bool over states (position p = the state
-    after p completion tokens): True at 0, at each row's length ``L_i``, and right after every
+    """SPO-chain segment boundaries (Guo et al. 2025), ``[B, T+1]`` bool over states (position p =
+    the state after p completion tokens): True at 0, at each row's length ``L_i``, and right after every
     ``every``-th cutpoint token (the ``every``-th, ``2·every``-th, … cutpoint of the row)."""
     if every < 1:
         raise ValueError(f"segment_spo: every must be >= 1, got {every}")
@@ -137,9 +140,10 @@ def spo_chain_boundaries(
 
 
 def segment_advantages(values: torch.Tensor, boundaries: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Chain segment advantages (B36), ``[B, T]``: token t of the segment between boundaries
-    ``b_k ≤ t < b_{k+1}`` gets ``V(s_{k+1}) − V(s_k)``; 0 on padding. ``values [B, T+1]`` need only be
-    finite at ``boundaries``, which must include 0 and each row's length."""
+    """Chain segment advantages (segment SPO, Guo et al. 2025), ``[B, T]``: token t of the segment
+    between boundaries ``b_k ≤ t < b_{k+1}`` gets ``V(s_{k+1}) − V(s_k)``; 0 on padding.
+    ``values [B, T+1]`` need only be finite at ``boundaries``, which must include 0 and each row's
+    length."""
     t = mask.shape[1]
     positions = torch.arange(t + 1).expand_as(boundaries)
     start = torch.where(boundaries, positions, torch.zeros_like(positions)).cummax(dim=1).values[:, :t]
@@ -151,7 +155,7 @@ def segment_advantages(values: torch.Tensor, boundaries: torch.Tensor, mask: tor
 
 
 def _boundaries_from_params(
-    ctx: Any, cutpoint_logprob: float = math.log(0.9), every: int = 5, **_: Any
+    ctx: Rollouts, cutpoint_logprob: float = math.log(0.9), every: int = 5, **_: Any
 ) -> torch.Tensor:
     return spo_chain_boundaries(ctx.sampling_logprobs, ctx.completion_mask, cutpoint_logprob, every)
 
@@ -160,15 +164,14 @@ def _boundaries_from_params(
 def segment_spo_advantage(
     rewards: torch.Tensor,
     group_ids: torch.Tensor,
-    ctx: Any,
+    ctx: Rollouts,
     cutpoint_logprob: float = math.log(0.9),
     every: int = 5,
     probability_mask: bool = True,
     num_continuations: int = 2,
 ) -> torch.Tensor:
-    """Segment Policy Optimization, chain variant (ALGORITHMS.md B36; Guo et al. 2025, Segment
-    Policy Optimization: Effective Segment-Level Credit Assignment in RL for Large Language Models
-    (arXiv:2505.23564)).
+    """Segment Policy Optimization, chain variant (Guo et al. 2025, "Segment Policy Optimization:
+    Effective Segment-Level Credit Assignment in RL for Large Language Models", arXiv:2505.23564).
 
     Completions are cut into segments after every ``every``-th cutpoint (a token sampled with
     log-prob below ``cutpoint_logprob``), see :func:`spo_chain_boundaries`; the trainer estimates
@@ -189,9 +192,11 @@ def segment_spo_advantage(
     mask = ctx.completion_mask.bool()
     b, t = mask.shape
     lengths = mask.sum(dim=1)
-    given = getattr(ctx, "segment_values", None)
+    given = ctx.segment_values
     if given is None:
-        raise ValueError("segment_spo needs ctx.segment_values (Monte-Carlo values the trainer fills on demand)")
+        raise ValueError(
+            "segment_spo needs ctx.segment_values (Monte-Carlo values the trainer fills on demand)"
+        )
     values = given.double().clone()
     rows = torch.arange(b)
     start_value = values[:, 0]

@@ -1,9 +1,10 @@
 """Discriminative (classification) objectives over a group: each completion gets a score, and
 rewards are labels — the correct completions should score above the incorrect ones.
 
-REAL (A8: anchored multi-label softmax, and its BCE variant) and DisCO (B3: a discriminative
-objective with a KL constraint). All are group-level losses: they set ``whole_groups = True``
-and put each group's (or sequence's) value on every real token of it.
+REAL (Zhai et al. 2026, arXiv:2602.05630: an anchored multi-label softmax, and its BCE variant) and
+DisCO (Li et al. 2025, arXiv:2505.12366: a discriminative objective with a KL constraint). All are
+group-level losses: they are registered with ``whole_groups=True`` and put each group's (or
+sequence's) value on every real token of it.
 
 Labels: within a group, a completion is *positive* when its reward equals the group's best reward
 and *negative* otherwise; a group whose rewards are all equal (all correct / all wrong) has no
@@ -18,22 +19,21 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from grpozoo.algos.losses.reinforce import keep_real, on_tokens, row_mean, token_log_ratio
+from grpozoo.algos.kl import kl_k3
+from grpozoo.algos.losses import sequence_advantages
+from grpozoo.algos.masked import keep_real, on_tokens, row_mean, token_log_ratio
 from grpozoo.registry import losses
+from grpozoo.rollouts import Rollouts
 
 
 class _Groups:
     """Dense group index of each row and the group-relative labels of a (whole-group) batch."""
 
-    def __init__(self, ctx: object, advantages: torch.Tensor, mask: torch.Tensor):
+    def __init__(self, ctx: Rollouts, advantages: torch.Tensor, mask: torch.Tensor):
         b, device = mask.shape[0], mask.device
-        rewards = getattr(ctx, "rewards", None)
-        if rewards is None:  # no rewards in the batch: the sign of the sequence advantage labels it
-            adv = advantages if advantages.dim() == 1 else row_mean(advantages, mask)
-            rewards = adv.detach()
-        group_ids = getattr(ctx, "group_ids", None)
-        group_ids = torch.arange(b) if group_ids is None else group_ids
-        _, self.dense = torch.unique(group_ids.to(device), return_inverse=True)
+        # no rewards in the batch: the sequence advantage labels it
+        rewards = sequence_advantages(advantages, mask).detach() if ctx.rewards is None else ctx.rewards
+        _, self.dense = torch.unique(ctx.group_ids.to(device), return_inverse=True)
         self.n = int(self.dense.max().item()) + 1 if b else 0
         r = rewards.to(device=device, dtype=torch.float64)
         best = r.new_full((self.n,), -torch.inf).scatter_reduce(0, self.dense, r, "amax")
@@ -61,9 +61,10 @@ class _Groups:
         return top + torch.log(torch.where(total > 0, total, torch.ones_like(total)))
 
 
-def _kl_to_old(log_ratio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """k3 estimate of KL(π_old ‖ π_θ) per token, ``ρ − 1 − log ρ`` (≥ 0, 0 at ρ = 1). ``[B, T]``."""
-    return keep_real(torch.exp(log_ratio) - 1.0 - log_ratio, mask)
+def _kl_to_old(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """k3 estimate of KL(π_old ‖ π_θ) per token from the old policy's samples, ``ρ − 1 − log ρ``
+    (≥ 0, 0 at ρ = 1). ``[B, T]``."""
+    return keep_real(kl_k3(old_logp, logp), mask)
 
 
 def _diagnostics(score: torch.Tensor, groups: _Groups, kl: torch.Tensor, mask: torch.Tensor) -> dict:
@@ -80,10 +81,11 @@ def real_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     tau: float = 0.5,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """REAL (A8; Rewards as Labels: Revisiting RLVR from a Classification Perspective).
+    """REAL (Zhai et al. 2026, "Rewards as Labels: Revisiting RLVR from a Classification Perspective",
+    arXiv:2602.05630).
 
     Each completion's logit is its length-normalised log-ratio ``s_i = mean_t (logp − old_logp)``.
     Per question (group with both labels), an anchored multi-label softmax (anchor logit 0):
@@ -103,10 +105,8 @@ def real_loss(
     loss_q = groups.logsumexp(z, groups.negative, anchor=True) + groups.logsumexp(
         -z, groups.positive, anchor=True
     )
-    return on_tokens(loss_q[groups.dense], mask), _diagnostics(
-        score, groups, _kl_to_old(log_ratio, mask), mask
-    )
-
+    kl = _kl_to_old(logp, old_logp, mask)
+    return on_tokens(loss_q[groups.dense], mask), _diagnostics(score, groups, kl, mask)
 
 
 @losses.register("real_bce", whole_groups=True)
@@ -115,11 +115,12 @@ def real_bce_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     tau: float = 0.5,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """REAL's plain-BCE variant (A8): ``BCE_with_logits(s_i/τ, 1[r_i = max_group r])`` per completion
-    of a group with both labels, 0 for completions of uniform groups; ``s_i`` as in ``real``.
+    """REAL's plain-BCE variant (Zhai et al. 2026, arXiv:2602.05630):
+    ``BCE_with_logits(s_i/τ, 1[r_i = max_group r])`` per completion of a group with both labels, 0 for
+    completions of uniform groups; ``s_i`` as in ``real``.
 
     The value is put on every real token of its completion; aggregation ``sequence_mean`` averages
     over completions. The paper averages over the completions of *valid* groups only, so its loss is
@@ -133,8 +134,7 @@ def real_bce_loss(
     groups = _Groups(ctx, advantages, mask)
     bce = F.binary_cross_entropy_with_logits(score / tau, groups.positive.to(score.dtype), reduction="none")
     bce = torch.where(groups.valid, bce, torch.zeros_like(bce))
-    return on_tokens(bce, mask), _diagnostics(score, groups, _kl_to_old(log_ratio, mask), mask)
-
+    return on_tokens(bce, mask), _diagnostics(score, groups, _kl_to_old(logp, old_logp, mask), mask)
 
 
 @losses.register("disco", whole_groups=True)
@@ -143,14 +143,15 @@ def disco_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     score: Literal["logL", "Lratio"] = "logL",
     objective: Literal["dro", "basic"] = "dro",
     tau: float | None = None,
     delta: float = 1e-4,
     beta: float = 1e3,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """DisCO (B3; DisCO: Reinforcing Large Reasoning Models with Discriminative Constrained Optimization).
+    """DisCO (Li et al. 2025, "DisCO: Reinforcing Large Reasoning Models with Discriminative Constrained
+    Optimization", arXiv:2505.12366).
 
     Score per completion: ``"logL"`` ``s_i = mean_t logp`` or ``"Lratio"`` ``s_i = mean_t ρ``.
     Per question with both labels, the objective (maximised) is
@@ -160,9 +161,9 @@ def disco_loss(
 
     Trust region: the constraint ``KL(π_old ‖ π_θ) ≤ δ`` (k3, token mean) enforced by the squared
     hinge whose gradient is ``max(β(KL − δ), 0)·∇KL`` (the code's ``sg(max(β(KL−δ),0))·KL``); below δ
-    it contributes exactly no gradient. The authors measure KL over the whole batch; a micro-batch
-    loss cannot, so here **each group's** token-mean KL is constrained (micro-batch invariant). On a
-    single on-policy pass KL = 0 and the constraint is inactive.
+    it contributes exactly no gradient. The authors measure KL over the whole batch; here **each
+    group's** token-mean KL is constrained, a trust region per question. On a single on-policy pass
+    KL = 0 and the constraint is inactive.
 
     ``loss_q = −objective_q + penalty_q`` on every real token of the group; use aggregation
     ``per_prompt_mean`` (the authors' ``Σ_q / #questions``). Defaults: δ = 1e-4, β = 1e3, τ = 10 for
@@ -190,11 +191,10 @@ def disco_loss(
     else:
         raise ValueError(f"disco: objective={objective!r} is not 'dro' or 'basic'")
     objective_q = torch.where(n_pos > 0, mean_pos - neg_term, torch.zeros_like(mean_pos))
-    kl = _kl_to_old(log_ratio, mask)
+    kl = _kl_to_old(logp, old_logp, mask)
     kl_q = groups.sum(kl.sum(dim=1)) / groups.sum(mask.sum(dim=1).to(kl.dtype)).clamp(min=1)
     penalty_q = (beta * (kl_q - delta)).clamp(min=0).detach() * kl_q
     loss_q = -objective_q + penalty_q
     diagnostics = _diagnostics(s, groups, kl, mask)
     diagnostics["kl_constraint_active"] = on_tokens((kl_q > delta)[groups.dense].to(s.dtype), mask)
     return on_tokens(loss_q[groups.dense], mask), diagnostics
-

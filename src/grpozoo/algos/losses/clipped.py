@@ -3,8 +3,9 @@ cap, elastic and entropy-adaptive clip ranges, truncated importance weights, sof
 covariance-based gradient control, probability-shift trust regions).
 
 Every loss here works on the token ratio ``ρ = exp(logp − old_logp)`` (the log-ratio clamped to
-``±LOG_RATIO_CLAMP`` before ``exp``). Shapes: ``logp, old_logp, mask [B, T]``; ``advantages [B]`` or
-``[B, T]``; every loss returns ``(loss [B, T], diagnostics {name: [B, T]})`` with 0 on padding.
+``±LOG_RATIO_CLAMP`` before ``exp``, :func:`grpozoo.algos.masked.token_log_ratio`). Shapes:
+``logp, old_logp, mask [B, T]``; ``advantages [B]`` or ``[B, T]``; every loss returns
+``(loss [B, T], diagnostics {name: [B, T]})`` with 0 on padding.
 Sequence-, segment- and prefix-ratio losses live in :mod:`grpozoo.algos.losses.sequence`.
 """
 
@@ -12,57 +13,24 @@ from __future__ import annotations
 
 import torch
 
-from grpozoo.algos.entropy import hapo_normalized_entropy, masked_mean
+from grpozoo.algos.entropy import hapo_normalized_entropy
 from grpozoo.algos.groups import group_std
-from grpozoo.algos.losses import broadcast_advantages
+from grpozoo.algos.losses import Statistics, broadcast_advantages, require_field, sequence_advantages
+from grpozoo.algos.masked import keep_real, mask_outputs, masked_mean, token_log_ratio, token_ratio
 from grpozoo.registry import losses
-
-LOG_RATIO_CLAMP = 20.0  # exp(±20) stays finite in float32 and far outside any clip range
+from grpozoo.rollouts import Rollouts
 
 Bound = float | torch.Tensor  # a clip epsilon: a number or a tensor broadcastable to [B, T]
 
 
-# --------------------------------------------------------------------------- shared helpers
-
-
-def _log_ratio(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
-    """``logp − old_logp`` clamped to ``±LOG_RATIO_CLAMP``, which keeps ``exp`` finite on wild log-probs."""
-    return (logp - old_logp).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+# --------------------------------------------------------------------------- shared pieces
 
 
 def _bound(value: Bound, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(value, dtype=like.dtype, device=like.device)
 
 
-def _masked(
-    loss: torch.Tensor, diagnostics: dict[str, torch.Tensor], mask: torch.Tensor
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Zero the loss and every (detached, float) diagnostic on padding, diagnostics broadcast to ``[B, T]``."""
-    m = mask.to(loss.dtype)
-    return loss * m, {k: (v.detach().to(loss.dtype) * m).expand_as(loss) for k, v in diagnostics.items()}
-
-
-def _ctx_token_field(ctx: object, name: str, like: torch.Tensor, loss_name: str) -> torch.Tensor:
-    """``ctx.<name> [B, T]`` cut or zero-padded to the columns of ``like`` (a micro-batch is trimmed
-    to its longest completion); a clear error when the batch does not carry it."""
-    value = getattr(ctx, name, None)
-    if value is None:
-        raise ValueError(
-            f"policy loss {loss_name!r} reads ctx.{name} [B, T], which this batch does not carry"
-        )
-    value = value.to(device=like.device, dtype=like.dtype)[:, : like.shape[1]]
-    if value.shape[1] < like.shape[1]:
-        value = torch.nn.functional.pad(value, (0, like.shape[1] - value.shape[1]))
-    return value
-
-
-def _row_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of each row over its masked tokens, ``[B, T]`` -> ``[B]`` (0 for an empty row)."""
-    m = mask.to(values.dtype)
-    return (values * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
-
-
-def _clipped_surrogate(
+def clipped_surrogate(
     ratio: torch.Tensor,
     adv: torch.Tensor,
     eps_low: Bound,
@@ -120,14 +88,15 @@ def ppo_clip_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     eps_low: Bound = 0.2,
     eps_high: Bound = 0.2,
     dual_clip: float | None = None,
     ratio_cap: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """PPO clipped surrogate with separate low/high epsilons (P0 baseline: Schulman et al. 2017; GRPO;
-    DAPO clip-higher), optionally with dual clip and a ratio cap.
+    """PPO clipped surrogate (Schulman et al. 2017, "Proximal Policy Optimization Algorithms",
+    arXiv:1707.06347) with separate low/high epsilons (DAPO's clip-higher, Yu et al. 2025,
+    arXiv:2503.14476), optionally with dual clip and a ratio cap; GRPO's loss.
 
     ``loss = −min(ρ̄·A, clip(ρ, 1−eps_low, 1+eps_high)·A)`` with ``ρ = exp(logp − old_logp)``.
 
@@ -143,11 +112,15 @@ def ppo_clip_loss(
     """
     _check_above_one("ppo_clip dual_clip", dual_clip)
     _check_above_one("ppo_clip ratio_cap", ratio_cap)
-    ratio = torch.exp(_log_ratio(logp, old_logp))
-    loss, diagnostics = _clipped_surrogate(
-        ratio, broadcast_advantages(advantages, logp), eps_low, eps_high, dual_clip, ratio_cap
+    loss, diagnostics = clipped_surrogate(
+        token_ratio(logp, old_logp, mask),
+        broadcast_advantages(advantages, logp),
+        eps_low,
+        eps_high,
+        dual_clip,
+        ratio_cap,
     )
-    return _masked(loss, diagnostics, mask)
+    return mask_outputs(loss, diagnostics, mask)
 
 
 # --------------------------------------------------------------------------- truncated IS weights
@@ -164,7 +137,7 @@ def cispo_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     eps_low: float = 1.0,
     eps_high: float = 4.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -178,12 +151,12 @@ def cispo_loss(
     Shapes: ``logp, old_logp, mask [B, T]``; ``advantages [B]`` or ``[B, T]`` -> ``[B, T]``.
     Diagnostics: ``clip_fraction`` (ρ outside the range), ``is_weight`` (the clipped weight).
     """
-    ratio = torch.exp(_log_ratio(logp, old_logp))
+    ratio = token_ratio(logp, old_logp, mask)
     low, high = 1.0 - eps_low, 1.0 + eps_high
     weight = ratio.clamp(low, high)
     loss = _weighted_logp_loss(weight, broadcast_advantages(advantages, logp), logp)
     diagnostics = {"clip_fraction": ((ratio < low) | (ratio > high)).float(), "is_weight": weight}
-    return _masked(loss, diagnostics, mask)
+    return mask_outputs(loss, diagnostics, mask)
 
 
 @losses.register("dppo")
@@ -192,7 +165,7 @@ def dppo_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     delta: float = 0.2,
     ratio_cap: float = 20.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -210,13 +183,13 @@ def dppo_loss(
     Diagnostics: ``clip_fraction`` (tokens outside the trust region, ``A ≠ 0``), ``prob_shift`` (``|p − p_old|``).
     """
     adv = broadcast_advantages(advantages, logp)
-    ratio = torch.exp(_log_ratio(logp, old_logp))
+    ratio = token_ratio(logp, old_logp, mask)
     with torch.no_grad():  # log-probs are ≤ 0; the clamp only guards exp on arbitrary inputs
         shift = torch.exp(logp.clamp(max=0.0)) - torch.exp(old_logp.clamp(max=0.0))
         inside = torch.where(adv > 0, shift <= delta, shift >= -delta)
     loss = _weighted_logp_loss(ratio.clamp(max=ratio_cap), adv, logp) * inside
     diagnostics = {"clip_fraction": (~inside & (adv != 0)).float(), "prob_shift": shift.abs()}
-    return _masked(loss, diagnostics, mask)
+    return mask_outputs(loss, diagnostics, mask)
 
 
 # --------------------------------------------------------------------------- soft gate
@@ -228,7 +201,7 @@ def sapo_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     tau_pos: float = 1.0,
     tau_neg: float = 1.05,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -243,92 +216,123 @@ def sapo_loss(
     Diagnostics: ``gate_weight`` (``4·σ(1−σ)``, the gradient's scale relative to the unclipped ``ρ·A``).
     """
     adv = broadcast_advantages(advantages, logp)
-    ratio = torch.exp(_log_ratio(logp, old_logp))
+    ratio = token_ratio(logp, old_logp, mask)
     tau = torch.where(adv > 0, _bound(tau_pos, ratio), _bound(tau_neg, ratio))
     gate = torch.sigmoid(tau * (ratio - 1.0))
     loss = -gate * (4.0 / tau) * adv
-    return _masked(loss, {"gate_weight": 4.0 * gate * (1.0 - gate)}, mask)
+    return mask_outputs(loss, {"gate_weight": 4.0 * gate * (1.0 - gate)}, mask)
 
 
 # --------------------------------------------------------------------------- covariance control
+# Cui et al. 2025, "The Entropy Mechanism of Reinforcement Learning for Reasoning Language Models",
+# arXiv:2505.22617. Both losses pick tokens by their covariance over the whole step's batch.
 
 
-def _centred_covariance(logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``(logp − mean logp)·(A − mean A)`` per token, means over the masked tokens given; detached, 0 on padding."""
+def centred_covariance(logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(logp − mean logp)·(A − mean A)`` per token, both means over the real tokens given;
+    detached, 0 on padding. ``logp, mask [B, T]``, ``adv [B, 1]`` or ``[B, T]`` -> ``[B, T]``."""
     lp = logp.detach()
     a = adv.detach().expand_as(lp)
-    cov = (lp - masked_mean(lp, mask)) * (a - masked_mean(a, mask))
-    return cov * (mask > 0)
+    return keep_real((lp - masked_mean(lp, mask)) * (a - masked_mean(a, mask)), mask)
 
 
-@losses.register("clip_cov")
+def _clip_cov_statistics(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    ctx: Rollouts,
+    *,
+    eps_low: float,
+    eps_high: float,
+    clip_ratio: float,
+    cov_low: float,
+    cov_high: float,
+    seed: int,
+    **_other_params: object,
+) -> Statistics:
+    """Clip-Cov's pick over the whole batch: ``covariance [B, T]`` and ``cov_detached [B, T]`` (bool),
+    ``max(1, ⌊clip_ratio·N⌋)`` tokens (N real tokens) drawn uniformly at random, by a generator seeded
+    from ``seed`` and ``ctx.step``, among the real tokens not clipped by PPO with
+    ``cov_low < cov < cov_high``."""
+    adv = broadcast_advantages(advantages, logp)
+    _, clip = clipped_surrogate(token_ratio(logp, old_logp, mask), adv, eps_low, eps_high)
+    cov = centred_covariance(logp, adv, mask)
+    valid = mask > 0
+    candidates = (valid & (clip["clip_fraction"] == 0) & (cov > cov_low) & (cov < cov_high)).flatten()
+    index = candidates.nonzero().squeeze(1)
+    n_pick = min(max(int(clip_ratio * int(valid.sum())), 1), index.numel())
+    generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + ctx.step)
+    picked = index[torch.randperm(index.numel(), generator=generator)[:n_pick].to(index.device)]
+    detach = torch.zeros_like(candidates)
+    detach[picked] = True
+    return {"covariance": cov, "cov_detached": detach.view_as(mask)}
+
+
+@losses.register("clip_cov", policy_statistics=_clip_cov_statistics)
 def clip_cov_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     eps_low: float = 0.2,
     eps_high: float = 0.2,
     clip_ratio: float = 2e-4,
     cov_low: float = 1.0,
     cov_high: float = 5.0,
     seed: int = 0,
+    statistics: Statistics | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Clip-Cov (Cui et al. 2025, "The Entropy Mechanism of Reinforcement Learning for Reasoning
     Language Models", arXiv:2505.22617): the PPO clip loss, plus: detach the gradient of a few
     tokens whose log-prob/advantage covariance is high, the tokens that drive entropy collapse.
 
-    ``cov_t = (logp_t − mean logp)·(A_t − mean A)`` over the masked tokens. Among the real tokens not
-    already clipped by PPO with ``cov_low < cov < cov_high``, ``max(1, ⌊clip_ratio·N⌋)`` (N real tokens)
-    are drawn uniformly at random (a ``torch.Generator`` seeded from ``seed`` and ``ctx.step``) and
-    keep their loss value but lose their gradient (the authors' code zeroes the value as well).
-    GUESS-level approximation: the means and N are over the *micro-batch* this loss sees, not the
-    whole step's batch (identical when the step fits one micro-batch).
+    ``cov_t = (logp_t − mean logp)·(A_t − mean A)``, the means over the real tokens of the whole
+    step's batch. Among the batch's real tokens not already clipped by PPO with
+    ``cov_low < cov < cov_high``, ``max(1, ⌊clip_ratio·N⌋)`` (N: the batch's real tokens) are drawn
+    uniformly at random, once per optimiser iteration (a ``torch.Generator`` seeded from ``seed`` and
+    ``ctx.step``), and keep their loss value but lose their gradient (the authors' code zeroes the
+    value as well). The statistics come from the trainer (``statistics``); called without them, the
+    loss takes them over the batch it is given.
     Shapes: ``logp, old_logp, mask [B, T]``; ``advantages [B]`` or ``[B, T]`` -> ``[B, T]``.
     Diagnostics: the PPO clip fractions, ``cov_detached_fraction``, ``covariance``.
     """
+    if statistics is None:
+        statistics = _clip_cov_statistics(
+            logp.detach(),
+            old_logp,
+            advantages,
+            mask,
+            ctx,
+            eps_low=eps_low,
+            eps_high=eps_high,
+            clip_ratio=clip_ratio,
+            cov_low=cov_low,
+            cov_high=cov_high,
+            seed=seed,
+        )
     adv = broadcast_advantages(advantages, logp)
-    ratio = torch.exp(_log_ratio(logp, old_logp))
-    loss, diagnostics = _clipped_surrogate(ratio, adv, eps_low, eps_high)
-    cov = _centred_covariance(logp, adv, mask)
-    valid = mask > 0
-    candidates = (valid & (diagnostics["clip_fraction"] == 0) & (cov > cov_low) & (cov < cov_high)).flatten()
-    index = candidates.nonzero().squeeze(1)
-    n_pick = min(max(int(clip_ratio * int(valid.sum())), 1), index.numel())
-    generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(getattr(ctx, "step", 0)))
-    picked = index[torch.randperm(index.numel(), generator=generator)[:n_pick].to(index.device)]
-    detach = torch.zeros_like(candidates)
-    detach[picked] = True
-    detach = detach.view_as(loss)
+    loss, diagnostics = clipped_surrogate(token_ratio(logp, old_logp, mask), adv, eps_low, eps_high)
+    detach = statistics["cov_detached"]
     loss = torch.where(detach, loss.detach(), loss)
-    diagnostics.update(cov_detached_fraction=detach.float(), covariance=cov)
-    return _masked(loss, diagnostics, mask)
+    diagnostics.update(cov_detached_fraction=detach, covariance=statistics["covariance"])
+    return mask_outputs(loss, diagnostics, mask)
 
 
-@losses.register("kl_cov")
-def kl_cov_loss(
+def _kl_cov_statistics(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
-    kl_ratio: float = 2e-3,
-    kl_coef: float = 1.0,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """KL-Cov (Cui et al. 2025, "The Entropy Mechanism of Reinforcement Learning for Reasoning Language
-    Models", arXiv:2505.22617): the *unclipped* surrogate ``−ρ·A``, plus ``kl_coef·|logp − old_logp|``
-    on the ``max(1, ⌊kl_ratio·N⌋)`` real tokens with the largest covariance
-    ``(logp − mean logp)·(A − mean A)`` (N real tokens). Defaults: the paper's ``k = 2e-3`` (its
-    smaller model; 2e-4 for the larger) and ``β = 1``. The penalty is 0 with a zero gradient while
-    ``logp = old_logp``, so it acts from the second update on a batch (``num_iterations > 1``).
-    GUESS-level approximation: the means, N and the top-k are over the *micro-batch* this loss sees.
-    Shapes: ``logp, old_logp, mask [B, T]``; ``advantages [B]`` or ``[B, T]`` -> ``[B, T]``.
-    Diagnostics: ``kl_cov_fraction`` (penalised tokens), ``abs_log_ratio``, ``covariance``.
-    """
-    adv = broadcast_advantages(advantages, logp)
-    log_ratio = _log_ratio(logp, old_logp)
-    cov = _centred_covariance(logp, adv, mask)
+    ctx: Rollouts,
+    *,
+    kl_ratio: float,
+    **_other_params: object,
+) -> Statistics:
+    """KL-Cov's pick over the whole batch: ``covariance [B, T]`` and ``kl_penalised [B, T]`` (bool),
+    the ``max(1, ⌊kl_ratio·N⌋)`` real tokens (N of them) with the largest covariance."""
+    cov = centred_covariance(logp, broadcast_advantages(advantages, logp), mask)
     valid = (mask > 0).flatten()
     n_valid = int(valid.sum())
     penalised = torch.zeros_like(valid)
@@ -336,92 +340,148 @@ def kl_cov_loss(
         k = max(int(kl_ratio * n_valid), 1)
         scores = cov.flatten().masked_fill(~valid, float("-inf"))
         penalised[torch.topk(scores, k).indices] = True
-    penalised = penalised.view_as(logp)
-    loss = -torch.exp(log_ratio) * adv + kl_coef * log_ratio.abs() * penalised
-    diagnostics = {"kl_cov_fraction": penalised.float(), "abs_log_ratio": log_ratio.abs(), "covariance": cov}
-    return _masked(loss, diagnostics, mask)
+    return {"covariance": cov, "kl_penalised": penalised.view_as(mask)}
+
+
+@losses.register("kl_cov", policy_statistics=_kl_cov_statistics)
+def kl_cov_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    ctx: Rollouts,
+    kl_ratio: float = 2e-3,
+    kl_coef: float = 1.0,
+    statistics: Statistics | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """KL-Cov (Cui et al. 2025, "The Entropy Mechanism of Reinforcement Learning for Reasoning Language
+    Models", arXiv:2505.22617): the *unclipped* surrogate ``−ρ·A``, plus ``kl_coef·|logp − old_logp|``
+    on the ``max(1, ⌊kl_ratio·N⌋)`` real tokens of the whole step's batch (N of them) with the largest
+    covariance ``(logp − mean logp)·(A − mean A)`` (means over the batch's real tokens), picked once
+    per optimiser iteration. Defaults: the paper's ``k = 2e-3`` (its smaller model; 2e-4 for the
+    larger) and ``β = 1``. The penalty is 0 with a zero gradient while ``logp = old_logp``, so it acts
+    from the second update on a batch (``num_iterations > 1``). The statistics come from the trainer
+    (``statistics``); called without them, the loss takes them over the batch it is given.
+    Shapes: ``logp, old_logp, mask [B, T]``; ``advantages [B]`` or ``[B, T]`` -> ``[B, T]``.
+    Diagnostics: ``kl_cov_fraction`` (penalised tokens), ``abs_log_ratio``, ``covariance``.
+    """
+    if statistics is None:
+        statistics = _kl_cov_statistics(logp.detach(), old_logp, advantages, mask, ctx, kl_ratio=kl_ratio)
+    log_ratio = token_log_ratio(logp, old_logp, mask)
+    penalised = statistics["kl_penalised"]
+    loss = (
+        -torch.exp(log_ratio) * broadcast_advantages(advantages, logp) + kl_coef * log_ratio.abs() * penalised
+    )
+    diagnostics = {
+        "kl_cov_fraction": penalised,
+        "abs_log_ratio": log_ratio.abs(),
+        "covariance": statistics["covariance"],
+    }
+    return mask_outputs(loss, diagnostics, mask)
 
 
 # --------------------------------------------------------------------------- adaptive clip ranges
 
 
-def _etr_scale(
-    advantages: torch.Tensor, mask: torch.Tensor, ctx: object, adv_coef: float, group_factor: bool
-) -> torch.Tensor:
-    """ETR's per-sample clip-range factor ``[B]``: micro (``|A|``) times macro (group reward std),
-    each normalised to mean 1 over the rows given."""
-    magnitude = advantages.detach().abs()
-    if magnitude.dim() == 2:
-        magnitude = _row_mean(magnitude, mask)
+def _etr_statistics(
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    ctx: Rollouts,
+    *,
+    adv_coef: float,
+    group_factor: bool,
+    **_other_params: object,
+) -> Statistics:
+    """ETR's per-sample clip-range factor ``eps_scale [B]`` over the whole batch: micro (``|A|``)
+    times macro (the group's reward std), each normalised to mean 1 over the batch's rows."""
+    magnitude = sequence_advantages(advantages.detach().abs(), mask)
     largest = magnitude.max() if magnitude.numel() else magnitude.new_zeros(())
     micro = 1.0 + adv_coef * magnitude / largest if largest > 0 else torch.ones_like(magnitude)
     scale = micro / micro.mean() if micro.numel() else micro
-    rewards, group_ids = getattr(ctx, "rewards", None), getattr(ctx, "group_ids", None)
-    if group_factor and rewards is not None and group_ids is not None and rewards.numel():
-        sigma = group_std(rewards.float(), group_ids, unbiased=False).to(scale)
+    if group_factor and ctx.rewards is not None and ctx.rewards.numel():
+        sigma = group_std(ctx.rewards.float(), ctx.group_ids, unbiased=False).to(scale)
         if sigma.mean() > 0:
             scale = scale * sigma / sigma.mean()
-    return scale
+    return {"eps_scale": scale}
 
 
-@losses.register("etr", whole_groups=True)  # σ_q needs every member of a group
+@losses.register("etr", statistics=_etr_statistics)
 def etr_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     eps_low: float = 0.2,
     eps_high: float = 0.2,
     adv_coef: float = 1.0,
     group_factor: bool = True,
     dual_clip: float | None = None,
+    statistics: Statistics | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """A5 ETR ("ETR: Outcome-Guided Elastic Trust Regions for Policy Optimization", 2026): a
-    per-sample clip range that widens for confident, informative samples.
+    """ETR (Zhang et al. 2026, "ETR: Outcome-Guided Elastic Trust Regions for Policy Optimization",
+    arXiv:2601.03723): a per-sample clip range that widens for confident, informative samples.
 
     ``ε_i = ε₀·m_i·g_q`` for both ``eps_low`` and ``eps_high`` (``ε₀``), in the PPO clipped surrogate:
     - micro: ``m_i ∝ 1 + adv_coef·|A_i| / max|A|`` (``|A_i|`` the row's mean ``|A|`` for token advantages),
     - macro: ``g_q ∝ σ_q``, the population std of the rewards of the sample's group (``ctx.rewards``,
       ``ctx.group_ids``; off with ``group_factor=False`` or when the batch has no rewards),
-    each normalised to mean 1 over the rows, so equal ``|A|`` and equal ``σ_q`` give exactly
-    ``ppo_clip`` with ``ε₀``. A group with ``σ_q = 0`` gets ``ε = 0`` (its advantages are 0 under GRPO).
-    GUESS: the linear micro form, ``adv_coef = 1``, ``g ∝ σ_q``, and mean-1 normalisation (the entry
-    normalises by the max; mean 1 keeps ``ε₀`` the typical range). The max and means are over the
-    rows this loss sees: ``whole_groups`` keeps groups whole, and with the default micro-batch size
-    the whole step is one micro-batch.
+    each normalised to mean 1 over the rows of the whole step's batch (the max too is the batch's),
+    so equal ``|A|`` and equal ``σ_q`` give exactly ``ppo_clip`` with ``ε₀``. A group with ``σ_q = 0``
+    gets ``ε = 0`` (its advantages are 0 under GRPO). The statistics come from the trainer
+    (``statistics``); called without them, the loss takes them over the batch it is given.
+    GUESS: the linear micro form, ``adv_coef = 1``, ``g ∝ σ_q``, and mean-1 normalisation (dividing
+    by the maximum is the other reading; mean 1 keeps ``ε₀`` the typical range).
     Shapes: ``logp, old_logp, mask [B, T]``; ``advantages [B]`` or ``[B, T]`` -> ``[B, T]``.
     Diagnostics: the PPO clip fractions and ``eps_scale`` (the factor ``m_i·g_q``).
     """
     _check_above_one("etr dual_clip", dual_clip)
-    scale = _etr_scale(advantages, mask, ctx, adv_coef, group_factor).unsqueeze(1)
-    ratio = torch.exp(_log_ratio(logp, old_logp))
-    loss, diagnostics = _clipped_surrogate(
-        ratio, broadcast_advantages(advantages, logp), eps_low * scale, eps_high * scale, dual_clip
+    if statistics is None:
+        statistics = _etr_statistics(advantages, mask, ctx, adv_coef=adv_coef, group_factor=group_factor)
+    scale = statistics["eps_scale"].unsqueeze(1)
+    loss, diagnostics = clipped_surrogate(
+        token_ratio(logp, old_logp, mask),
+        broadcast_advantages(advantages, logp),
+        eps_low * scale,
+        eps_high * scale,
+        dual_clip,
     )
     diagnostics["eps_scale"] = scale
-    return _masked(loss, diagnostics, mask)
+    return mask_outputs(loss, diagnostics, mask)
 
 
+def _hapo_statistics(
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    ctx: Rollouts,
+    *,
+    pivot_quantile: float,
+    **_other_params: object,
+) -> Statistics:
+    """HAPO's entropy score ``entropy_score [B, T]`` (ĥ), its quantile and extremes over the whole batch."""
+    entropies = require_field(ctx.entropies, "entropies", "hapo").to(mask.device)
+    return {"entropy_score": hapo_normalized_entropy(entropies, mask, pivot_quantile)}
 
-@losses.register("hapo")
+
+@losses.register("hapo", statistics=_hapo_statistics)
 def hapo_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     eps_low: float = 0.2,
     eps_high: float = 0.28,
     clip_alpha: float = 1.0,
     adv_beta: float = 1.0,
     dual_clip: float | None = 3.0,
     pivot_quantile: float = 0.5,
+    statistics: Statistics | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """A12 HAPO parts (d) and (e) (Liu et al. 2025, "From Uniform to Heterogeneous: Tailoring Policy
-    Optimization to Every Token's Nature"; checked against the authors' code), on the entropy score
-    ``ĥ ∈ [−1, 1]`` of part (a) (:func:`grpozoo.algos.entropy.hapo_normalized_entropy` of
-    ``ctx.entropies``).
+    """HAPO parts (d) and (e) (Liu et al. 2025, "From Uniform to Heterogeneous: Tailoring Policy
+    Optimization to Every Token's Nature", arXiv:2509.16591; checked against the authors' code), on
+    the entropy score ``ĥ ∈ [−1, 1]`` of part (a) (:func:`grpozoo.algos.entropy.hapo_normalized_entropy`
+    of ``ctx.entropies``).
 
     (e) Asymmetric adaptive clip: low-entropy tokens (``ĥ ≤ 0``) get ``eps_low·(1 − clip_alpha·ĥ)``
     (≥ eps_low: they may be pushed down further), high-entropy tokens (``ĥ > 0``) get
@@ -430,16 +490,21 @@ def hapo_loss(
     ``1 − ε_l/2 < ρ < 1 + ε_h/2`` (the adapted ranges) high-entropy tokens keep ``A`` and low-entropy
     tokens use ``A_ent``; outside it the other way round.
     ``ĥ = 0`` leaves both ranges and ``A`` unchanged (then this is ``ppo_clip`` with ``dual_clip``).
-    ``clip_alpha = 0`` / ``adv_beta = 0`` switch (e) / (d) off. The authors' code (and this function)
-    takes ĥ's statistics over the micro-batch. Part (c), the length-weighted group advantage, is the
-    advantage ``hapo_length_weighted``; part (b), adaptive sampling temperature, is a generator hook.
+    ``clip_alpha = 0`` / ``adv_beta = 0`` switch (e) / (d) off. ĥ's pivot quantile and extremes are
+    taken over the real tokens of the whole step's batch (the authors' code takes them over its
+    micro-batch; the two agree when a step is one micro-batch). The statistics come from the trainer
+    (``statistics``); called without them, the loss takes them over the batch it is given.
+    Part (c), the length-weighted group advantage, is the advantage ``hapo_length_weighted``; part
+    (b), adaptive sampling temperature, is a generator hook.
     GUESS: ``pivot_quantile = 0.5`` (the median).
     Shapes: ``logp, old_logp, mask, ctx.entropies [B, T]``; ``advantages [B]`` or ``[B, T]`` -> ``[B, T]``.
     Diagnostics: the PPO clip fractions, ``entropy_score`` (ĥ), ``advantage_redistributed``.
     """
     _check_above_one("hapo dual_clip", dual_clip)
-    h_hat = hapo_normalized_entropy(_ctx_token_field(ctx, "entropies", logp, "hapo"), mask, pivot_quantile)
-    ratio = torch.exp(_log_ratio(logp, old_logp))
+    if statistics is None:
+        statistics = _hapo_statistics(advantages, mask, ctx, pivot_quantile=pivot_quantile)
+    h_hat = statistics["entropy_score"].to(logp.dtype)
+    ratio = token_ratio(logp, old_logp, mask)
     low_entropy = h_hat <= 0
     eps_l = torch.where(low_entropy, eps_low * (1.0 - clip_alpha * h_hat), _bound(eps_low, h_hat))
     eps_h = torch.where(low_entropy, _bound(eps_high, h_hat), eps_high * (1.0 + clip_alpha * h_hat))
@@ -448,6 +513,6 @@ def hapo_loss(
         neutral = (ratio > 1.0 - eps_l / 2) & (ratio < 1.0 + eps_h / 2)
         use_entropy_advantage = torch.where(low_entropy, neutral, ~neutral)
     adv = torch.where(use_entropy_advantage, adv * (1.0 + adv_beta * h_hat), adv)
-    loss, diagnostics = _clipped_surrogate(ratio, adv, eps_l, eps_h, dual_clip)
-    diagnostics.update(entropy_score=h_hat, advantage_redistributed=use_entropy_advantage.float())
-    return _masked(loss, diagnostics, mask)
+    loss, diagnostics = clipped_surrogate(ratio, adv, eps_l, eps_h, dual_clip)
+    diagnostics.update(entropy_score=h_hat, advantage_redistributed=use_entropy_advantage)
+    return mask_outputs(loss, diagnostics, mask)

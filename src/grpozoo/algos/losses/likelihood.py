@@ -1,5 +1,6 @@
 """Likelihood (supervised-style) objectives: maximum likelihood on correct completions and, for
-incorrect ones, on an implicit negative policy (NFT, A37)."""
+incorrect ones, on an implicit negative policy (NFT: Chen et al. 2025, "Bridging Supervised Learning and
+Reinforcement Learning in Math Reasoning", arXiv:2505.18116)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Literal
 import torch
 
 from grpozoo.algos.groups import group_mean
-from grpozoo.algos.losses.reinforce import keep_real, on_tokens, token_log_ratio
+from grpozoo.algos.losses import sequence_advantages
+from grpozoo.algos.masked import mask_outputs, on_tokens, token_log_ratio
 from grpozoo.registry import losses
+from grpozoo.rollouts import Rollouts
 
 NFT_MAX_LOG_RATIO = 10.0  # the authors cap the token ratio at exp(10)
 
@@ -27,7 +30,7 @@ def nft_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     prompt_weight: Literal["one_minus_rate", "sqrt_odds", "none"] = "one_minus_rate",
     negative_weight: float = 1.0,
     clamp_positive: float = 0.0,
@@ -36,8 +39,8 @@ def nft_loss(
     correct_threshold: float = 0.5,
     drop_uniform_groups: bool = True,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """NFT, negative-aware fine-tuning (A37; Chen et al. 2025, Bridging Supervised Learning and
-    Reinforcement Learning in Math Reasoning).
+    """NFT, negative-aware fine-tuning (Chen et al. 2025, "Bridging Supervised Learning and
+    Reinforcement Learning in Math Reasoning", arXiv:2505.18116).
 
     Token ratio ``R = exp(logp − old_logp)`` (capped at exp(10)); ``r̂`` = the group's correct rate,
     clamped to ``[rate_clamp, 1 − rate_clamp]``. Per token:
@@ -62,15 +65,11 @@ def nft_loss(
     Shapes: ``logp, old_logp, mask [B, T]`` -> ``[B, T]``; ``advantages`` is unused (labels come
     from the rewards; its sign stands in when ``ctx.rewards`` is missing). Needs whole groups.
     """
-    rewards = getattr(ctx, "rewards", None)
-    if rewards is None:
-        adv = advantages if advantages.dim() == 1 else keep_real(advantages, mask).sum(dim=1)
-        correct = (adv > 0).to(logp.dtype)
+    if ctx.rewards is None:  # no rewards in the batch: the sign of the sequence advantage labels it
+        correct = (sequence_advantages(advantages, mask) > 0).to(logp.dtype)
     else:
-        correct = (rewards.to(logp.device) >= correct_threshold).to(logp.dtype)
-    group_ids = getattr(ctx, "group_ids", None)
-    group_ids = torch.arange(logp.shape[0]) if group_ids is None else group_ids
-    rate = group_mean(correct.cpu(), group_ids.cpu()).to(logp.device)  # group reductions run on CPU
+        correct = (ctx.rewards.to(logp.device) >= correct_threshold).to(logp.dtype)
+    rate = group_mean(correct.cpu(), ctx.group_ids.cpu()).to(logp.device)  # group reductions run on CPU
     mixed = (rate > 0) & (rate < 1)
     rate = rate.clamp(rate_clamp, 1.0 - rate_clamp)
 
@@ -94,7 +93,5 @@ def nft_loss(
         )
     if drop_uniform_groups:
         weight = torch.where(mixed, weight, torch.zeros_like(weight))
-    loss = keep_real(weight.unsqueeze(1) * per_token, mask)
-    diagnostics = {"ratio": keep_real(ratio.detach(), mask), "correct_rate": on_tokens(rate, mask)}
-    return loss, diagnostics
-
+    diagnostics = {"ratio": ratio, "correct_rate": on_tokens(rate, mask)}
+    return mask_outputs(weight.unsqueeze(1) * per_token, diagnostics, mask)

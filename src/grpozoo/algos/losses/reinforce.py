@@ -1,10 +1,9 @@
 """REINFORCE-family policy losses: the advantage-weighted log-likelihood, with no PPO min/clip surrogate.
 
-Plain REINFORCE, and the REC family of B5 (clipping re-read as a token mask, optional importance or
-advantage weights, the k2 / forward-KL regularisers) with its two named instances OPMD and AsymRE.
-
-The small token helpers at the top (``token_log_ratio``, ``row_mean``, ``on_tokens``,
-``keep_real``) are shared by the other loss modules of this family of objectives.
+Plain REINFORCE, and the REC family (Yao et al. 2025, "Group-Relative REINFORCE Is Secretly an
+Off-Policy Algorithm: Demystifying Some Myths About GRPO and Its Friends", arXiv:2509.24203):
+clipping re-read as a token mask, optional importance or advantage weights, the k2 / forward-KL
+regularisers, with its two named instances OPMD and AsymRE.
 """
 
 from __future__ import annotations
@@ -14,29 +13,16 @@ from typing import Literal
 import torch
 
 from grpozoo.algos.losses import broadcast_advantages
+from grpozoo.algos.masked import (
+    LOG_RATIO_CLAMP,
+    keep_real,
+    mask_outputs,
+    row_mean,
+    token_log_ratio,
+    token_ratio,
+)
 from grpozoo.registry import losses
-
-MAX_LOG_RATIO = 20.0  # |log ρ| is clamped here so exp stays finite on wild log-probs
-
-
-def keep_real(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``values`` on real tokens, exactly 0 on padding (a NaN/inf there cannot leak). ``[B, T]``."""
-    return torch.where(mask > 0, values, torch.zeros_like(values))
-
-
-def token_log_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``log ρ = logp − old_logp`` clamped to ±20, 0 on padding. ``[B, T]``."""
-    return keep_real((logp - old_logp).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO), mask)
-
-
-def row_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of each row over its real tokens, ``[B, T]`` -> ``[B]``; 0 for a row with none."""
-    return keep_real(values, mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
-
-
-def on_tokens(per_row: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """A per-row value ``[B]`` put on every real token of its row, 0 on padding. ``[B, T]``."""
-    return keep_real(per_row.unsqueeze(1).expand(mask.shape), mask)
+from grpozoo.rollouts import Rollouts
 
 
 @losses.register("reinforce")
@@ -45,7 +31,7 @@ def reinforce_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     importance_weight: Literal["none", "ratio"] = "none",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Plain REINFORCE (baseline; Williams 1992): no ratio in the gradient's weight, no clip.
@@ -60,17 +46,17 @@ def reinforce_loss(
     Diagnostics: ``ratio`` (per token).
     """
     adv = broadcast_advantages(advantages, logp)
-    ratio = torch.exp(token_log_ratio(logp, old_logp, mask))
+    ratio = token_ratio(logp, old_logp, mask)
     if importance_weight == "none":
         loss = -adv * keep_real(logp, mask)
     elif importance_weight == "ratio":
         loss = -adv * ratio
     else:
         raise ValueError(f"reinforce: importance_weight={importance_weight!r} is not 'none' or 'ratio'")
-    return keep_real(loss, mask), {"ratio": keep_real(ratio.detach(), mask)}
+    return mask_outputs(loss, {"ratio": ratio}, mask)
 
 
-# ------------------------------------------------------------------ REC / OPMD / AsymRE (B5)
+# ------------------------------------------------------------------ REC / OPMD / AsymRE
 
 ClipMode = Literal["none", "one_side", "two_side", "ring", "one_side_sequence"]
 RecWeight = Literal["none", "importance", "sequence_importance", "advantage"]
@@ -136,7 +122,7 @@ def _rec(
     elif weight == "sequence_importance":
         w = seq_ratio.expand_as(ratio)
     elif weight == "advantage":  # A·exp(A/temp), unnormalised, as in the authors' code
-        w = torch.exp((adv / temp).clamp(max=MAX_LOG_RATIO)).expand_as(ratio)
+        w = torch.exp((adv / temp).clamp(max=LOG_RATIO_CLAMP)).expand_as(ratio)
     else:
         raise ValueError(
             f"rec: weight={weight!r} is not one of 'none', 'importance', 'sequence_importance', 'advantage'"
@@ -147,11 +133,7 @@ def _rec(
         loss = loss + k2_coef * keep_real(logp - old_logp, mask).square()
     if forward_kl_coef:
         loss = loss - forward_kl_coef * lp
-    diagnostics = {
-        "ratio": keep_real(ratio, mask),
-        "clip_fraction": keep_real((~keep).to(lp.dtype), mask),
-    }
-    return keep_real(loss, mask), diagnostics
+    return mask_outputs(loss, {"ratio": ratio, "clip_fraction": ~keep}, mask)
 
 
 @losses.register("rec")
@@ -160,7 +142,7 @@ def rec_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     clip_mode: ClipMode = "none",
     eps_low: float = 0.2,
     eps_high: float = 0.2,
@@ -171,7 +153,8 @@ def rec_loss(
     regularizer: Literal["none", "k2", "forward_kl"] = "none",
     regularizer_coef: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """REC (B5; Yao et al. 2025, Group-Relative REINFORCE Is Secretly an Off-Policy Algorithm).
+    """REC (Yao et al. 2025, "Group-Relative REINFORCE Is Secretly an Off-Policy Algorithm: Demystifying
+    Some Myths About GRPO and Its Friends", arXiv:2509.24203).
 
     REINFORCE with the ratio detached, where clipping becomes a *mask* on tokens:
     ``loss = −A·w·logp·keep (+ regulariser)``, with ``ρ = exp(logp − old_logp)`` and
@@ -214,11 +197,12 @@ def opmd_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     tau: float = 0.1,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """OPMD as REC reads it (B5; Kimi k1.5's online policy mirror descent): REINFORCE plus the
-    k2 regulariser to the pre-update policy, ``loss = −A·logp + τ·(logp − old_logp)²``.
+    """OPMD as REC reads it (Yao et al. 2025, arXiv:2509.24203; Kimi k1.5's online policy mirror
+    descent): REINFORCE plus the k2 regulariser to the pre-update policy,
+    ``loss = −A·logp + τ·(logp − old_logp)²``.
 
     The k2 term has zero gradient at ``logp = old_logp``, so on one on-policy pass OPMD is REINFORCE;
     it pulls back tokens whose log-prob has moved in later iterations (``num_iterations > 1``).
@@ -234,11 +218,12 @@ def asymre_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     delta: float = 0.1,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """AsymRE (B5; Asymmetric REINFORCE, as REC reads it): REINFORCE with the baseline lowered by
-    ``δ`` below the group mean, ``V = mean − δ``, i.e. ``loss = −(A + δ)·logp``.
+    """AsymRE (Asymmetric REINFORCE, as REC reads it: Yao et al. 2025, arXiv:2509.24203): REINFORCE
+    with the baseline lowered by ``δ`` below the group mean, ``V = mean − δ``, i.e.
+    ``loss = −(A + δ)·logp``.
 
     ``δ > 0`` up-weights positives and softens negatives. It equals REC's forward-KL regulariser
     ``−δ·logp``. Meant for un-normalised advantages ``A = r − mean`` (advantage ``grpo`` with

@@ -15,22 +15,19 @@ from typing import Literal
 
 import torch
 
-from grpozoo.algos.entropy import masked_mean, standardized_entropy
-from grpozoo.algos.losses import broadcast_advantages
-from grpozoo.algos.losses.clipped import _clipped_surrogate, _ctx_token_field, _log_ratio, _masked, _row_mean
+from grpozoo.algos.entropy import standardized_entropy
+from grpozoo.algos.losses import Statistics, broadcast_advantages, require_field, sequence_advantages
+from grpozoo.algos.losses.clipped import clipped_surrogate
+from grpozoo.algos.masked import mask_outputs, masked_mean, row_mean, token_log_ratio
 from grpozoo.registry import losses
+from grpozoo.rollouts import Rollouts
 
-# GUESS (B46 SSPO): a token closes a subsentence when its text, trailing spaces and tabs removed,
-# ends with one of these.
+# GUESS (SSPO): a token closes a subsentence when its text, trailing spaces and tabs removed, ends
+# with one of these.
 SUBSENTENCE_DELIMITERS = (".", ",", ";", ":", "!", "?", "\n")
 
 
 # --------------------------------------------------------------------------- spans
-
-
-def sequence_advantages(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``[B]`` advantages pass through; token advantages ``[B, T]`` become their row's masked mean."""
-    return advantages if advantages.dim() == 1 else _row_mean(advantages, mask)
 
 
 def segment_mean(values: torch.Tensor, segment_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -50,9 +47,10 @@ def segment_mean(values: torch.Tensor, segment_ids: torch.Tensor, mask: torch.Te
 def subsentence_ids(
     texts: Sequence[Sequence[str]], num_tokens: int, delimiters: Iterable[str] = SUBSENTENCE_DELIMITERS
 ) -> torch.Tensor:
-    """B46 SSPO segment labels ``[B, num_tokens]``: a new subsentence starts after every token whose
-    text (trailing spaces/tabs removed) ends with a delimiter; the delimiter token closes its
-    subsentence. Tokens past a row's text count as non-delimiters. ``texts`` is ``[B][L_i]``."""
+    """SSPO's segment labels (Yang et al. 2025, arXiv:2511.04256) ``[B, num_tokens]``: a new
+    subsentence starts after every token whose text (trailing spaces/tabs removed) ends with a
+    delimiter; the delimiter token closes its subsentence. Tokens past a row's text count as
+    non-delimiters. ``texts`` is ``[B][L_i]``."""
     ends = tuple(delimiters)
     closes = torch.zeros(len(texts), num_tokens, dtype=torch.long)
     for i, row in enumerate(texts):
@@ -63,7 +61,7 @@ def subsentence_ids(
 
 def _geometric_ratio(log_ratio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """GSPO's sequence ratio ``exp(mean_t log ρ_t)`` ``[B, 1]``."""
-    return torch.exp(_row_mean(log_ratio, mask)).unsqueeze(1)
+    return torch.exp(row_mean(log_ratio, mask)).unsqueeze(1)
 
 
 # --------------------------------------------------------------------------- sequence ratio
@@ -75,11 +73,11 @@ def gspo_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     eps_low: float = 3e-4,
     eps_high: float = 4e-4,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """GSPO (P0 baseline; Zheng et al. 2025, "Group Sequence Policy Optimization", arXiv:2507.18071).
+    """GSPO (Zheng et al. 2025, "Group Sequence Policy Optimization", arXiv:2507.18071).
 
     ``s_i = exp(mean_t (logp − old_logp))`` over the sequence's masked tokens, clipped at the sequence
     level: ``loss_i = −min(s_i·A_i, clip(s_i, 1−eps_low, 1+eps_high)·A_i)``, put on every real token of
@@ -89,11 +87,11 @@ def gspo_loss(
     Shapes: ``logp, old_logp, mask [B, T]``; ``advantages [B]`` or ``[B, T]`` -> ``[B, T]``.
     Diagnostics: the clip fractions (per sequence, on its tokens) and ``sequence_ratio``.
     """
-    seq_ratio = _geometric_ratio(_log_ratio(logp, old_logp), mask).expand_as(logp)
+    seq_ratio = _geometric_ratio(token_log_ratio(logp, old_logp, mask), mask).expand_as(logp)
     adv = sequence_advantages(advantages, mask).unsqueeze(1)
-    loss, diagnostics = _clipped_surrogate(seq_ratio, adv, eps_low, eps_high)
+    loss, diagnostics = clipped_surrogate(seq_ratio, adv, eps_low, eps_high)
     diagnostics["sequence_ratio"] = seq_ratio
-    return _masked(loss, diagnostics, mask)
+    return mask_outputs(loss, diagnostics, mask)
 
 
 @losses.register("gspo_token")
@@ -102,7 +100,7 @@ def gspo_token_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     eps_low: float = 3e-4,
     eps_high: float = 4e-4,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -117,11 +115,11 @@ def gspo_token_loss(
     Shapes: ``logp, old_logp, mask [B, T]``; ``advantages [B]`` or ``[B, T]`` -> ``[B, T]``.
     Diagnostics: the clip fractions and ``sequence_ratio``.
     """
-    seq_log_ratio = _row_mean(_log_ratio(logp, old_logp), mask).detach().unsqueeze(1)
+    seq_log_ratio = row_mean(token_log_ratio(logp, old_logp, mask), mask).detach().unsqueeze(1)
     ratio = torch.exp(seq_log_ratio + logp - logp.detach())
-    loss, diagnostics = _clipped_surrogate(ratio, broadcast_advantages(advantages, logp), eps_low, eps_high)
+    loss, diagnostics = clipped_surrogate(ratio, broadcast_advantages(advantages, logp), eps_low, eps_high)
     diagnostics["sequence_ratio"] = ratio
-    return _masked(loss, diagnostics, mask)
+    return mask_outputs(loss, diagnostics, mask)
 
 
 @losses.register("gmpo")
@@ -130,7 +128,7 @@ def gmpo_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     eps_low: float = 0.4,
     eps_high: float = 0.4,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -146,7 +144,7 @@ def gmpo_loss(
     Shapes: ``logp, old_logp, mask [B, T]``; ``advantages [B]`` or ``[B, T]`` -> ``[B, T]``.
     Diagnostics: ``clip_fraction`` (``_low`` / ``_high``), ``sequence_ratio``.
     """
-    raw = _log_ratio(logp, old_logp)
+    raw = token_log_ratio(logp, old_logp, mask)
     adv = sequence_advantages(advantages, mask).unsqueeze(1)
     sign = torch.sign(adv)
     log_ratio = sign * torch.minimum(sign * raw, sign * raw.clamp(-eps_low, eps_high))
@@ -161,19 +159,40 @@ def gmpo_loss(
         "clip_fraction_high": clip_high.float(),
         "sequence_ratio": seq_ratio,
     }
-    return _masked(loss, diagnostics, mask)
+    return mask_outputs(loss, diagnostics, mask)
 
 
 # --------------------------------------------------------------------------- token/sequence mixture
 
 
-@losses.register("dhpo")
+def _dhpo_statistics(
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    ctx: Rollouts,
+    *,
+    mix: str,
+    token_weight: float,
+    entropy_scale: float,
+    **_other_params: object,
+) -> Statistics:
+    """DHPO's token weight ``mix_weight``: ``token_weight`` (a scalar) for ``mix="average"``, or
+    ``σ(entropy_scale·ĥ) [B, T]`` with ``ĥ`` the entropy standardised over the whole batch's real
+    tokens for ``mix="entropy"``."""
+    if mix == "average":
+        return {"mix_weight": torch.tensor(float(token_weight), device=mask.device)}
+    if mix == "entropy":
+        entropies = require_field(ctx.entropies, "entropies", "dhpo").to(mask.device)
+        return {"mix_weight": torch.sigmoid(entropy_scale * standardized_entropy(entropies, mask))}
+    raise ValueError(f"dhpo: mix={mix!r} is not one of 'average', 'entropy'")
+
+
+@losses.register("dhpo", statistics=_dhpo_statistics)
 def dhpo_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     mix: Literal["average", "entropy"] = "average",
     token_weight: float = 0.5,
     entropy_scale: float = 1.0,
@@ -181,104 +200,114 @@ def dhpo_loss(
     eps_high: float = 0.28,
     seq_eps_low: float = 3e-4,
     seq_eps_high: float = 4e-4,
+    statistics: Statistics | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """A11 DHPO ("Orchestrating Tokens and Sequences: Dynamic Hybrid Policy Optimization for RLVR",
-    2026): mix the token ratio (GRPO) and the sequence ratio (GSPO), each clipped in its own range
-    before mixing.
+    """DHPO (Min et al. 2026, "Orchestrating Tokens and Sequences: Dynamic Hybrid Policy Optimization
+    for RLVR", arXiv:2601.05607): mix the token ratio (GRPO) and the sequence ratio (GSPO), each
+    clipped in its own range before mixing.
 
     ``ρ̃_t = clip(ρ_t, 1−eps_low, 1+eps_high)``, ``ρ̃_seq = clip(s_i, 1−seq_eps_low, 1+seq_eps_high)``
     (``s_i`` the geometric-mean sequence ratio), ``ρ_mix = w·ρ̃_t + (1−w)·ρ̃_seq`` and
     ``loss = −min(A·(w·ρ_t + (1−w)·s_i), A·ρ_mix)``.
     Weights ``w``: ``mix="average"`` uses ``w = token_weight`` (0.5: the paper's averaged variant;
     1 gives ``ppo_clip``, 0 gives ``gspo``); ``mix="entropy"`` uses ``w_t = σ(entropy_scale·ĥ_t)``
-    with ``ĥ`` the entropy of ``ctx.entropies`` standardised over the micro-batch's masked tokens,
-    so high-entropy fork tokens lean on token credit. On-policy the value is ``−A`` for any ``w``, and
-    one outlier token ratio moves its ``ρ_mix`` by at most ``w·eps_high + (1−w)·seq_eps_high``.
+    with ``ĥ`` the entropy of ``ctx.entropies`` standardised over the real tokens of the whole step's
+    batch, so high-entropy fork tokens lean on token credit. On-policy the value is ``−A`` for any
+    ``w``, and one outlier token ratio moves its ``ρ_mix`` by at most ``w·eps_high + (1−w)·seq_eps_high``.
+    The weights come from the trainer (``statistics``); called without them, the loss takes them over
+    the batch it is given.
     GUESS: the sigmoid form of the entropy weight and ``entropy_scale = 1``; the outer pessimistic
     ``min`` with the unclipped mixture; default ranges (DAPO's token range, GSPO's sequence range).
     Shapes: ``logp, old_logp, mask [B, T]`` (and ``ctx.entropies`` for ``"entropy"``);
     ``advantages [B]`` or ``[B, T]`` -> ``[B, T]``.
     Diagnostics: ``clip_fraction`` (tokens where the clipped mixture is the smaller term), ``mix_weight``.
     """
-    log_ratio = _log_ratio(logp, old_logp)
-    token_ratio = torch.exp(log_ratio)
+    if statistics is None:
+        statistics = _dhpo_statistics(
+            advantages, mask, ctx, mix=mix, token_weight=token_weight, entropy_scale=entropy_scale
+        )
+    w = statistics["mix_weight"].to(logp.dtype)
+    log_ratio = token_log_ratio(logp, old_logp, mask)
+    ratio = torch.exp(log_ratio)
     seq_ratio = _geometric_ratio(log_ratio, mask)
-    if mix == "average":
-        w = torch.full_like(logp, token_weight).detach()
-    elif mix == "entropy":
-        entropies = _ctx_token_field(ctx, "entropies", logp, "dhpo")
-        w = torch.sigmoid(entropy_scale * standardized_entropy(entropies, mask))
-    else:
-        raise ValueError(f"dhpo: mix={mix!r} is not one of 'average', 'entropy'")
     adv = broadcast_advantages(advantages, logp)
-    mixed = w * token_ratio + (1.0 - w) * seq_ratio
-    mixed_clipped = w * token_ratio.clamp(1.0 - eps_low, 1.0 + eps_high) + (1.0 - w) * seq_ratio.clamp(
+    mixed = w * ratio + (1.0 - w) * seq_ratio
+    mixed_clipped = w * ratio.clamp(1.0 - eps_low, 1.0 + eps_high) + (1.0 - w) * seq_ratio.clamp(
         1.0 - seq_eps_low, 1.0 + seq_eps_high
     )
     loss = -torch.minimum(mixed * adv, mixed_clipped * adv)
     diagnostics = {"clip_fraction": (mixed_clipped * adv < mixed * adv).float(), "mix_weight": w}
-    return _masked(loss, diagnostics, mask)
+    return mask_outputs(loss, diagnostics, mask)
 
 
 # --------------------------------------------------------------------------- segment ratio
 
 
-@losses.register("sspo")
+def _sspo_statistics(
+    advantages: torch.Tensor, mask: torch.Tensor, ctx: Rollouts, **_params: object
+) -> Statistics:
+    """SSPO's ``mean_entropy``: the mean of ``ctx.entropies`` over the batch's real tokens (a scalar)."""
+    entropies = require_field(ctx.entropies, "entropies", "sspo").to(mask.device)
+    return {"mean_entropy": masked_mean(entropies, mask)}
+
+
+@losses.register("sspo", statistics=_sspo_statistics)
 def sspo_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     eps_low: float = 0.2,
     eps_high: float = 0.2,
     delimiters: str | Sequence[str] = SUBSENTENCE_DELIMITERS,
     entropy_min_scale: float = 0.5,
     entropy_max_scale: float = 2.0,
+    statistics: Statistics | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """B46 SSPO ("SSPO: Subsentence-level Policy Optimization", 2025): a subsentence importance ratio
-    with an entropy-adaptive clip range.
+    """SSPO (Yang et al. 2025, "SSPO: Subsentence-level Policy Optimization", arXiv:2511.04256): a
+    subsentence importance ratio with an entropy-adaptive clip range.
 
     Each response is split into subsentences after tokens whose text (``ctx.completion_token_texts``)
     ends with a delimiter (:func:`subsentence_ids`; a string is a set of one-character delimiters).
     Every token of a segment uses the segment's geometric-mean ratio ``exp(mean_{t∈seg} log ρ_t)`` in
     the PPO clipped surrogate, with ``ε_seg = ε·clip(H̄_seg / H̄, entropy_min_scale, entropy_max_scale)``
     for both ``eps_low`` and ``eps_high`` (``H̄_seg`` the segment's mean of ``ctx.entropies``, ``H̄`` the
-    micro-batch's; factor 1 when ``H̄ = 0``; ``entropy_min_scale = entropy_max_scale = 1`` turns it off).
-    One segment per response gives GSPO's ratio, one token per segment the token ratio, and an
-    extreme token only moves its own segment's ratio.
+    mean over the real tokens of the whole step's batch; factor 1 when ``H̄ = 0``;
+    ``entropy_min_scale = entropy_max_scale = 1`` turns it off). One segment per response gives GSPO's
+    ratio, one token per segment the token ratio, and an extreme token only moves its own segment's
+    ratio. ``H̄`` comes from the trainer (``statistics``); called without it, the loss takes it over
+    the batch it is given.
     GUESS: the delimiter set, the ratio-of-means form of ``ε_seg`` with its bounds (0.5, 2), the
-    base ``ε = 0.2``, and ``H̄`` over the micro-batch.
+    base ``ε = 0.2``, and ``H̄`` over the step's batch.
     Shapes: ``logp, old_logp, mask, ctx.entropies [B, T]``, ``ctx.completion_token_texts [B][L_i]``;
     ``advantages [B]`` or ``[B, T]`` -> ``[B, T]``.
     Diagnostics: the clip fractions, ``segment_ratio``, ``eps_scale``.
     """
-    texts = getattr(ctx, "completion_token_texts", None)
-    if texts is None:
-        raise ValueError(
-            "policy loss 'sspo' reads ctx.completion_token_texts, which this batch does not carry"
-        )
+    texts = require_field(ctx.completion_token_texts, "completion_token_texts", "sspo")
+    if statistics is None:
+        statistics = _sspo_statistics(advantages, mask, ctx)
     segments = subsentence_ids(texts, logp.shape[1], delimiters).to(logp.device)
-    seg_ratio = torch.exp(segment_mean(_log_ratio(logp, old_logp), segments, mask))
-    entropies = _ctx_token_field(ctx, "entropies", logp, "sspo")
-    batch_entropy = masked_mean(entropies, mask)
+    seg_ratio = torch.exp(segment_mean(token_log_ratio(logp, old_logp, mask), segments, mask))
+    batch_entropy = statistics["mean_entropy"]
     if batch_entropy > 0:
+        entropies = require_field(ctx.entropies, "entropies", "sspo").to(logp)
         scale = (segment_mean(entropies, segments, mask) / batch_entropy).clamp(
             entropy_min_scale, entropy_max_scale
         )
     else:
         scale = torch.ones_like(logp)
     adv = broadcast_advantages(advantages, logp)
-    loss, diagnostics = _clipped_surrogate(seg_ratio, adv, eps_low * scale, eps_high * scale)
+    loss, diagnostics = clipped_surrogate(seg_ratio, adv, eps_low * scale, eps_high * scale)
     diagnostics.update(segment_ratio=seg_ratio, eps_scale=scale)
-    return _masked(loss, diagnostics, mask)
+    return mask_outputs(loss, diagnostics, mask)
 
 
 # --------------------------------------------------------------------------- prefix ratio
 
 
 def prefix_min_ratio(log_ratio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """A48 MinPRO's weight ``w_t = min_{k<t} ρ_k`` over the masked earlier tokens (1 for the first),
+    """MinPRO's weight ``w_t = min_{k<t} ρ_k`` over the masked earlier tokens (1 for the first),
     detached. Padding never lowers the minimum. Shapes: ``[B, T]`` -> ``[B, T]``."""
     lr = log_ratio.detach().masked_fill(mask <= 0, float("inf"))
     shifted = torch.cat([lr.new_full((lr.shape[0], 1), float("inf")), lr[:, :-1]], dim=1)
@@ -292,29 +321,30 @@ def minpro_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    ctx: object = None,
+    ctx: Rollouts,
     eps_low: float = 0.2,
     eps_high: float = 0.2,
     max_weight: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """A48 MinPRO ("A Step Back: Prefix Importance Ratio Stabilizes Policy Optimization", 2026): the
-    rigorous off-policy correction of token t is the prefix product ``∏_{k≤t} ρ_k``, which explodes;
-    MinPRO weights token t by the non-cumulative ``w_t = min_{k<t} ρ_k`` instead (1 for the first).
+    """MinPRO (Lei et al. 2026, "A Step Back: Prefix Importance Ratio Stabilizes Policy Optimization",
+    arXiv:2601.22718): the rigorous off-policy correction of token t is the prefix product
+    ``∏_{k≤t} ρ_k``, which explodes; MinPRO weights token t by the non-cumulative
+    ``w_t = min_{k<t} ρ_k`` instead (1 for the first).
 
     ``loss_t = −sg(w_t)·min(ρ_t·A, clip(ρ_t, 1−eps_low, 1+eps_high)·A)``: once an earlier token's
     probability dropped sharply, every later token's gradient is damped. ``w`` is causal (it does not
     depend on tokens ≥ t) and non-increasing in t. All ``ρ = 1`` gives the token-level GRPO loss.
     GUESS: ``w`` detached and multiplying the clipped token term; ``max_weight`` (None: uncapped; 1
-    caps ``w ≤ 1``) for the entry's "possibly also capped".
+    caps ``w ≤ 1``), since the paper's summary leaves open whether ``w`` is also capped.
     Shapes: ``logp, old_logp, mask [B, T]``; ``advantages [B]`` or ``[B, T]`` -> ``[B, T]``.
     Diagnostics: the PPO clip fractions and ``prefix_weight``.
     """
-    log_ratio = _log_ratio(logp, old_logp)
+    log_ratio = token_log_ratio(logp, old_logp, mask)
     weight = prefix_min_ratio(log_ratio, mask)
     if max_weight is not None:
         weight = weight.clamp(max=max_weight)
-    loss, diagnostics = _clipped_surrogate(
+    loss, diagnostics = clipped_surrogate(
         torch.exp(log_ratio), broadcast_advantages(advantages, logp), eps_low, eps_high
     )
     diagnostics["prefix_weight"] = weight
-    return _masked(weight * loss, diagnostics, mask)
+    return mask_outputs(weight * loss, diagnostics, mask)
