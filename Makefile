@@ -1,4 +1,5 @@
-# `make train` runs the default training run; `make test` runs the test suite.
+# `make train` runs the default training run; `make test` runs lint (ruff), the type check (mypy)
+# and the test suite.
 # Each creates or updates the virtual environment it needs first.
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -25,6 +26,7 @@ train: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -1,5 +1,6 @@
 """Registries: lookup, "did you mean" errors, and parameter checks."""
 
+import inspect
 from collections.abc import Sequence
 from typing import Literal
 
@@ -213,3 +214,48 @@ def test_every_recipes_params_have_the_types_their_components_declare():
         for kind, reg, component, n in components:
             fn = reg.get(component.name)
             check_params(f"{recipe.name} {kind}", component.name, fn, component.params, n)
+
+
+# Where the pipeline passes the batch to each kind of component: (registry, index of that argument).
+BATCH_ARGUMENT = {
+    "advantage estimator": ("advantages", 2),
+    "token weighting": ("token_weights", 0),
+    "group filter": ("group_filters", 0),
+    "policy loss": ("losses", 4),
+}
+
+
+def _batch_functions():
+    """``(label, function, index of its batch argument)`` for every registered component that
+    receives the batch, and for the functions declared with it (a loss's whole-batch statistics,
+    an estimator's segment boundaries, a selector's ``update``)."""
+    from grpozoo import registry
+
+    for kind, (attribute, index) in BATCH_ARGUMENT.items():
+        reg = getattr(registry, attribute)
+        for name in reg.names():
+            yield f"{kind} {name!r}", reg.get(name), index
+            spec = reg.spec(name)
+            for declared, at in (("statistics", 2), ("policy_statistics", 4), ("segment_boundaries", 0)):
+                fn = getattr(spec, declared, None)
+                if fn is not None:
+                    yield f"{kind} {name!r} {declared}", fn, at
+    for name in registry.selectors.names():
+        yield f"selector {name!r} update", registry.selectors.get(name).update, 2
+
+
+def test_every_component_annotates_the_batch_it_receives_as_rollouts():
+    """Components read the batch by attribute and are type-checked against ``Rollouts``; an
+    untyped (or ``Any``) batch argument would hide a misspelt field or an unchecked None from mypy.
+    An estimator that does not read it may default it to None."""
+    from typing import get_args, get_type_hints
+
+    from grpozoo.rollouts import Rollouts
+
+    untyped = []
+    for label, fn, index in _batch_functions():
+        parameter = list(inspect.signature(fn).parameters)[index]
+        hint = get_type_hints(fn).get(parameter)
+        if hint is None or set(get_args(hint) or (hint,)) - {type(None)} != {Rollouts}:
+            untyped.append(f"{label}: {parameter}: {'not annotated' if hint is None else hint}")
+    assert not untyped, "batch arguments not annotated as Rollouts:\n" + "\n".join(untyped)

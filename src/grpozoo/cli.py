@@ -162,9 +162,9 @@ def _eval_inputs(args: argparse.Namespace):
             overrides.append(f"{key}={value}")
     run = args.run
     if args.checkpoint and not run:
-        checkpoint = Path(args.checkpoint)
-        run = str(checkpoint.parent.parent)
-        if not (checkpoint / "model").is_dir() or not (Path(run) / "config.yaml").exists():
+        given = Path(args.checkpoint)
+        run = str(given.parent.parent)
+        if not (given / "model").is_dir() or not (Path(run) / "config.yaml").exists():
             raise FileNotFoundError(
                 f"--checkpoint {args.checkpoint!r} is not a checkpoint of a run: expected RUN/checkpoints/step-N "
                 f"holding model/, with RUN/config.yaml; give --run RUN too if the checkpoint lies elsewhere"

@@ -6,22 +6,24 @@ how to run its LoRA adapters folded into their base weights for generation."""
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from contextlib import contextmanager
 from functools import cache
+from typing import Any
 
 import torch
 
 
 @cache
-def _cache_keyword(forward_class: type) -> str:
-    return "cache" if "cache" in inspect.signature(forward_class.forward).parameters else "past_key_values"
+def _cache_keyword(forward: Callable[..., Any]) -> str:
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
 
 
 def cache_keyword(model) -> str:
     """The model's keyword for a KV cache: ``cache`` since transformers 5, ``past_key_values`` before
     (outputs answer to ``past_key_values`` in both)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return _cache_keyword(type(base))
+    return _cache_keyword(type(base).forward)
 
 
 def head_is_plain(model) -> bool:

@@ -7,7 +7,7 @@ T completion tokens (right-padded), G completions per group.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -144,6 +144,17 @@ class Rollouts:
                     )
                 updates[f.name] = {k: _cat_padded([v[k] for v in values], f"{f.name}[{k!r}]") for k in keys}
         return replace(first, **updates)
+
+
+T = TypeVar("T")
+
+
+def required(value: T | None, name: str, reader: str) -> T:
+    """``value``, the batch's optional field ``name`` (e.g. ``ctx.entropies``); a clear error naming
+    ``reader``, what reads it, when the batch does not carry it."""
+    if value is None:
+        raise ValueError(f"{reader} reads {name}, which this batch does not carry")
+    return value
 
 
 LEFT_PADDED = ("prompt_ids", "prompt_mask")

@@ -160,6 +160,13 @@ def test_d3s_rollouts_rank_by_advantages_when_they_are_set():
     assert registry.group_filters.spec("d3s_rollouts").stage_for({}) == BEFORE_ADVANTAGES
 
 
+def test_d3s_rollouts_on_a_batch_without_rewards_names_what_it_ranks_by():
+    batch = make_rollouts([0, 1, 0, 1], [0, 0, 0, 0])
+    batch.rewards = None
+    with pytest.raises(ValueError, match="batch.advantages .B. or batch.rewards"):
+        d3s_rollouts(batch)
+
+
 # ------------------------------------------------------------------ Rollouts.concat
 
 

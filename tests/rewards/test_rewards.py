@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from grpozoo.config import RewardConfig
+from grpozoo.errors import ConfigError
 from grpozoo.registry import rewards as reward_registry
 from grpozoo.rewards import RewardError, RewardModel
 from grpozoo.rewards.builtin import format_reward, math_verify_reward
@@ -114,9 +115,9 @@ def test_loading_errors(tmp_path):
         load_reward_function(f"{tmp_path / 'nope.py'}:fn")
     path = tmp_path / "r.py"
     path.write_text("x = 1\n")
-    with pytest.raises(AttributeError, match="has no function 'fn'"):
+    with pytest.raises(ConfigError, match="has no function 'fn'"):
         load_reward_function(f"{path}:fn")
-    with pytest.raises(AttributeError, match="has no function 'x'"):
+    with pytest.raises(ConfigError, match="has no function 'x'"):
         load_reward_function(f"{path}:x")  # exists but not callable
     with pytest.raises(ValueError, match="Did you mean 'format'"):
         load_reward_function("formatt")

@@ -28,6 +28,7 @@ import torch
 from grpozoo.algos.groups import group_max, group_min, group_std
 from grpozoo.algos.token_weights import scheduled_ratio
 from grpozoo.registry import AFTER_ADVANTAGES, BEFORE_ADVANTAGES, group_filters
+from grpozoo.rollouts import Rollouts
 
 
 class NoLearnableGroupsError(RuntimeError):
@@ -79,7 +80,7 @@ def no_signal_message(
 
 @group_filters.register("dynamic_sampling", refill=True)
 def dynamic_sampling(
-    batch,
+    batch: Rollouts,
     tol: float = 1e-6,
     spread: Literal["range", "std"] = "range",
     on: Literal["reward", "task_score"] = "reward",
@@ -124,7 +125,7 @@ def dynamic_sampling(
     "overlong_filter",
     stage=lambda mode="mask", **_: AFTER_ADVANTAGES if mode == "mask" else BEFORE_ADVANTAGES,
 )
-def overlong_filter(batch, mode: Literal["mask", "drop"] = "mask") -> torch.Tensor:
+def overlong_filter(batch: Rollouts, mode: Literal["mask", "drop"] = "mask") -> torch.Tensor:
     """DAPO's overlong filtering (Yu et al. 2025, "DAPO", arXiv:2503.14476, §3.4): a completion cut
     off by ``rollout.max_new_tokens`` (``batch.truncated``) receives no loss, since its reward
     punishes the length rather than the reasoning.
@@ -170,7 +171,7 @@ def max_variance_subset(values: torch.Tensor, k: int) -> torch.Tensor:
     stage=lambda advantages_on="subset", **_: AFTER_ADVANTAGES if advantages_on == "group" else BEFORE_ADVANTAGES,
 )
 def d3s_rollouts(
-    batch,
+    batch: Rollouts,
     ratio_start: float = 0.5,
     ratio_end: float = 1.0,
     schedule: Literal["linear", "cosine", "constant"] = "linear",
@@ -205,8 +206,12 @@ def d3s_rollouts(
         raise ValueError(f"d3s_rollouts: advantages_on={advantages_on!r} is not one of 'subset', 'group'")
     ratio = scheduled_ratio(batch.step, batch.total_steps, ratio_start, ratio_end, schedule)
     adv = batch.advantages
-    values = adv if adv is not None and adv.dim() == 1 else batch.rewards
-    values = torch.nan_to_num(values.detach().double())
+    ranked = adv if adv is not None and adv.dim() == 1 else batch.rewards
+    if ranked is None:
+        raise ValueError(
+            "d3s_rollouts ranks rows by batch.advantages [B] or batch.rewards; the batch has neither yet"
+        )
+    values = torch.nan_to_num(ranked.detach().double())
     keep = torch.zeros(batch.batch_size, dtype=torch.bool)
     for group in batch.group_ids.unique():
         rows = (batch.group_ids == group).nonzero().squeeze(1)

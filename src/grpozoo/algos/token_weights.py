@@ -1,4 +1,4 @@
-"""Token weights and masks: ``fn(ctx, **params) -> weights [B, T]`` (float, 0 on padding).
+"""Token weights and masks: ``fn(ctx: Rollouts, **params) -> weights [B, T]`` (float, 0 on padding).
 
 Each runs once per step on the whole batch, after the advantages (``ctx.advantages`` is ``[B]`` or
 ``[B, T]``); the trainer multiplies the product of all configured token weights into the per-token
@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 
 from grpozoo.registry import token_weights
+from grpozoo.rollouts import Rollouts
 
 Scope = Literal["batch", "sequence"]
 
@@ -25,11 +26,11 @@ Scope = Literal["batch", "sequence"]
 # ------------------------------------------------------------------ shared helpers
 
 
-def _mask_of(ctx) -> torch.Tensor:
+def _mask_of(ctx: Rollouts) -> torch.Tensor:
     return ctx.completion_mask.bool()
 
 
-def _entropies_of(ctx) -> torch.Tensor:
+def _entropies_of(ctx: Rollouts) -> torch.Tensor:
     if ctx.entropies is None:
         raise ValueError("this token weighting reads ctx.entropies, which the generator did not record")
     return ctx.entropies
@@ -73,7 +74,7 @@ def _keep_top_fraction(
     return keep.float()
 
 
-def _token_advantages(ctx) -> torch.Tensor:
+def _token_advantages(ctx: Rollouts) -> torch.Tensor:
     """``ctx.advantages`` as ``[B, T]`` (a sequence advantage repeated over its tokens)."""
     if ctx.advantages is None:
         raise ValueError("this token weighting reads ctx.advantages, which are not set yet")
@@ -85,7 +86,7 @@ def _token_advantages(ctx) -> torch.Tensor:
 
 
 @token_weights.register("entropy_top_quantile")
-def entropy_top_quantile(ctx, fraction: float = 0.2, scope: Scope = "batch") -> torch.Tensor:
+def entropy_top_quantile(ctx: Rollouts, fraction: float = 0.2, scope: Scope = "batch") -> torch.Tensor:
     """High-entropy minority tokens (Wang et al. 2025, "Beyond the 80/20 Rule: High-Entropy Minority
     Tokens Drive Effective Reinforcement Learning for LLM Reasoning", arXiv:2506.01939; the mechanism
     EARL uses).
@@ -101,7 +102,7 @@ def entropy_top_quantile(ctx, fraction: float = 0.2, scope: Scope = "batch") -> 
 
 
 @token_weights.register("earl")
-def earl_weights(ctx, rho: float = 0.2, scope: Scope = "batch") -> torch.Tensor:
+def earl_weights(ctx: Rollouts, rho: float = 0.2, scope: Scope = "batch") -> torch.Tensor:
     """EARL entropy-gated updates (Shi et al. 2025, "EARL: Entropy-Aware RL Alignment of LLMs for
     Reliable RTL Code Generation", arXiv:2511.12033).
 
@@ -143,7 +144,7 @@ def scheduled_ratio(
 
 @token_weights.register("d3s_tokens")
 def d3s_token_weights(
-    ctx,
+    ctx: Rollouts,
     rho_start: float = 0.2,
     rho_end: float = 1.0,
     schedule: Literal["linear", "cosine", "constant"] = "linear",
@@ -194,7 +195,7 @@ def _right_aligned(x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor
     return x.gather(1, index), s < lengths.unsqueeze(1)
 
 
-def _sequence_signs(ctx) -> torch.Tensor:
+def _sequence_signs(ctx: Rollouts) -> torch.Tensor:
     """Each row's advantage, ``[B]``: GTPO's GRPO advantage before entropy shaping when the ``gtpo``
     estimator handed it on, else ``ctx.advantages`` (summed over real tokens when ``[B, T]``)."""
     adv = ctx.extras.get("gtpo_unshaped_advantage") if ctx.extras else None
@@ -206,7 +207,9 @@ def _sequence_signs(ctx) -> torch.Tensor:
 
 
 @token_weights.register("gtpo_conflict")
-def gtpo_conflict_weights(ctx, weight: float = 2.0, divide_by_conflict_count: bool = False) -> torch.Tensor:
+def gtpo_conflict_weights(
+    ctx: Rollouts, weight: float = 2.0, divide_by_conflict_count: bool = False
+) -> torch.Tensor:
     """GTPO conflict-token weights (Simoni et al. 2025, "GTPO: Trajectory-Based Policy Optimization in
     Large Language Models", arXiv:2508.03772; code-verified against the authors' repository).
 
@@ -255,7 +258,7 @@ _MAX_LOG_RATIO = 30.0  # exp(30) ≈ 1e13: finite in float32, far above any sens
 
 @token_weights.register("rollout_correction", needs={"old_logprobs"})
 def rollout_correction(
-    ctx,
+    ctx: Rollouts,
     mode: Literal["token_tis", "token_mis", "sequence_tis", "sequence_mis"] = "token_tis",
     cap: float = 2.0,
     geometric: bool = False,

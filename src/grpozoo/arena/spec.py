@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from grpozoo import registry
 from grpozoo.config import (
@@ -239,7 +240,7 @@ def load_arena_file(path: str | Path) -> ArenaFile:
 def _explain(error: ValidationError, path: str) -> str:
     """One line per wrong key, without pydantic's union branch names (``recipes.0.EntryFile.x``
     reads ``recipes.0.x``), and the alternatives of a union joined with "or"."""
-    found: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    found: dict[tuple[Any, ...], list[ErrorDetails]] = {}
     for item in error.errors():
         loc = tuple(p for p in item["loc"] if isinstance(p, int) or not _TYPE_TAG.match(p))
         found.setdefault(loc, []).append(item)

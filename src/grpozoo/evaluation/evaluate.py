@@ -19,6 +19,7 @@ from grpozoo.evaluation.metrics import (
     powers_of_two_up_to,
 )
 from grpozoo.generation import HFGenerator, SamplingParams
+from grpozoo.rollouts import Rollouts
 from grpozoo.tasks.base import Task, render_prompt
 
 LENGTH_PERCENTILES = (10, 25, 50, 75, 90)
@@ -43,8 +44,8 @@ class EvalSamples:
     def prompts(self) -> int:
         return len(self.correct) // self.samples
 
-    def add(self, batch, task: Task) -> None:
-        """Append a generated, not yet scored batch (a :class:`~grpozoo.rollouts.Rollouts`)."""
+    def add(self, batch: Rollouts, task: Task) -> None:
+        """Append a generated, not yet scored batch."""
         mask = batch.completion_mask.float()
         lengths = mask.sum(dim=1)
         self.correct += [

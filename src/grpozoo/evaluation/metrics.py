@@ -162,7 +162,9 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def histogram(values: Sequence[float], bins: int = 10, upper: float | None = None) -> dict[str, list[float]]:
+def histogram(
+    values: Sequence[float], bins: int = 10, upper: float | None = None
+) -> dict[str, list[float] | list[int]]:
     """``{"edges": [bins + 1], "counts": [bins]}`` of equal-width bins from 0 to ``upper`` (default
     the largest value); the last bin includes its right edge."""
     top = float(upper if upper is not None else max(values, default=1.0))

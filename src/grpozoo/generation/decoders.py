@@ -49,7 +49,8 @@ def decoding_linears(model):
     model's own forward also takes the faster layout on a decoding step's few rows."""
     linears = [m for m in model.modules() if type(m) is torch.nn.Linear and m.weight.device.type == "cpu"]
     for layer in linears:
-        layer.forward = types.MethodType(lambda self, x: linear(x, self.weight, self.bias), layer)
+        fast = types.MethodType(lambda self, x: linear(x, self.weight, self.bias), layer)
+        layer.forward = fast  # type: ignore[method-assign]
     try:
         yield
     finally:
@@ -204,8 +205,8 @@ class LlamaFamilyDecoder:
         for layer in inner.layers:
             attn, mlp = layer.self_attn, layer.mlp
             modules = (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj)
-            weights = [_plain_weights(module) for module in modules]
-            if any(w is None for w in weights) or hasattr(attn, "q_norm"):
+            weights = [w for w in map(_plain_weights, modules) if w is not None]
+            if len(weights) < len(modules) or hasattr(attn, "q_norm"):
                 return None
             q, k, v, o, gate, up, down = weights
             layers.append({"qkv": Projection([q, k, v]), "o": Projection([o]), "gate_up": Projection([gate, up]),

@@ -417,7 +417,7 @@ def _figure_html(figure: Figure) -> str:
     )
 
 
-def write_comparison_report(groups: Groups, meta: ReportMeta) -> dict[str, Path]:
+def write_comparison_report(groups: Groups, meta: ReportMeta) -> dict[str, Any]:
     """Write ``report.html``, ``summary.md``, ``summary.csv`` and ``plots/*.png`` into
     ``meta.directory``; returns their paths (``plots`` maps each file name to its path)."""
     directory = meta.directory
@@ -531,8 +531,8 @@ def write_comparison_report(groups: Groups, meta: ReportMeta) -> dict[str, Path]
     # ---- CSV
     header, rows = csv_rows(groups, ks)
     csv_path = directory / "summary.csv"
-    with csv_path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
     drawn = {f.file: f.path for items in figures.values() for f in items if f.path is not None}

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from grpozoo.config import RunConfig
+from grpozoo.rollouts import Rollouts
 
 TRACKIO_PROJECT = "grpozoo"
 MAX_TABLE_ROWS = 64
@@ -65,7 +66,7 @@ class RunLoggers:
     def active(self) -> bool:
         return self.tensorboard is not None or self.trackio is not None
 
-    def log_step(self, metrics: dict[str, Any], batch=None) -> None:
+    def log_step(self, metrics: dict[str, Any], batch: Rollouts | None = None) -> None:
         """A training step's metrics, and every ``completions_every`` steps its completion table."""
         if not self.active:
             return
@@ -135,7 +136,7 @@ def question_of(example: dict[str, Any], rendered: str) -> str:
     return users[-1] if users else rendered
 
 
-def completion_rows(step: int, batch) -> list[list[Any]]:
+def completion_rows(step: int, batch: Rollouts) -> list[list[Any]]:
     """``[step, prompt, completion, reward, advantage]`` for the batch's first rows."""
     rows = []
     for i in range(min(batch.batch_size, MAX_TABLE_ROWS)):

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from grpozoo.errors import ConfigError
 from grpozoo.registry import check_params
 from grpozoo.registry import rewards as reward_registry
 
@@ -68,13 +69,18 @@ def load_reward_function(name: str) -> Callable[..., Any]:
         if not path.exists():
             raise FileNotFoundError(f"reward {name!r}: file {location!r} does not exist")
         spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"reward {name!r}: file {location!r} cannot be loaded as a Python module")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     else:
         module = importlib.import_module(location)
     fn = getattr(module, attribute, None)
     if not callable(fn):
-        raise AttributeError(f"reward {name!r}: {location!r} has no function {attribute!r}")
+        raise ConfigError(
+            f"reward {name!r}: {location!r} has no function {attribute!r}; name a function it defines, "
+            f"as 'module:function' or 'file.py:function'"
+        )
     return fn
 
 
@@ -178,8 +184,9 @@ class RewardModel:
                 results[name] = job.result
         for part in self.parts:
             if part.name in errors:
-                error = errors[part.name]
-                raise RewardError(f"reward {part.name!r} raised {type(error).__name__}: {error}") from error
+                failure = errors[part.name]
+                failed = f"reward {part.name!r} raised {type(failure).__name__}: {failure}"
+                raise RewardError(failed) from failure
         return results, timed_out
 
     @staticmethod

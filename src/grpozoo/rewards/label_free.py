@@ -222,8 +222,8 @@ def evol_rl_reward(
             for k in members:
                 scaled = 0.5 if high - low < 1e-12 else (novelty[k] - low) / (high - low)
                 out[indices[k]] = base + 0.5 * scaled
-        for k, cls in enumerate(classes):
-            if cls is None:
+        for k, label_class in enumerate(classes):
+            if label_class is None:
                 out[indices[k]] = -1.0
     return out
 

@@ -371,7 +371,7 @@ class Sandbox:
             run = self._execute(job_path, scratch, stdin_path, marker, case)
             return run
         finally:
-            if uid is not None:
+            if uid is not None and lock is not None:  # acquired together
                 # When the bootstrap ends by itself in a PID namespace, the kernel has killed and
                 # reaped the namespace before it returns; otherwise make sure no process of the
                 # uid is left before it is handed to the next run.
@@ -425,7 +425,7 @@ class Sandbox:
             return _Run("memory", stderr)
         if died_of is not None:
             return _Run("killed", stderr + f"\nsandbox: killed by {_signal_name(died_of)}")
-        if returncode == 0 and case.code is None:  # a script may end itself; its output is what counts
+        if returncode == 0 and case.expected is not None:  # a script may end itself; its output counts
             text = out.removesuffix(marker.encode()).decode("utf-8", "replace")
             return _Run("passed" if same_output(text, case.expected) else "failed", stderr)
         if returncode == 0 and out.endswith(marker.encode()):  # the test ran to its end
@@ -449,6 +449,9 @@ def _collect(process: subprocess.Popen, deadline: float, cap: int) -> tuple[byte
     pipes are drained, or the deadline passes. Returns (stdout, stderr, timed out, stdout
     overflowed). A grandchild still holding the pipes does not keep this waiting once the process
     itself has ended. The process is not reaped here, so its group id stays valid for the kill."""
+    if process.stdout is None or process.stderr is None:
+        raise ValueError("sandbox: the child process was started without pipes for stdout and stderr")
+    stdout_fd = process.stdout.fileno()
     out, err = bytearray(), bytearray()
     selector = selectors.DefaultSelector()
     for stream in (process.stdout, process.stderr):
@@ -474,7 +477,7 @@ def _collect(process: subprocess.Popen, deadline: float, cap: int) -> tuple[byte
                     continue
                 if not chunk:
                     selector.unregister(fd)
-                elif fd == process.stdout.fileno():
+                elif fd == stdout_fd:
                     out += chunk
                     if len(out) > cap:
                         return bytes(out), bytes(err), False, True

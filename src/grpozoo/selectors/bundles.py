@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from grpozoo.registry import selectors
+from grpozoo.rollouts import Rollouts
 from grpozoo.selectors.uniform import UniformSelector
 
 
@@ -47,7 +48,7 @@ class RiskpoBundleSelector:
             )
         return [row for b in self.order.next(k // self.bundle_size) for row in self.bundle(b)]
 
-    def update(self, rows: list[int], batch: Any) -> None:
+    def update(self, rows: list[int], batch: Rollouts) -> None:
         """Bundles keep no statistics."""
 
     def state_dict(self) -> dict[str, Any]:

@@ -11,12 +11,12 @@ import torch
 
 from grpozoo.registry import selectors
 from grpozoo.rollouts import Rollouts
-from grpozoo.selectors.trackers import PromptStats, Selector, weighted_sample
+from grpozoo.selectors.trackers import Probability, PromptStats, Selector, weighted_sample
 
 
 def gaussian_curriculum_weight(
-    accuracy: torch.Tensor | float, center: float = 0.5, sigma: float = 0.2
-) -> torch.Tensor | float:
+    accuracy: Probability, center: float = 0.5, sigma: float = 0.2
+) -> Probability:
     """FG-ExPO's curriculum weight: ``exp(−(acc − center)²/(2σ²))``; 1 at ``acc = center``,
     symmetric about it (w(0.3) = w(0.7) for center 0.5)."""
     if isinstance(accuracy, torch.Tensor):

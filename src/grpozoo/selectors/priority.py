@@ -14,10 +14,10 @@ import torch
 
 from grpozoo.registry import selectors
 from grpozoo.rollouts import Rollouts
-from grpozoo.selectors.trackers import BetaTracker, PromptStats, Selector, weighted_sample
+from grpozoo.selectors.trackers import BetaTracker, Probability, PromptStats, Selector, weighted_sample
 
 
-def spo_priority_weight(p: torch.Tensor | float, floor: float = 0.05) -> torch.Tensor | float:
+def spo_priority_weight(p: Probability, floor: float = 0.05) -> Probability:
     """SPO's sampling weight: ``√(p̂(1−p̂)) + floor``; largest (0.55) at p̂ = 0.5, never below ``floor``."""
     if isinstance(p, torch.Tensor):
         return (p * (1 - p)).clamp(min=0).sqrt() + floor
@@ -146,7 +146,7 @@ class VadeSelector(Selector):
         self.tracker.observe(row, values, self.local_decay, once=True)
 
 
-def outcome_variance(p: torch.Tensor | float) -> torch.Tensor | float:
+def outcome_variance(p: Probability) -> Probability:
     """MMR1's Outcome Variance Score: ``OVS = p̂(1 − p̂)``, 0.25 at p̂ = 0.5, 0 at p̂ ∈ {0, 1}."""
     return p * (1 - p)
 

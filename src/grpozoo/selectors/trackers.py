@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -23,6 +23,9 @@ from grpozoo.algos.advantages.trackers import beta_tracker_update
 from grpozoo.rollouts import Rollouts
 
 SIGNALS = ("task_score", "reward")
+
+# a per-prompt statistic given for every prompt (a tensor) or for one (a float), returned alike
+Probability = TypeVar("Probability", torch.Tensor, float)
 
 
 class BetaTracker:

@@ -6,6 +6,7 @@ import random
 from typing import Any
 
 from grpozoo.registry import selectors
+from grpozoo.rollouts import Rollouts
 
 
 @selectors.register("uniform")
@@ -35,7 +36,7 @@ class UniformSelector:
             self.position += 1
         return rows
 
-    def update(self, rows: list[int], rewards: Any) -> None:
+    def update(self, rows: list[int], batch: Rollouts) -> None:
         """Uniform selection keeps no statistics."""
 
     def state_dict(self) -> dict[str, Any]:

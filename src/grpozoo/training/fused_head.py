@@ -82,7 +82,7 @@ class _HeadLogprobs(torch.autograd.Function):
             if ctx.inv_temp != 1.0:
                 grad_z.mul_(ctx.inv_temp)
             grad_z = grad_z.to(hidden.dtype)
-            if want_hidden:
+            if grad_hidden is not None:
                 grad_hidden[start:end] = grad_z @ weight
             if want_weight:
                 part = (grad_z.T @ h).float()

@@ -17,7 +17,7 @@ import torch
 
 from grpozoo.algos import guidance
 from grpozoo.config import GuidanceConfig
-from grpozoo.rollouts import Rollouts
+from grpozoo.rollouts import Rollouts, required
 from grpozoo.tasks.base import Task, render_prompt
 
 # generate(prompts, examples, samples per prompt) -> the sampled rollouts
@@ -86,6 +86,7 @@ class Guidance:
         merged = Rollouts.concat([batch, *hinted], renumber_groups=False)
         success = self.success_scores(merged) >= g.success_threshold
         stuck_all = torch.cat([stuck, torch.zeros(merged.batch_size - batch.batch_size, dtype=torch.bool)])
+        assert merged.hint_level is not None  # set on every hinted round, filled with 0 for the sampled one
         use = guidance.substitution(
             merged.group_ids, merged.hint_level > 0, success, stuck_all, g.max_replaced, g.replace
         )
@@ -124,7 +125,9 @@ class Guidance:
 
     def success_scores(self, batch: Rollouts) -> torch.Tensor:
         """What guidance counts as success: the verifier's score or the total reward."""
-        return batch.task_scores if self.cfg.success_on == "task_score" else batch.rewards
+        if self.cfg.success_on == "task_score":
+            return required(batch.task_scores, "batch.task_scores", "guidance (success_on='task_score')")
+        return required(batch.rewards, "batch.rewards", "guidance (success_on='reward')")
 
 
 def _encode(tokenizer, text: str) -> list[int]:

@@ -25,6 +25,8 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
+from grpozoo.rollouts import Rollouts
+
 ATTENTION_NAME = "grpozoo_shared_prefix"
 
 
@@ -54,7 +56,7 @@ class PackedGroups:
         return PackedGroups(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
-def pack_groups(batch) -> PackedGroups:
+def pack_groups(batch: Rollouts) -> PackedGroups:
     """The packed layout of ``batch`` (left-padded prompts, right-padded completions): rows with
     identical prompt tokens share one copy of it."""
     prompts = torch.cat([batch.prompt_ids * batch.prompt_mask, batch.prompt_mask], dim=1)
@@ -129,6 +131,11 @@ def shared_prefix_attention(module, query, key, value, attention_mask, scaling=N
                             shared_prefix: PackedGroups | None = None, **kwargs):
     """The split attention over :class:`PackedGroups` (``query [1, H, N, d]``, ``key``/``value``
     ``[1, H_kv, N, d]``); returns ``[1, N, H, d]`` as Hugging Face's attention functions do."""
+    if shared_prefix is None:
+        raise ValueError(
+            "shared_prefix_attention needs the packed layout: call the model with "
+            "shared_prefix=pack_groups(batch)"
+        )
     layout = shared_prefix
     q, k, v = query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1)  # [N, heads, d]
 

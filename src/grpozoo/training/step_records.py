@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from grpozoo.algos.groups import group_std
-from grpozoo.rollouts import Rollouts
+from grpozoo.rollouts import Rollouts, required
 
 
 def reward_columns(batch: Rollouts, task_scores: torch.Tensor) -> dict[str, list[Any]]:
@@ -36,14 +36,15 @@ def reward_columns(batch: Rollouts, task_scores: torch.Tensor) -> dict[str, list
 
 def batch_metrics(batch: Rollouts, parts) -> dict[str, float]:
     """Per-step statistics of the sampled batch (rewards, accuracy, lengths, signal)."""
-    rewards = batch.rewards
+    rewards = required(batch.rewards, "batch.rewards", "the step's metrics")
+    task_scores = required(batch.task_scores, "batch.task_scores", "the step's metrics")
     std_per_group = group_std(rewards, batch.group_ids)
     groups = batch.group_ids.unique()
     zero_variance = sum(float(std_per_group[batch.group_ids == g][0] < 1e-6) for g in groups) / len(groups)
     out = {
         "reward/mean": float(rewards.mean()),
         "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
-        "accuracy": float((batch.task_scores >= 1.0).float().mean()),
+        "accuracy": float((task_scores >= 1.0).float().mean()),
         "completion_length": float(batch.completion_lengths.float().mean()),
         "truncation_rate": float(batch.truncated.float().mean()),
         "zero_variance_groups": zero_variance,
@@ -62,7 +63,7 @@ def sample_record(step: int, batch: Rollouts, i: int) -> dict[str, Any]:
         "prompt": batch.prompts[i],
         "completion": batch.completions[i],
         "answer": batch.examples[i].get("answer"),
-        "reward": float(batch.rewards[i]),
+        "reward": float(required(batch.rewards, "batch.rewards", "the step's sample record")[i]),
         "parts": {k: (None if v[i].isnan() else float(v[i])) for k, v in batch.reward_parts.items()},
         "advantage": _finite_or_none(batch.advantages[i].mean()) if batch.advantages is not None else None,
         "truncated": bool(batch.truncated[i]),

@@ -44,7 +44,7 @@ from grpozoo.reporting.loggers import RunLoggers
 from grpozoo.reporting.metrics import append_jsonl, read_jsonl, rewind_jsonl
 from grpozoo.reporting.plots import plot_reward_curve
 from grpozoo.rewards import RewardModel
-from grpozoo.rollouts import Rollouts
+from grpozoo.rollouts import Rollouts, required
 from grpozoo.tasks import make_task
 from grpozoo.tasks.base import render_prompt
 from grpozoo.tasks.hints import require_hints
@@ -284,7 +284,8 @@ class Trainer:
         use = torch.cat(uses)
         if self.refill:
             if kept == 0:
-                own = batch.rewards if batch.hint_level is None else batch.rewards[batch.hint_level == 0]
+                rewards = required(batch.rewards, "batch.rewards", "the refilling group filters")
+                own = rewards if batch.hint_level is None else rewards[batch.hint_level == 0]
                 raise NoLearnableGroupsError(
                     no_signal_message(self.refill, len(rounds), target, r.group_size, float(own.mean()),
                                       r.max_refill_rounds)
@@ -312,6 +313,7 @@ class Trainer:
         self.provide(learn_input)
         learning_batch = self.advantages(learn_input)
         if learn_input is not batch:
+            assert learn_input.advantages is not None  # set by the advantage stage
             batch.advantages = scatter_rows(learn_input.advantages, rows, batch.batch_size)
         learning_batch = self.filter_after_advantages(learning_batch)
         learning_batch.token_weights = self.token_weights(learning_batch)
@@ -413,11 +415,12 @@ class Trainer:
                 f"advantage estimator {self.cfg.algorithm.advantage.name!r} needs segment_values but is not "
                 f"registered with the segment_boundaries that say where"
             )
+        rewards = required(batch.rewards, "batch.rewards", "segment_values")
         boundaries = find_boundaries(batch, **params)
         values = torch.full(boundaries.shape, float("nan"))
         lengths = batch.completion_lengths
-        values[:, 0] = group_mean(batch.rewards, batch.group_ids)
-        values[torch.arange(batch.batch_size), lengths] = batch.rewards
+        values[:, 0] = group_mean(rewards, batch.group_ids)
+        values[torch.arange(batch.batch_size), lengths] = rewards
         interior = [(i, t) for i, t in boundaries.nonzero().tolist() if 0 < t < int(lengths[i])]
         if not interior:
             return values
@@ -440,7 +443,7 @@ class Trainer:
         the reward with the penalty ``kl_coef · kl`` of the sampling policy already in it, as its
         registration's ``kl_in_reward`` asks: per-token returns or the sequence return."""
         algo = self.cfg.algorithm
-        rewards = batch.rewards
+        rewards = required(batch.rewards, "batch.rewards", f"advantage estimator {algo.advantage.name!r}")
         if algo.kl.coef > 0 and algo.kl.mode == "reward":
             policy = batch.old_logprobs if batch.old_logprobs is not None else batch.sampling_logprobs
             penalty = self.state["kl_coef"] * self.kl_fn(policy, batch.ref_logprobs)
@@ -548,6 +551,7 @@ class Trainer:
             logp, entropy = self.forward(
                 self.model, mb, self.cfg.rollout.temperature, with_entropy=True, entropy_grad=entropy_bonus
             )
+            assert entropy is not None  # asked for with with_entropy=True
             old = mb.old_logprobs if mb.old_logprobs is not None else logp.detach()
             old = guidance.behaviour_logprobs(old, mb.sampling_logprobs, mb.off_policy)  # hinted rows: the sampler's
             given: dict[str, Any] = {}

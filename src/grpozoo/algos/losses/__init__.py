@@ -20,7 +20,7 @@ import torch
 
 from grpozoo import registry
 from grpozoo.algos.masked import row_mean
-from grpozoo.rollouts import Rollouts
+from grpozoo.rollouts import Rollouts, required
 
 T = TypeVar("T")
 Statistics = dict[str, torch.Tensor]  # a two-phase loss's whole-batch statistics (see LossSpec)
@@ -38,9 +38,7 @@ def sequence_advantages(advantages: torch.Tensor, mask: torch.Tensor) -> torch.T
 
 def require_field(value: T | None, field: str, loss: str) -> T:
     """``value``, the batch's ``ctx.<field>``; a clear error naming the loss when the batch lacks it."""
-    if value is None:
-        raise ValueError(f"policy loss {loss!r} reads ctx.{field}, which this batch does not carry")
-    return value
+    return required(value, f"ctx.{field}", f"policy loss {loss!r}")
 
 
 def batch_statistics(
