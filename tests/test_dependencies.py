@@ -101,3 +101,38 @@ def test_no_module_imports_a_module_that_imports_it_back():
 def test_no_module_imports_the_command_line():
     graph = import_graph()
     assert sorted(name for name, imported in graph.items() if "grpozoo.cli" in imported) == []
+
+
+def private_imports() -> list[str]:
+    """``module: name`` for every underscored name a module of the package imports from another."""
+    found = []
+    for name, path in module_files().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("grpozoo"):
+                found += [
+                    f"{name}: {node.module}.{alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and node.module != name
+                ]
+    return found
+
+
+def test_no_module_imports_another_modules_private_names():
+    # a helper shared across modules is public in one module (the masked tensor helpers live in
+    # grpozoo.algos.masked), never a private name borrowed from a sibling
+    assert private_imports() == []
+
+
+def test_the_log_ratio_clamp_is_one_constant_of_the_masked_helpers():
+    from grpozoo.algos import masked
+
+    clamps = [
+        f"{name}: {target.id}"
+        for name, path in module_files().items()
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name) and "LOG_RATIO" in target.id and name != masked.__name__
+        and target.id != "NFT_MAX_LOG_RATIO"  # NFT's own cap on its ratio (exp(10)), part of the method
+    ]
+    assert clamps == []

@@ -17,6 +17,7 @@ from typing import Literal
 
 import torch
 
+from grpozoo.algos.masked import LOG_RATIO_CLAMP
 from grpozoo.registry import token_weights
 from grpozoo.rollouts import Rollouts
 
@@ -253,8 +254,6 @@ def gtpo_conflict_weights(
 
 # ------------------------------------------------------------------ rollout correction
 
-_MAX_LOG_RATIO = 30.0  # exp(30) ≈ 1e13: finite in float32, far above any sensible cap
-
 
 @token_weights.register("rollout_correction", needs={"old_logprobs"})
 def rollout_correction(
@@ -305,7 +304,7 @@ def rollout_correction(
             log_ratio = log_ratio.sum(dim=1, keepdim=True)
             if geometric:
                 log_ratio = log_ratio / mask.sum(dim=1, keepdim=True).clamp(min=1)
-        ratio = torch.exp(log_ratio.clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO))
+        ratio = torch.exp(log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))  # far above any cap
         if kind == "tis":
             weights = ratio.clamp(max=cap)
         else:
