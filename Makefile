@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: train test lint setup
+.PHONY: train test lint setup sandbox-tools
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,5 +28,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
-test: lint
+# the code sandbox runs model-written programs under bubblewrap, with a seccomp filter from libseccomp
+sandbox-tools:
+	@command -v bwrap >/dev/null 2>&1 && $(PYTHON) -c "import ctypes.util as u; assert u.find_library('seccomp')" 2>/dev/null || { \
+	  echo "installing bubblewrap and libseccomp2 for the code sandbox"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    bubblewrap libseccomp2 >/dev/null; } || { \
+	  echo "bubblewrap could not be installed; install the packages bubblewrap and libseccomp2" >&2; exit 1; }
+
+test: lint sandbox-tools
 	$(BIN)/python -m pytest -q

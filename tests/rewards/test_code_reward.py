@@ -95,3 +95,14 @@ def test_missing_column_names_it_and_the_fix():
 def test_a_row_without_tests_is_an_error():
     with pytest.raises(ValueError, match="row 1 has no test cases in column 'tests'"):
         code_tests_reward(["x = 1", "x = 1"], ["p", "p"], tests=[["assert x == 1"], []], **FAST)
+
+
+def test_a_wrong_program_that_disables_the_checks_scores_zero():
+    forged = fenced("def add(a, b):\n    return 0\nimport builtins\nbuiltins.exec = lambda *a, **k: None\n")
+    assert code_tests_reward([forged], ["p"], tests=[ADD_TESTS], **FAST) == [0.0]
+
+
+def test_an_assert_test_without_a_literal_side_is_refused_before_any_run():
+    tests = [ADD_TESTS, ["assert add(2, 1) == add(1, 2)"]]
+    with pytest.raises(ValueError, match=r"row 1 .*add\(2, 1\) == add\(1, 2\).*no literal side.*accepted:"):
+        code_tests_reward(["x = 1", "x = 1"], ["p", "p"], tests=tests, **FAST)

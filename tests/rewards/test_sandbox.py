@@ -1,9 +1,10 @@
 """The code sandbox: hostile programs score 0 (or missing, for a timeout) and leave the trainer,
 its files and the machine as they were; correct programs pass and partial ones get their fraction.
 
-Every hostile program runs under both isolations: ``auto`` (here, as root with ``unshare``: network
-and PID namespaces and a dedicated uid) and ``audit`` (no namespaces, the trainer's user, the audit
-hook alone), so the fallback is tested on any machine.
+Every hostile program runs under both modes: ``bwrap`` (the default: bubblewrap's namespaces, an
+empty root file system and a seccomp filter; here, as root, with a dedicated uid) and
+``unsafe_audit_only`` (``unshare`` where it works and the audit hook), so the old mechanism stays
+tested. Hostile programs that only the kernel isolation stops are in ``test_isolation.py``.
 """
 
 from __future__ import annotations
@@ -18,22 +19,24 @@ from pathlib import Path
 
 import pytest
 
+from grpozoo.rewards import sandbox as sandbox_module
 from grpozoo.rewards.sandbox import UID_BASE, UID_SLOTS, Limits, Sandbox
 from grpozoo.rewards.test_cases import TestCase, parse_tests, same_output
 
 LIMITS = Limits(wall_s=2.0, cpu_s=1, memory_mb=128, max_processes=8, file_size_mb=1, output_bytes=64 << 10)
 SECRET_NAME = "GRPOZOO_SANDBOX_TEST_SECRET"
 SECRET = "s3cret-" + uuid.uuid4().hex
-ISOLATIONS = {"auto": {}, "audit": {"network": "audit", "user": "same"}}
+MODES = ("bwrap", "unsafe_audit_only")
+pytestmark = pytest.mark.filterwarnings("ignore:code sandbox mode 'unsafe_audit_only'")
 
 
-@pytest.fixture(scope="module", params=list(ISOLATIONS))
+@pytest.fixture(scope="module", params=MODES)
 def sandbox(request) -> Sandbox:
     # its own scratch root, so the checks below can tell this sandbox's processes and directories;
     # under /tmp, because a dedicated uid must be able to pass through every parent directory
     root = Path(tempfile.mkdtemp(prefix=f"grpozoo-sandbox-test-{request.param}-"))
     root.chmod(0o711)
-    yield Sandbox(LIMITS, workers=2, scratch_root=str(root), **ISOLATIONS[request.param])
+    yield Sandbox(LIMITS, workers=2, scratch_root=str(root), mode=request.param)
     root.rmdir()
 
 
@@ -138,7 +141,7 @@ def test_program_uses_the_standard_library_and_its_scratch_directory(sandbox, un
         "def half(x):\n    return fractions.Fraction(x, 2)\n"
     )
     result = sandbox.run(
-        program, ["assert half(3) == fractions.Fraction(3, 2)", "assert os.getcwd() == os.environ['HOME']"]
+        program, ["assert str(half(3)) == '3/2'", "here = os.getcwd() == os.environ['HOME']\nassert here"]
     )
     assert (result.passed, result.status) == (2, "ok"), result.stderr_tail
 
@@ -150,11 +153,11 @@ def test_many_programs_in_parallel_keep_their_order(sandbox, unharmed):
 
 
 def test_the_isolation_used_is_named(sandbox):
-    if sandbox.unshare:
-        assert sandbox.isolation.startswith("network and PID namespaces")
+    if sandbox.mode == "bwrap":
+        assert sandbox.isolation.startswith("bubblewrap: PID, network, IPC and mount namespaces")
     else:
-        assert sandbox.isolation.startswith("no network (audit hook)")
-    assert ("dedicated uid" in sandbox.isolation) == sandbox.dedicated
+        assert sandbox.isolation.startswith("UNSAFE audit hook only")
+    assert ("dedicated uid" in sandbox.isolation) == sandbox.dedicated == (os.geteuid() == 0)
 
 
 # --------------------------------------------------------------------------------- hostile programs
@@ -174,7 +177,7 @@ def test_sleeping_forever_is_stopped_by_the_wall_clock(sandbox, unharmed):
 
 def test_timeout_stops_the_remaining_tests(sandbox, unharmed):
     result = sandbox.run(
-        "import time\ndef f():\n    time.sleep(3600)\n", ["assert True", "f()", "assert True"]
+        "import time\ndef f():\n    time.sleep(3600)\n", ["assert True", "assert f() is None", "assert True"]
     )
     assert (result.passed, result.total, result.status, result.fraction) == (1, 3, "timeout", None)
 
@@ -298,7 +301,7 @@ def test_a_file_cannot_grow_past_the_file_size_limit(sandbox, unharmed):
 def test_the_trainers_environment_does_not_reach_the_program(sandbox, unharmed, monkeypatch):
     monkeypatch.setenv(SECRET_NAME, SECRET)
     program = "import os, sys\nprint(dict(os.environ))\nprint(dict(os.environ), file=sys.stderr)\n"
-    result = _hostile(sandbox, program, [f"assert os.environ.get({SECRET_NAME!r}) == {SECRET!r}"])
+    result = _hostile(sandbox, program, [f"assert os.environ.get({SECRET_NAME!r}) is not None"])
     assert result.fraction == 0.0 and result.status == "ok"
     assert SECRET not in result.stderr_tail and "HOME" in result.stderr_tail
 
@@ -307,7 +310,9 @@ def test_another_process_environment_cannot_be_read(sandbox, unharmed):
     program = f"data = open('/proc/{os.getpid()}/environ', 'rb').read()\n"
     result = _hostile(sandbox, program, ["assert b'PATH=' in data"])
     assert result.fraction == 0.0 and result.status == "error"
-    assert "PermissionError" in result.stderr_tail
+    # not visible from a PID namespace with its own /proc; closed to another uid or by the hook
+    expected = "FileNotFoundError" if sandbox.mode == "bwrap" else "PermissionError"
+    assert expected in result.stderr_tail
 
 
 def test_the_trainer_and_the_sandbox_supervisor_cannot_be_killed(sandbox, unharmed):
@@ -321,7 +326,7 @@ def test_the_trainer_and_the_sandbox_supervisor_cannot_be_killed(sandbox, unharm
     )
     result = _hostile(sandbox, program, ["assert errors == [], errors"])
     assert result.fraction == 0.0 and result.status == "ok"
-    trainer_error = "ProcessLookupError" if sandbox.unshare else "PermissionError"
+    trainer_error = "ProcessLookupError" if sandbox.namespaces else "PermissionError"
     assert f"['{trainer_error}', 'PermissionError']" in result.stderr_tail
 
 
@@ -395,22 +400,23 @@ def test_same_output_ignores_trailing_whitespace_only():
 def test_bad_settings_name_the_setting():
     with pytest.raises(ValueError, match="wall_s=0"):
         Limits(wall_s=0)
-    with pytest.raises(ValueError, match="network='internet'"):
-        Sandbox(network="internet")
+    with pytest.raises(ValueError, match="mode='internet'"):
+        Sandbox(mode="internet")
     with pytest.raises(ValueError, match="at least one test case"):
-        Sandbox(LIMITS, network="audit", user="same").run("x = 1", [])
+        Sandbox(LIMITS).run("x = 1", [])
 
 
 # --------------------------------------------------------------------------------- without namespaces
 @pytest.mark.skipif(os.geteuid() != 0, reason="a dedicated uid needs root")
-def test_a_dedicated_uid_without_namespaces_still_cleans_up_and_has_no_network():
+def test_a_dedicated_uid_without_namespaces_still_cleans_up_and_has_no_network(monkeypatch):
     """Where ``unshare`` is unavailable, a root trainer still runs each program under a dedicated
     uid (so RLIMIT_NPROC applies) and kills every process of that uid afterwards, including one
     that left the process group; the network is refused by the audit hook."""
     root = Path(tempfile.mkdtemp(prefix="grpozoo-sandbox-test-uid-"))
     root.chmod(0o711)
-    sandbox = Sandbox(LIMITS, scratch_root=str(root), network="audit", user="dedicated")
-    assert sandbox.isolation.startswith("no network (audit hook); dedicated uid")
+    monkeypatch.setattr(sandbox_module, "_unshare_args", lambda: None)
+    sandbox = Sandbox(LIMITS, scratch_root=str(root), mode="unsafe_audit_only")
+    assert sandbox.isolation.startswith("UNSAFE audit hook only: no network (audit hook); dedicated uid")
     daemon = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(3600)\n"
     resilient_bomb = (
         "import os\nwhile True:\n    try:\n        os.fork()\n    except Exception:\n        pass\n"

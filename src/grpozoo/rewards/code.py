@@ -10,7 +10,7 @@ import re
 from grpozoo.registry import rewards
 from grpozoo.rewards.combine import RewardScores
 from grpozoo.rewards.sandbox import Limits, Sandbox, SandboxResult
-from grpozoo.rewards.test_cases import parse_tests
+from grpozoo.rewards.test_cases import TestCase, parse_tests
 
 # an opening fence with its language tag; the block runs to the next fence or, unclosed, to the end
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -40,8 +40,7 @@ def code_tests_reward(
     memory_mb: int = 512,
     max_processes: int = 16,
     workers: int | None = None,
-    network: str = "auto",
-    user: str = "auto",
+    sandbox: str = "bwrap",
     **columns,
 ) -> RewardScores:
     """The fraction of the row's test cases the completion's program passes (1.0 or 0.0 with
@@ -50,9 +49,17 @@ def code_tests_reward(
     The program is ``extract_code(completion)``. The tests come from the dataset column ``column``
     (default ``tests``), one list per row, in either form (see ``test_cases.parse_tests``):
 
-    - assert statements, run after the program in the same process, as in MBPP (Austin et al.,
-      2021): ``["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]``; the program's
-      ``if __name__ == "__main__":`` block does not run;
+    - assert statements, as in MBPP (Austin et al., 2021): ``["assert add(1, 2) == 3",
+      "assert add(-1, 1) == 0"]``; the program's ``if __name__ == "__main__":`` block does not
+      run. The program's process only evaluates each assert's expression (``add(1, 2)``) and
+      sends back its value as plain data; the comparison with the expected literal is made in the
+      trainer, so patching the interpreter, reading frames or printing markers cannot forge a
+      pass. Each assert must be top-level and compare with a literal (``X == L``, ``!=``, ``<``,
+      ``in``, ``is None``, …, ``math.isclose(X, L)``, joined by ``and``) or be ``assert X`` /
+      ``assert not X`` (truthiness only: weak); other statements run as setup. A test with an
+      assert inside a block (HumanEval's ``check(candidate)``) or comparing two computed values
+      (``assert f(2) == f(1) + 3``) is refused with an error when the tests are read
+      (``test_cases`` lists the forms). An exception in a test fails that test;
     - stdin/stdout pairs, the program run as a script for each and its output compared line by
       line (trailing spaces ignored): ``[{"input": "1 2\\n", "output": "3"}]``, or the layout of
       APPS (Hendrycks et al., 2021) ``{"inputs": [...], "outputs": [...]}``; a JSON string of
@@ -61,8 +68,9 @@ def code_tests_reward(
     A program whose run timed out (wall clock or CPU) scores None — missing, never 0 or 1 — and
     is counted in the returned ``RewardScores.timeouts`` (logged as ``reward/code_tests/timeouts``).
     ``wall_s``, ``cpu_s``, ``memory_mb`` and ``max_processes`` are per test run; ``workers`` bounds
-    the programs run at once (default: the number of cores); ``network`` and ``user`` choose the
-    isolation (see ``Sandbox``). GUESS: the limits' defaults (``sandbox.Limits``).
+    the programs run at once (default: the number of cores); ``sandbox`` is the isolation mode:
+    ``"bwrap"`` (bubblewrap; an error naming the fix where it cannot run) or ``"unsafe_audit_only"``
+    (see ``Sandbox``). GUESS: the limits' defaults (``sandbox.Limits``).
     """
     if column not in columns:
         available = ", ".join(sorted(columns)) or "none"
@@ -70,17 +78,25 @@ def code_tests_reward(
             f"code_tests needs a column {column!r} of test cases in the task (columns here: {available}); "
             "add it to the dataset or set params.column"
         )
-    tests = [parse_tests(value) for value in columns[column]]
-    for index, cases in enumerate(tests):
-        if not cases:
-            raise ValueError(f"code_tests: row {index} has no test cases in column {column!r}")
+    tests = [_row_tests(index, value, column) for index, value in enumerate(columns[column])]
     limits = Limits(wall_s=wall_s, cpu_s=cpu_s, memory_mb=memory_mb, max_processes=max_processes)
-    sandbox = Sandbox(limits, workers=workers, network=network, user=user)
-    results = sandbox.run_many([extract_code(c) for c in completions], tests)
+    runner = Sandbox(limits, workers=workers, mode=sandbox)
+    results = runner.run_many([extract_code(c) for c in completions], tests)
     return RewardScores(
         [_score(r, all_or_nothing) for r in results], timeouts=sum(r.fraction is None for r in results)
     )
 
+
+
+def _row_tests(index: int, value, column: str) -> list[TestCase]:
+    """The test cases of row ``index``; a ValueError names the row and the column."""
+    try:
+        cases = parse_tests(value)
+    except ValueError as error:
+        raise ValueError(f"code_tests: row {index} of column {column!r}: {error}") from None
+    if not cases:
+        raise ValueError(f"code_tests: row {index} has no test cases in column {column!r}")
+    return cases
 
 
 def _score(result: SandboxResult, all_or_nothing: bool) -> float | None:

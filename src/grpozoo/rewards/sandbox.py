@@ -5,6 +5,11 @@ Every test case runs in its own fresh process, so one test's crash or leftover s
 another; the tests of one program run one after another (stopping at the first timeout, since the
 program's score is then missing anyway), and many programs run in parallel on a bounded pool.
 
+The boundary is the kernel's: in the default mode (``bwrap``) each process runs under bubblewrap
+in new mount, PID, network, IPC and UTS namespaces, in an empty root file system holding only its
+own directory, the interpreter and its libraries, with a seccomp filter (``grpozoo.rewards.
+isolation``). The ``unsafe_audit_only`` mode (``unshare`` where it works, and the audit hook) is
+what is left where bubblewrap cannot run; it must be chosen explicitly and warns on every run.
 What each run gets (``Limits`` holds the numbers):
 
 - **Time**: a wall-clock limit (the parent kills the whole process group with ``SIGKILL``) and a
@@ -17,42 +22,50 @@ What each run gets (``Limits`` holds the numbers):
   share one). Without root the program runs as the trainer's user, where ``RLIMIT_NPROC`` would
   count the trainer's own processes, so starting processes (``os.fork``) is refused instead.
 - **Clean-up**: the run starts in a session and process group of its own, killed as a whole
-  (``os.killpg``, ``SIGKILL``) after every run. With ``unshare`` the run also has a **PID
-  namespace** whose init is the sandbox's bootstrap: when it ends, the kernel kills every process
-  left in the namespace, even one that left the process group with ``setsid()``. Without it, a
-  dedicated uid is cleaned with ``kill(-1, SIGKILL)`` run as that uid until none of its processes
-  is left.
-- **Files**: ``RLIMIT_FSIZE`` per file; a fresh scratch directory is the working directory,
-  ``HOME`` and ``TMPDIR``, deleted afterwards. Writing, deleting, renaming or changing files
-  outside it is refused by an audit hook in the child (``sys.addaudithook``: ``open`` for writing,
-  ``os.remove``, ``os.rename``, ``os.mkdir``, ``os.chmod``, ``shutil.rmtree``, …; hard links are
-  refused). With a dedicated uid the kernel's permissions apply as well: the program can write only
-  to its scratch directory and to world-writable places such as ``/tmp``, which the hook covers.
+  (``os.killpg``, ``SIGKILL``) after every run. Under bubblewrap (and ``unshare``) the run also has
+  a **PID namespace** that ends with the bootstrap: the kernel then kills every process left in it,
+  even one that left the process group with ``setsid()``. Without it, a dedicated uid is cleaned
+  with ``kill(-1, SIGKILL)`` run as that uid until none of its processes is left.
+- **Files**: ``RLIMIT_FSIZE`` per file; a fresh scratch directory (``0700``, owned by the run's uid,
+  in a per-run directory no other run can list) is the working directory, ``HOME`` and ``TMPDIR``,
+  deleted afterwards. Under bubblewrap nothing else of the host's file system exists for the program
+  (``/tmp`` and ``/dev/shm`` are its own size-capped tmpfs). Writing, deleting, renaming or changing
+  files outside it is refused by an audit hook in the child (``sys.addaudithook``: ``open`` for
+  writing, ``os.remove``, ``os.rename``, ``os.mkdir``, ``os.chmod``, ``shutil.rmtree``, …; hard
+  links are refused). With a dedicated uid the kernel's permissions apply as well: the program can
+  write only to its scratch directory and to world-writable places such as ``/tmp``, which the hook
+  covers.
 - **Programs**: starting other programs (``os.system``, ``subprocess``, ``os.exec*``,
   ``os.posix_spawn``) and ``ctypes`` are refused by the hook, so the hook cannot be stepped around
   by running another binary or calling libc directly.
-- **Network**: ``unshare --net`` gives the child an empty network namespace (no interface up, no
-  route, not even the trainer's loopback). Where ``unshare`` is missing or not permitted (neither
-  as root nor through a user namespace), the hook refuses every ``socket.*`` event instead.
+- **Network**: bubblewrap (or ``unshare --net``) gives the child an empty network namespace (no
+  interface up, no route, not even the trainer's loopback). In the unsafe mode where ``unshare`` is
+  missing or not permitted, the hook refuses every ``socket.*`` event instead.
   ``SandboxResult.isolation`` says which was used.
 - **Environment**: the child starts from an empty environment (only ``HOME``, ``TMPDIR``, ``PATH``
   and ``LANG`` are set), so the trainer's variables — API keys, tokens — never reach it. Another
   process's ``/proc/<pid>/environ`` is closed to it (the kernel refuses it to a dedicated uid; the
   hook refuses it to the same user).
+- **Verdicts**: computed in the trainer, from data the child sends, never in the program's
+  process, and the expected values never reach it: a stdin/stdout test's stdout is compared with
+  the expected output here; an assert test is split into probes (``test_cases``) whose expressions
+  the child evaluates after the program, sending each value as a line of plain data after a
+  per-run marker on stdout, compared here with the test's literal. The program may write such
+  lines too, patch the interpreter or exit early, but without the expected values it can pass
+  only by computing them: exactly one readable value per probe is required.
 - **Output**: stdout is capped (``output_bytes``; beyond it the run is killed) and only the tail of
   stderr is kept, so a program that prints forever cannot fill the trainer's memory.
 
 Honest limits. The audit hook is defence in depth, not a security boundary: it lives in the
 program's own interpreter, and CPython documents that audit hooks cannot stop code that is
-determined to get around them. ``os.open`` with ``dir_fd`` is not checked (its audit event does not
-carry ``dir_fd``). A program may read any file its user may read (with a dedicated uid: the
-world-readable ones), including the task's data. Assert tests run in the program's own process, so
-a program that tampers with the interpreter (an object whose ``__eq__`` is always true, or frame
-introspection to find the run's completion marker) can pass them; stdin/stdout tests are compared
-in the trainer and cannot be passed that way. Memory is capped per process, so a program may use
-up to ``max_processes × memory_mb``, and disk up to files × ``file_size_mb`` within the time
-limit; point ``scratch_root`` at a size-limited file system to cap the disk. For code you have
-reason to distrust beyond a model's mistakes, run the trainer in a container or VM.
+determined to get around them; in the unsafe mode it is all there is between the program and the
+host's files, ``/proc``, ``/dev/shm`` and unix sockets. ``os.open`` with ``dir_fd`` is not checked
+(its audit event does not carry ``dir_fd``). In the unsafe mode a program may read any file its user
+may read (with a dedicated uid: the world-readable ones), including the task's data. Memory is
+capped per process, so a program may use up to ``max_processes × memory_mb``, and disk up to files ×
+``file_size_mb`` within the time limit; point ``scratch_root`` at a size-limited file system to cap
+the disk. For code you have reason to distrust beyond a model's mistakes, run the trainer in a
+container or VM.
 
 A result per program: ``passed`` / ``total`` tests, a ``status`` (``ok``: every test ran to the
 end, passed or failed; otherwise the worst of ``timeout`` > ``memory`` > ``killed`` > ``error``),
@@ -79,6 +92,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -87,10 +101,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from grpozoo.rewards.test_cases import TestCase, parse_tests, same_output
+from grpozoo.rewards import isolation
+from grpozoo.rewards.test_cases import Probe, TestCase, decode_value, parse_tests, same_output
 
 UID_BASE = 1_900_000_000  # far above ordinary and container (subuid) ranges
 UID_SLOTS = 1024
+MODES = ("bwrap", "unsafe_audit_only")
 STATUSES = ("ok", "timeout", "memory", "killed", "error")
 _SEVERITY = {"timeout": 4, "memory": 3, "killed": 2, "error": 1, "ok": 0}
 
@@ -256,11 +272,13 @@ class _Run:
 class Sandbox:
     """Runs programs against their test cases under ``limits``.
 
-    ``network``: ``"auto"`` (a network namespace when ``unshare`` works here, else the audit hook),
-    ``"namespace"`` (fail if unavailable) or ``"audit"``. ``user``: ``"auto"`` (a dedicated uid when
-    running as root, else the trainer's user), ``"dedicated"`` or ``"same"``. ``workers`` bounds the
-    programs run at once (default: the number of cores). ``python`` runs the programs (default: this
-    interpreter, with ``-I -S``: the standard library only).
+    ``mode``: ``"bwrap"`` (the default; ``grpozoo.rewards.isolation``: kernel namespaces, an empty
+    root file system and a seccomp filter; raises ``RuntimeError`` naming the fix where bubblewrap
+    cannot run) or ``"unsafe_audit_only"`` (``unshare`` where it works and the audit hook, which a
+    determined program can get around; it warns on every run). Either way a root trainer runs each
+    program under a dedicated uid, never as root. ``workers`` bounds the programs run at once
+    (default: the number of cores). ``python`` runs the programs (default: this interpreter, with
+    ``-I -S``: the standard library only).
     """
 
     _uid_slots: dict[tuple[int, int], _UidSlots] = {}
@@ -271,8 +289,7 @@ class Sandbox:
         limits: Limits | None = None,
         *,
         workers: int | None = None,
-        network: str = "auto",
-        user: str = "auto",
+        mode: str = "bwrap",
         python: str | None = None,
         scratch_root: str | None = None,
         uid_base: int = UID_BASE,
@@ -282,33 +299,33 @@ class Sandbox:
         self.workers = workers or os.cpu_count() or 1
         if self.workers < 1:
             raise ValueError(f"sandbox workers={workers}: must be at least 1")
-        if network not in ("auto", "namespace", "audit"):
-            raise ValueError(f"sandbox network={network!r}: use 'auto', 'namespace' or 'audit'")
-        if user not in ("auto", "dedicated", "same"):
-            raise ValueError(f"sandbox user={user!r}: use 'auto', 'dedicated' or 'same'")
-        self.unshare = None if network == "audit" else _unshare_args()
-        if network == "namespace" and self.unshare is None:
-            raise RuntimeError(
-                "sandbox network='namespace': 'unshare --net' is not available or not permitted here; "
-                "install util-linux, allow user namespaces, or use network='audit'"
-            )
-        root = os.geteuid() == 0
-        if user == "dedicated" and not root:
-            raise RuntimeError(
-                "sandbox user='dedicated' needs root to switch to a dedicated uid; use user='same'"
-            )
-        self.dedicated = root if user == "auto" else user == "dedicated"
+        if mode not in MODES:
+            raise ValueError(f"sandbox mode={mode!r}: use 'bwrap' (the default) or 'unsafe_audit_only'")
+        self.mode = mode
+        self.python = python or sys.executable
+        # as root, always a dedicated uid: RLIMIT_NPROC does not apply to root, and root may do anything
+        self.dedicated = os.geteuid() == 0
+        if mode == "bwrap":
+            isolation.check_bwrap(self.python, self.dedicated)
+        self.unshare = _unshare_args() if mode == "unsafe_audit_only" else None
+        # network and PID namespaces: every process of a run ends with it, and no network at all
+        self.namespaces = mode == "bwrap" or self.unshare is not None
         if self.dedicated:
             with Sandbox._uid_slots_lock:
                 key = (uid_base, uid_slots)
                 self.uids = Sandbox._uid_slots.setdefault(key, _UidSlots(uid_base, uid_slots))
-        self.python = python or sys.executable
         self.scratch_root = scratch_root
-        if self.dedicated:
+        if self.dedicated and mode == "unsafe_audit_only":
             _check_reachable(Path(scratch_root or tempfile.gettempdir()))
-        network_part = "network and PID namespaces (unshare)" if self.unshare else "no network (audit hook)"
         user_part = "dedicated uid" if self.dedicated else "same user, no new processes"
-        self.isolation = f"{network_part}; {user_part}; writes outside scratch refused (audit hook)"
+        if mode == "bwrap":
+            self.isolation = (
+                "bubblewrap: PID, network, IPC and mount namespaces, read-only runtime, seccomp filter; "
+                f"{user_part}; audit hook as defence in depth"
+            )
+        else:
+            network_part = "network and PID namespaces (unshare)" if self.unshare else "no network (audit hook)"
+            self.isolation = f"UNSAFE audit hook only: {network_part}; {user_part}; writes outside scratch refused"
 
     # ---------------------------------------------------------------------------- public
     def run(self, program: str, tests: Any) -> SandboxResult:
@@ -316,6 +333,12 @@ class Sandbox:
         cases = parse_tests(tests)
         if not cases:
             raise ValueError("sandbox: a program needs at least one test case")
+        if self.mode == "unsafe_audit_only":
+            warnings.warn(
+                "code sandbox mode 'unsafe_audit_only': a model-written program runs with only a Python "
+                "audit hook between it and this machine; install bubblewrap and use the default mode",
+                stacklevel=2,
+            )
         passed, worst, stderr = 0, "ok", None
         for case in cases:
             run = self._run_case(program, case)
@@ -353,13 +376,14 @@ class Sandbox:
             job_path = private / "job.json"
             job = {
                 "program": program,
-                "test": case.code,
-                "stdio": case.code is None,
+                # an assert test's setup and probe expressions, never its expected values
+                "steps": None if case.code is None else [_child_step(step) for step in case.steps],
+                "value_bytes": self.limits.output_bytes // 2,
                 "scratch": str(scratch),
                 "uid": uid,
                 "marker": marker,
                 "same_user": not self.dedicated,
-                "audit_network": self.unshare is None,
+                "audit_network": not self.namespaces,
                 "limits": self._child_limits(),
                 "exit_codes": [_EXIT_ASSERTION, _EXIT_ERROR, _EXIT_MEMORY],
             }
@@ -367,7 +391,8 @@ class Sandbox:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(job, f)
             stdin_path = private / "stdin"
-            stdin_path.write_bytes((case.stdin or "").encode())
+            with os.fdopen(os.open(stdin_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+                f.write((case.stdin or "").encode())
             run = self._execute(job_path, scratch, stdin_path, marker, case)
             return run
         finally:
@@ -375,7 +400,7 @@ class Sandbox:
                 # When the bootstrap ends by itself in a PID namespace, the kernel has killed and
                 # reaped the namespace before it returns; otherwise make sure no process of the
                 # uid is left before it is handed to the next run.
-                if not self.unshare or run is None or run.status in ("timeout", "killed"):
+                if not self.namespaces or run is None or run.status in ("timeout", "killed"):
                     kill_uid(uid)
                 self.uids.release(lock)
             shutil.rmtree(private, ignore_errors=True)
@@ -390,11 +415,23 @@ class Sandbox:
             "open_files": limits.open_files,
         }
 
+    def _command(self, job_path: Path, scratch: Path, seccomp: int | None) -> list[str]:
+        """The child's command line: the bootstrap, under bubblewrap (reading the seccomp filter from
+        descriptor ``seccomp``) or, in the unsafe mode, under ``unshare`` where it works."""
+        bootstrap = ["-I", "-S", "-B", "-X", "utf8", "-c", _CHILD, str(job_path)]
+        if seccomp is not None:
+            wrapper = isolation.bwrap_command(
+                self.python, str(job_path.parent), str(scratch), seccomp, as_root=self.dedicated
+            )
+            return [*wrapper, os.path.realpath(self.python), *bootstrap]
+        if self.unshare:
+            return [*self.unshare, "--", self.python, *bootstrap]
+        return [self.python, *bootstrap]
+
     def _execute(self, job_path: Path, scratch: Path, stdin_path: Path, marker: str, case: TestCase) -> _Run:
         limits = self.limits
-        command = [self.python, "-I", "-S", "-B", "-X", "utf8", "-c", _CHILD, str(job_path)]
-        if self.unshare:
-            command = [*self.unshare, "--", *command]
+        seccomp = isolation.filter_fd() if self.mode == "bwrap" else None
+        command = self._command(job_path, scratch, seccomp)
         env = {
             "HOME": str(scratch),
             "TMPDIR": str(scratch),
@@ -402,10 +439,14 @@ class Sandbox:
             "LANG": "C.UTF-8",
         }
         with open(stdin_path, "rb") as stdin:
-            process = subprocess.Popen(
-                command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=scratch, env=env,
-                start_new_session=True, close_fds=True,
-            )  # fmt: skip
+            try:
+                process = subprocess.Popen(
+                    command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=scratch, env=env,
+                    start_new_session=True, close_fds=True, pass_fds=() if seccomp is None else (seccomp,),
+                )  # fmt: skip
+            finally:
+                if seccomp is not None:
+                    os.close(seccomp)  # bwrap holds its own copy
         try:
             out, err, timed_out, overflow = _collect(
                 process, time.monotonic() + limits.wall_s, limits.output_bytes
@@ -413,6 +454,9 @@ class Sandbox:
         finally:
             _kill_group(process.pid)
             returncode = process.wait()
+            for pipe in (process.stdout, process.stderr):
+                if pipe is not None:
+                    pipe.close()
         stderr = err.decode("utf-8", "replace")[-limits.stderr_chars :]
         # the bootstrap reports a program killed by signal s as 128 + s; a negative code is a
         # signal to the bootstrap itself (the group kill)
@@ -426,15 +470,36 @@ class Sandbox:
         if died_of is not None:
             return _Run("killed", stderr + f"\nsandbox: killed by {_signal_name(died_of)}")
         if returncode == 0 and case.expected is not None:  # a script may end itself; its output counts
-            text = out.removesuffix(marker.encode()).decode("utf-8", "replace")
+            text = out.decode("utf-8", "replace")
             return _Run("passed" if same_output(text, case.expected) else "failed", stderr)
-        if returncode == 0 and out.endswith(marker.encode()):  # the test ran to its end
-            return _Run("passed", stderr)
+        if returncode == 0:
+            return _verdict(case.probes, _probe_values(out, marker), stderr)
         if returncode == _EXIT_ASSERTION:
             return _Run("failed", stderr)
-        if returncode == 0:
-            stderr += "\nsandbox: the program ended the process before the test finished"
         return _Run("error", stderr)
+
+
+def _child_step(step: str | Probe) -> list[str]:
+    """One step of an assert test as the child receives it: setup source or a probe's expression."""
+    return ["setup", step] if isinstance(step, str) else ["probe", step.expression]
+
+
+def _probe_values(out: bytes, marker: str) -> list[Any]:
+    """The probe values on the child's stdout: the lines that start with this run's marker."""
+    prefix = marker.encode() + b" "
+    lines = [line[len(prefix) :] for line in out.split(b"\n") if line.startswith(prefix)]
+    return [decode_value(line.decode("utf-8", "replace")) for line in lines]
+
+
+def _verdict(probes: list[Probe], values: list[Any], stderr: str) -> _Run:
+    """An assert test's verdict, computed here from the values the child sent: one per probe, in
+    order; a missing one means the process ended before the test finished, an extra one fails."""
+    if len(values) < len(probes):
+        return _Run("error", stderr + "\nsandbox: the program ended the process before the test finished")
+    if len(values) > len(probes):
+        return _Run("failed", stderr + f"\nsandbox: {len(values)} values for {len(probes)} asserts")
+    failures = [f for f in (p.failure(v) for p, v in zip(probes, values, strict=True)) if f is not None]
+    return _Run("failed", stderr + "\n" + failures[0]) if failures else _Run("passed", stderr)
 
 
 def _signal_name(number: int) -> str:
@@ -498,6 +563,22 @@ def _has_exited(pid: int) -> bool:
 
 
 def _kill_group(pgid: int) -> None:
+    """Kills the run's process group. Under bubblewrap the leader's children (the PID namespace's
+    init: its death ends every process of the namespace) are killed first and the leader, which
+    reaps them, is given a second to end: killed at once, it would leave them to the machine's init,
+    which in some containers never reaps them."""
+    try:
+        children = Path(f"/proc/{pgid}/task/{pgid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        try:
+            os.kill(int(child), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + 1.0
+    while children and not _has_exited(pgid) and time.monotonic() < deadline:
+        time.sleep(0.005)
     try:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

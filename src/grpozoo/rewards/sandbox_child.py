@@ -1,15 +1,20 @@
 """The bootstrap that runs inside the code sandbox's child process (see ``grpozoo.rewards.sandbox``).
 
 ``Sandbox`` passes this file's source text to ``python -I -S -B -X utf8 -c SOURCE job.json`` (inside
-``unshare`` when available); it is never imported in the child, which runs without site-packages.
-It reads its job (then deletes it, so the program cannot read the tests) and forks: the fork sets
-the limits, drops to the dedicated uid, installs the audit hook and runs the program and the test;
-the bootstrap itself only waits for it and reports how it ended in its exit status (128 + signal
-when killed by a signal; the program's own exit codes are kept below 128, so a program cannot pass
-itself off as timed out). In a PID namespace the bootstrap is its init, and when it exits the
-kernel kills every process left in the namespace. Everything lives in a function so the program's
-``import __main__`` sees none of it. Only the standard library, imported inside the functions, and
-nothing that would leave ``subprocess`` or ``ctypes`` imported for the program to use.
+bubblewrap, or ``unshare`` in the unsafe mode); it is never imported in the child, which runs
+without site-packages. It reads its job (then deletes it, so the program cannot read the tests) and
+forks: the fork sets the limits, drops to the dedicated uid, installs the audit hook and runs the
+program and the test; the bootstrap itself only waits for it and reports how it ended in its exit
+status (128 + signal when killed by a signal; the program's own exit codes are kept below 128, so a
+program cannot pass itself off as timed out). For an assert test the fork then runs the test's setup
+statements and evaluates each probe's expression, writing its value to stdout as a line ``MARKER
+VALUE`` (encoded by ``_encode``); the expected values never come here, the trainer compares them
+(``grpozoo.rewards.test_cases``). In a PID namespace, when the bootstrap exits the namespace ends
+and the kernel kills every process left in it. The run's state lives in a function so the
+program's ``import __main__`` sees none of it (only stateless helpers: replacing them can garble
+what is sent, never supply the expected values). Only the standard library, imported inside the
+functions, and nothing that would leave ``subprocess`` or ``ctypes`` imported for the program to
+use.
 """
 
 # ruff: noqa: UP031  (the %-formatting is kept as it was when this ran from a string)
@@ -46,7 +51,9 @@ def _run_program(job):
     import resource
     import sys
     limits, scratch, uid = job["limits"], os.path.realpath(job["scratch"]), job["uid"]
-    marker, program, test, stdio = job["marker"].encode(), job["program"], job["test"], job["stdio"]
+    marker, program, value_bytes = job["marker"].encode(), job["program"], job["value_bytes"]
+    steps = job["steps"]
+    stdio = steps is None
     same_user, audit_network = job["same_user"], job["audit_network"]
     exit_assertion, exit_error, exit_memory = job["exit_codes"]
     job.clear()
@@ -142,10 +149,18 @@ def _run_program(job):
     cap(resource.RLIMIT_AS, limits["memory"])
     sys.addaudithook(hook)
     namespace = {"__name__": "__main__" if stdio else "__program__", "__builtins__": __builtins__}
+    in_test = False  # an exception in the test's setup or probes fails the test, not the run
     try:
         exec(compile(program, "<program>", "exec"), namespace)
-        if test is not None:
-            exec(compile(test, "<test>", "exec"), namespace)
+        in_test = True
+        for kind, source in steps or ():
+            if kind == "setup":
+                exec(compile(source, "<test>", "exec"), namespace)
+                continue
+            value = eval(compile(source, "<test>", "eval"), namespace)
+            line = b"\n" + marker + b" " + _encode_line(value, value_bytes) + b"\n"
+            while line:
+                line = line[os.write(1, line):]
     except SystemExit as error:
         if not (stdio and error.code in (None, 0)):
             os.write(2, b"\nsandbox: the program exited (%r) before the test finished\n" % (error.code,))
@@ -153,19 +168,61 @@ def _run_program(job):
     except MemoryError:
         os.write(2, b"\nMemoryError\n")
         os._exit(exit_memory)
-    except AssertionError:
+    except BaseException as error:
         _print_exception()
-        os._exit(exit_assertion)
-    except BaseException:
-        _print_exception()
-        os._exit(exit_error)
+        os._exit(exit_assertion if in_test or isinstance(error, AssertionError) else exit_error)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
     except BaseException:
         os._exit(exit_error)
-    os.write(1, marker)
     os._exit(0)
+
+
+def _encode_line(value, cap):
+    """A probe's value as one line of JSON (``test_cases.decode_value`` reads it): plain data only,
+    checked by exact type so that no method of the program's runs; anything else, or a line over
+    ``cap`` bytes, is sent as ``{"unencodable": why}``."""
+    import json
+    try:
+        text = json.dumps(_encode(value, 0)).encode()
+    except RecursionError:
+        text = b'{"unencodable": "is nested too deeply"}'
+    except (TypeError, ValueError) as error:
+        text = json.dumps({"unencodable": str(error)}).encode()
+    if len(text) > cap:
+        return b'{"unencodable": "is over %d bytes encoded"}' % cap
+    return text
+
+
+def _encode(value, depth):
+    """``value`` as JSON-ready data, floats, complex numbers, bytes and containers other than
+    lists as one-key tagged objects; raises TypeError for anything else."""
+    kind = type(value)
+    if value is None or kind is bool or kind is str:
+        return value
+    if kind is int:
+        if value.bit_length() > 10000:
+            raise ValueError("is an int over 10000 bits")
+        return value
+    if kind is float:
+        return {"float": float.hex(value)}
+    if kind is complex:
+        return {"complex": [float.hex(value.real), float.hex(value.imag)]}
+    if kind is bytes:
+        return {"bytes": bytes.hex(value)}
+    if depth > 100:
+        raise RecursionError
+    if kind is list:
+        return [_encode(item, depth + 1) for item in value]
+    if kind in (tuple, set, frozenset):
+        return {kind.__name__: [_encode(item, depth + 1) for item in value]}
+    if kind is dict:
+        return {"dict": [[_encode(k, depth + 1), _encode(v, depth + 1)] for k, v in value.items()]}
+    raise TypeError(
+        "is a %s, which the sandbox does not read back (only None, bool, int, float, complex, str, bytes, "
+        "list, tuple, set, frozenset and dict)" % type.__repr__(kind)
+    )
 
 
 def _print_exception():
