@@ -23,6 +23,11 @@ class DataError(UserInputError):
     what was expected."""
 
 
+class MachineSetupError(UserInputError):
+    """Something this machine lacks for the run (a system package, a kernel feature); the message
+    names what to install or allow."""
+
+
 @contextmanager
 def checking_input() -> Iterator[None]:
     """Mark the set-up of a command (resolving the configuration, building the model, task,

@@ -135,9 +135,11 @@ class FilterSpec(Spec):
 @dataclass(frozen=True)
 class RewardSpec(Spec):
     """``reports_timeouts``: the reward can miss samples that run out of time, so its timeout count
-    is logged from the first step."""
+    is logged from the first step. ``check(**params)``: run when the rewards are built, before any
+    step, to fail early on what the reward needs from this machine (e.g. the code sandbox)."""
 
     reports_timeouts: bool = False
+    check: Callable[..., None] | None = None
 
 
 S = TypeVar("S", bound=Spec)

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from grpozoo.rewards import isolation
+from grpozoo.config import RewardConfig
+from grpozoo.errors import MachineSetupError
+from grpozoo.rewards import RewardModel, isolation
 from grpozoo.rewards.code import code_tests_reward
 from grpozoo.rewards.sandbox import UID_BASE, UID_SLOTS, Limits, Sandbox
 
@@ -268,7 +270,7 @@ def test_without_bubblewrap_the_default_mode_refuses_to_start(monkeypatch):
     monkeypatch.setattr(isolation.shutil, "which", lambda name: None)
     isolation.check_bwrap.cache_clear()
     try:
-        with pytest.raises(RuntimeError, match="apt-get install bubblewrap.*unsafe_audit_only"):
+        with pytest.raises(MachineSetupError, match="apt-get install bubblewrap.*unsafe_audit_only"):
             Sandbox(LIMITS)
     finally:
         isolation.check_bwrap.cache_clear()
@@ -308,3 +310,16 @@ def test_runs_leave_no_unreaped_process_behind(sandbox, unharmed):
     for program in ("x = 1\n", "import time\ntime.sleep(60)\n", "while True:\n    print('x' * 4096)\n"):
         sandbox.run(program, ["assert x == 1"])
     assert _orphaned_zombies() - before == set()
+
+
+def test_code_rewards_check_the_sandbox_when_the_rewards_are_built_not_at_the_first_step(monkeypatch):
+    monkeypatch.setattr(isolation.shutil, "which", lambda name: None)
+    isolation.check_bwrap.cache_clear()
+    try:
+        with pytest.raises(MachineSetupError, match="apt-get install bubblewrap"):
+            RewardModel([RewardConfig(name="code_tests")])
+        with pytest.raises(ValueError, match="sandbox.*'bwarp'.*Did you mean 'bwrap'"):
+            RewardModel([RewardConfig(name="code_tests", params={"sandbox": "bwarp"})])
+        RewardModel([RewardConfig(name="code_tests", params={"sandbox": "unsafe_audit_only"})])  # asked for
+    finally:
+        isolation.check_bwrap.cache_clear()

@@ -6,6 +6,7 @@ The isolation and its limits are described in ``grpozoo.rewards.sandbox``.
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from grpozoo.registry import rewards
 from grpozoo.rewards.combine import RewardScores
@@ -29,7 +30,12 @@ def extract_code(completion: str) -> str:
     return completion
 
 
-@rewards.register("code_tests", reports_timeouts=True)
+def _check_sandbox(sandbox: str = "bwrap", **_: object) -> None:
+    """At start-up: the sandbox mode is known and, by default, bubblewrap runs here."""
+    Sandbox(mode=sandbox, workers=1)
+
+
+@rewards.register("code_tests", reports_timeouts=True, check=_check_sandbox)
 def code_tests_reward(
     completions,
     prompts,
@@ -40,7 +46,7 @@ def code_tests_reward(
     memory_mb: int = 512,
     max_processes: int = 16,
     workers: int | None = None,
-    sandbox: str = "bwrap",
+    sandbox: Literal["bwrap", "unsafe_audit_only"] = "bwrap",
     **columns,
 ) -> RewardScores:
     """The fraction of the row's test cases the completion's program passes (1.0 or 0.0 with

@@ -89,7 +89,7 @@ class RewardModel:
 
     def __init__(self, specs, functions: dict[str, Callable[..., Any]] | None = None):
         """``specs`` are ``RewardConfig``s; ``functions`` maps names to callables passed from Python."""
-        functions = functions or {}
+        functions, specs = functions or {}, list(specs)
         self.parts = [
             RewardPart(
                 spec.name.rpartition(":")[2],
@@ -100,8 +100,11 @@ class RewardModel:
             )
             for spec in specs
         ]
-        for part in self.parts:
+        for part, spec in zip(self.parts, specs, strict=True):
             check_params("reward", part.name, part.fn, part.params, 2)  # after completions, prompts
+            check = reward_registry.spec(spec.name).check if spec.name in reward_registry else None
+            if check is not None:
+                check(**part.params)
         names = [p.name for p in self.parts]
         if len(set(names)) != len(names):
             raise ValueError(
@@ -110,8 +113,8 @@ class RewardModel:
         # samples scored as missing because of a timeout, per reward, since the last timeout_metrics()
         self.timeouts = {
             p.name: 0
-            for p in self.parts
-            if p.timeout_s is not None or (p.name in reward_registry and reward_registry.spec(p.name).reports_timeouts)
+            for p, spec in zip(self.parts, specs, strict=True)
+            if p.timeout_s is not None or (spec.name in reward_registry and reward_registry.spec(spec.name).reports_timeouts)
         }
 
     def __call__(

@@ -38,6 +38,8 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
+from grpozoo.errors import MachineSetupError
+
 TMPFS_BYTES = 64 << 20  # /tmp and /dev/shm inside a run (GUESS: ample for test programs)
 
 # system calls a test program never needs; each fails with EPERM
@@ -80,12 +82,12 @@ class _ArgCmp(ctypes.Structure):
 def seccomp_filter() -> bytes:
     """The seccomp BPF program (as bwrap's ``--seccomp`` reads it) that denies ``DENIED_SYSCALLS``
     and namespace-creating ``clone`` calls, built with libseccomp for this machine's architecture
-    (system calls of other architectures kill the process). Raises ``RuntimeError`` without
+    (system calls of other architectures kill the process). Raises ``MachineSetupError`` without
     libseccomp."""
     try:
         lib = ctypes.CDLL(ctypes.util.find_library("seccomp") or "libseccomp.so.2", use_errno=True)
     except OSError as error:
-        raise RuntimeError(
+        raise MachineSetupError(
             f"code sandbox: libseccomp cannot be loaded ({error}); "
             "install it (Debian: apt-get install libseccomp2)"
         ) from error
@@ -153,7 +155,7 @@ def runtime_paths(interpreter: str) -> tuple[str, ...]:
     prefix = sys.base_prefix if real.startswith(sys.base_prefix + "/") else str(Path(real).parent.parent)
     ldd = shutil.which("ldd")
     if ldd is None:
-        raise RuntimeError(
+        raise MachineSetupError(
             "code sandbox: 'ldd' is needed to find the interpreter's libraries (Debian: libc-bin)"
         )
     stdlib = sorted(map(str, Path(prefix).glob("lib/python3.*")))
@@ -180,7 +182,7 @@ def bwrap_command(interpreter: str, run_dir: str, workdir: str, seccomp_fd: int,
     capabilities that switch needs); otherwise a user namespace as the trainer's user."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
-        raise RuntimeError(missing_bwrap_message("'bwrap' is not installed"))
+        raise MachineSetupError(missing_bwrap_message("'bwrap' is not installed"))
     if as_root:
         namespaces = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts"]
         namespaces += ["--unshare-cgroup-try"]
@@ -224,7 +226,7 @@ def missing_bwrap_message(reason: str) -> str:
 
 @cache
 def check_bwrap(interpreter: str, as_root: bool) -> None:
-    """Runs an empty program under the full isolation once, raising ``RuntimeError`` with the fix
+    """Runs an empty program under the full isolation once, raising ``MachineSetupError`` with the fix
     when bubblewrap is missing or cannot create its namespaces here."""
     fd, run_dir = filter_fd(), tempfile.mkdtemp(prefix="grpozoo-sandbox-check-")
     try:
@@ -237,4 +239,4 @@ def check_bwrap(interpreter: str, as_root: bool) -> None:
         os.close(fd)
         os.rmdir(run_dir)
     if done.returncode != 0:
-        raise RuntimeError(missing_bwrap_message(done.stderr.strip() or f"exit status {done.returncode}"))
+        raise MachineSetupError(missing_bwrap_message(done.stderr.strip() or f"exit status {done.returncode}"))
