@@ -323,3 +323,76 @@ def test_code_rewards_check_the_sandbox_when_the_rewards_are_built_not_at_the_fi
         RewardModel([RewardConfig(name="code_tests", params={"sandbox": "unsafe_audit_only"})])  # asked for
     finally:
         isolation.check_bwrap.cache_clear()
+
+
+# --------------------------------------------------------------------------------- no new processes
+# Clears every set and dict the audit hook consults (so it no longer refuses os.fork or
+# os.posix_spawn), then tries to start processes and a thread; records the errno of each refusal.
+_START_PROCESSES = """
+import os, sys, threading
+frame = sys._getframe(0)
+while frame is not None:
+    for value in list(frame.f_locals.values()):
+        if isinstance(value, (set, dict)) and value is not globals():
+            value.clear()
+    frame = frame.f_back
+try:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    forked = 'forked'
+except OSError as error:
+    forked = error.errno
+try:
+    os.waitpid(os.posix_spawn(sys.executable, [sys.executable, '-I', '-S', '-c', 'pass'], {}), 0)
+    spawned = 'spawned'
+except OSError as error:
+    spawned = error.errno
+ran = []
+thread = threading.Thread(target=ran.append, args=('thread',))
+thread.start()
+thread.join()
+"""
+
+
+@pytest.mark.parametrize("mode", ["bwrap", "unsafe_audit_only"])
+@pytest.mark.filterwarnings("ignore:code sandbox mode 'unsafe_audit_only'")
+def test_refused_processes_fail_in_the_kernel_without_the_audit_hook_but_threads_start(
+    sandbox, unharmed, mode
+):
+    refused = Sandbox(LIMITS, mode=mode, scratch_root=sandbox.scratch_root, processes="refused")
+    tests = ["assert forked == 1", "assert spawned == 1", "assert ran == ['thread']"]  # 1: EPERM
+    result = refused.run(_START_PROCESSES, tests)
+    assert result.passed == 3, result.stderr_tail
+    # the same program does start processes where they are allowed: the hook alone did not stop them
+    if sandbox.processes == "dedicated_uid":
+        allowed = sandbox.run(_START_PROCESSES, ["assert forked == 'forked'", "assert spawned == 'spawned'"])
+        assert allowed.passed == 2, allowed.stderr_tail
+
+
+def test_refused_processes_leave_ctypes_unimportable(sandbox, unharmed):
+    refused = Sandbox(LIMITS, scratch_root=sandbox.scratch_root, processes="refused")
+    program = "import sys\nloaded = sorted(n for n in sys.modules if 'ctypes' in n)\n"
+    attack = "import ctypes\nctypes.CDLL(None)\noutcome = 'escaped'"
+    assert refused.run(program, ["assert loaded == []"]).passed == 1
+    assert _attack(refused, attack) == 0
+
+
+def test_the_processes_setting_defaults_from_root_and_is_validated(sandbox):
+    assert sandbox.processes == ("dedicated_uid" if os.geteuid() == 0 else "refused")
+    with pytest.raises(ValueError, match="sandbox processes='forbidden'.*'refused'"):
+        Sandbox(LIMITS, processes="forbidden")
+    if os.geteuid() != 0:
+        with pytest.raises(ValueError, match="needs root"):
+            Sandbox(LIMITS, processes="dedicated_uid")
+
+
+def test_a_run_whose_process_filter_cannot_load_fails_without_running_the_program(
+    sandbox, unharmed, monkeypatch
+):
+    refused = Sandbox(LIMITS, scratch_root=sandbox.scratch_root, processes="refused")
+    monkeypatch.setattr(isolation, "no_new_processes_filter", lambda: b"\0" * 8)  # a rejected program
+    result = refused.run("print('ran')", [{"input": "", "output": "ran\n"}])
+    assert result.status == "error" and result.passed == 0
+    assert "seccomp filter refusing new processes could not be loaded" in result.stderr_tail

@@ -19,6 +19,9 @@ and ``--die-with-parent`` ends it with the trainer; ``--new-session`` detaches i
 A seccomp filter (built with libseccomp) makes the system calls a test program never needs fail
 with ``EPERM``: creating devices or namespaces, mounting, tracing or signalling through pidfds,
 setting the clock, kernel keys, BPF, perf events, loading modules, ``io_uring`` and the like.
+Where a program may not start processes (the trainer's own user, without root), the bootstrap
+loads a second filter (``no_new_processes_filter``) in the program's process before it runs:
+``fork``, ``vfork`` and ``clone`` of anything but a thread fail with ``EPERM``.
 
 As root, bubblewrap runs without a user namespace so that the run can drop to a dedicated host
 uid (where ``RLIMIT_NPROC`` applies); it keeps only ``CAP_SETUID``/``CAP_SETGID`` for the
@@ -60,6 +63,7 @@ DENIED_SYSCALLS = (
 _CLONE_NAMESPACE_FLAGS = (
     0x80, 0x20000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000,
 )  # fmt: skip
+_CLONE_THREAD = 0x10000
 _EPERM, _ENOSYS = 1, 38
 _SCMP_ACT_ALLOW = 0x7FFF0000
 _SCMP_CMP_MASKED_EQ = 7
@@ -78,11 +82,39 @@ class _ArgCmp(ctypes.Structure):
     ]
 
 
+_Rule = tuple[str, int, tuple[_ArgCmp, ...]]  # system call, libseccomp action, argument conditions
+
+
 @cache
 def seccomp_filter() -> bytes:
     """The seccomp BPF program (as bwrap's ``--seccomp`` reads it) that denies ``DENIED_SYSCALLS``
     and namespace-creating ``clone`` calls, built with libseccomp for this machine's architecture
     (system calls of other architectures kill the process). Raises ``MachineSetupError`` without
+    libseccomp."""
+    rules: list[_Rule] = [(name, _scmp_errno(_EPERM), ()) for name in DENIED_SYSCALLS]
+    rules += [
+        ("clone", _scmp_errno(_EPERM), (_ArgCmp(0, _SCMP_CMP_MASKED_EQ, flag, flag),))
+        for flag in _CLONE_NAMESPACE_FLAGS
+    ]
+    return _compile([*rules, ("clone3", _scmp_errno(_ENOSYS), ())])
+
+
+@cache
+def no_new_processes_filter() -> bytes:
+    """The seccomp BPF program (``struct sock_filter`` array, 8 bytes per instruction) that the
+    bootstrap loads before a program that may not start processes: ``fork``, ``vfork`` and
+    ``clone`` without ``CLONE_THREAD`` fail with ``EPERM`` (threads still start), ``clone3`` with
+    ``ENOSYS`` (the C library then falls back to ``clone``)."""
+    no_thread = _ArgCmp(0, _SCMP_CMP_MASKED_EQ, _CLONE_THREAD, 0)
+    return _compile([
+        ("fork", _scmp_errno(_EPERM), ()), ("vfork", _scmp_errno(_EPERM), ()),
+        ("clone", _scmp_errno(_EPERM), (no_thread,)), ("clone3", _scmp_errno(_ENOSYS), ()),
+    ])  # fmt: skip
+
+
+def _compile(rules: list[_Rule]) -> bytes:
+    """A seccomp BPF program allowing every system call but those of ``rules``, for this machine's
+    architecture; rules for system calls it lacks are skipped. Raises ``MachineSetupError`` without
     libseccomp."""
     try:
         lib = ctypes.CDLL(ctypes.util.find_library("seccomp") or "libseccomp.so.2", use_errno=True)
@@ -102,22 +134,15 @@ def seccomp_filter() -> bytes:
     ctx = lib.seccomp_init(_SCMP_ACT_ALLOW)
     if not ctx:
         raise RuntimeError("code sandbox: libseccomp could not start a filter (seccomp_init failed)")
-
-    def deny(name: str, action: int, *conditions: _ArgCmp) -> None:
-        number = lib.seccomp_syscall_resolve_name(name.encode())
-        if number == -1:  # not a system call on this architecture
-            return
-        array = (_ArgCmp * len(conditions))(*conditions) if conditions else None
-        code = lib.seccomp_rule_add_array(ctx, action, number, len(conditions), array)
-        if code != 0:
-            raise RuntimeError(f"code sandbox: libseccomp refused the rule for {name} (error {code})")
-
     try:
-        for name in DENIED_SYSCALLS:
-            deny(name, _scmp_errno(_EPERM))
-        for flag in _CLONE_NAMESPACE_FLAGS:
-            deny("clone", _scmp_errno(_EPERM), _ArgCmp(0, _SCMP_CMP_MASKED_EQ, flag, flag))
-        deny("clone3", _scmp_errno(_ENOSYS))
+        for name, action, conditions in rules:
+            number = lib.seccomp_syscall_resolve_name(name.encode())
+            if number == -1:  # not a system call on this architecture
+                continue
+            array = (_ArgCmp * len(conditions))(*conditions) if conditions else None
+            code = lib.seccomp_rule_add_array(ctx, action, number, len(conditions), array)
+            if code != 0:
+                raise RuntimeError(f"code sandbox: libseccomp refused the rule for {name} (error {code})")
         fd = os.memfd_create("grpozoo-seccomp")
         try:
             if lib.seccomp_export_bpf(ctx, fd) != 0:

@@ -20,7 +20,10 @@ What each run gets (``Limits`` holds the numbers):
   limit to root, so when the trainer runs as root each run is given a **dedicated user id** of its
   own (``uid_base`` + slot, allocated with lock files so parallel runs and parallel trainers never
   share one). Without root the program runs as the trainer's user, where ``RLIMIT_NPROC`` would
-  count the trainer's own processes, so starting processes (``os.fork``) is refused instead.
+  count the trainer's own processes, so starting processes is refused instead: a seccomp filter,
+  loaded in the program's process before it runs, makes ``fork``, ``vfork`` and ``clone`` of
+  anything but a thread fail with ``EPERM`` (threads still start; ``processes="refused"`` applies
+  it as root too).
 - **Clean-up**: the run starts in a session and process group of its own, killed as a whole
   (``os.killpg``, ``SIGKILL``) after every run. Under bubblewrap (and ``unshare``) the run also has
   a **PID namespace** that ends with the bootstrap: the kernel then kills every process left in it,
@@ -107,6 +110,7 @@ from grpozoo.rewards.test_cases import Probe, TestCase, decode_value, parse_test
 UID_BASE = 1_900_000_000  # far above ordinary and container (subuid) ranges
 UID_SLOTS = 1024
 MODES = ("bwrap", "unsafe_audit_only")
+PROCESSES = ("dedicated_uid", "refused")
 STATUSES = ("ok", "timeout", "memory", "killed", "error")
 _SEVERITY = {"timeout": 4, "memory": 3, "killed": 2, "error": 1, "ok": 0}
 
@@ -278,7 +282,10 @@ class Sandbox:
     determined program can get around; it warns on every run). Either way a root trainer runs each
     program under a dedicated uid, never as root. ``workers`` bounds the programs run at once
     (default: the number of cores). ``python`` runs the programs (default: this interpreter, with
-    ``-I -S``: the standard library only).
+    ``-I -S``: the standard library only). ``processes``: ``"dedicated_uid"`` (the default as
+    root; up to ``max_processes`` each) or ``"refused"`` (the default, and the only choice, without
+    root: a seccomp filter loaded before the program makes ``fork`` and ``clone`` of anything but a
+    thread fail with ``EPERM``).
     """
 
     _uid_slots: dict[tuple[int, int], _UidSlots] = {}
@@ -294,6 +301,7 @@ class Sandbox:
         scratch_root: str | None = None,
         uid_base: int = UID_BASE,
         uid_slots: int = UID_SLOTS,
+        processes: str | None = None,
     ):
         self.limits = limits or Limits()
         self.workers = workers or os.cpu_count() or 1
@@ -305,6 +313,12 @@ class Sandbox:
         self.python = python or sys.executable
         # as root, always a dedicated uid: RLIMIT_NPROC does not apply to root, and root may do anything
         self.dedicated = os.geteuid() == 0
+        self.processes = processes or ("dedicated_uid" if self.dedicated else "refused")
+        if self.processes not in PROCESSES or (self.processes == "dedicated_uid" and not self.dedicated):
+            raise ValueError(
+                f"sandbox processes={processes!r}: use 'refused' (seccomp refuses new processes), or "
+                "'dedicated_uid' (up to max_processes under a uid of the run's own; needs root)"
+            )
         if mode == "bwrap":
             isolation.check_bwrap(self.python, self.dedicated)
         self.unshare = _unshare_args() if mode == "unsafe_audit_only" else None
@@ -317,7 +331,9 @@ class Sandbox:
         self.scratch_root = scratch_root
         if self.dedicated and mode == "unsafe_audit_only":
             _check_reachable(Path(scratch_root or tempfile.gettempdir()))
-        user_part = "dedicated uid" if self.dedicated else "same user, no new processes"
+        user_part = "dedicated uid" if self.dedicated else "same user"
+        if self.processes == "refused":
+            user_part += ", no new processes (seccomp)"
         if mode == "bwrap":
             self.isolation = (
                 "bubblewrap: PID, network, IPC and mount namespaces, read-only runtime, seccomp filter; "
@@ -383,6 +399,9 @@ class Sandbox:
                 "uid": uid,
                 "marker": marker,
                 "same_user": not self.dedicated,
+                "no_new_processes": (
+                    isolation.no_new_processes_filter().hex() if self.processes == "refused" else None
+                ),
                 "audit_network": not self.namespaces,
                 "limits": self._child_limits(),
                 "exit_codes": [_EXIT_ASSERTION, _EXIT_ERROR, _EXIT_MEMORY],

@@ -3,8 +3,10 @@
 ``Sandbox`` passes this file's source text to ``python -I -S -B -X utf8 -c SOURCE job.json`` (inside
 bubblewrap, or ``unshare`` in the unsafe mode); it is never imported in the child, which runs
 without site-packages. It reads its job (then deletes it, so the program cannot read the tests) and
-forks: the fork sets the limits, drops to the dedicated uid, installs the audit hook and runs the
-program and the test; the bootstrap itself only waits for it and reports how it ended in its exit
+forks: the fork sets the limits, drops to the dedicated uid or, where the program may not start
+processes, loads the seccomp filter that refuses them (``isolation.no_new_processes_filter``, sent
+in the job as hex; the run fails rather than go on without it), installs the audit hook and runs
+the program and the test; the bootstrap itself only waits for it and reports how it ended in its exit
 status (128 + signal when killed by a signal; the program's own exit codes are kept below 128, so a
 program cannot pass itself off as timed out). For an assert test the fork then runs the test's setup
 statements and evaluates each probe's expression, writing its value to stdout as a line ``MARKER
@@ -14,7 +16,7 @@ and the kernel kills every process left in it. The run's state lives in a functi
 program's ``import __main__`` sees none of it (only stateless helpers: replacing them can garble
 what is sent, never supply the expected values). Only the standard library, imported inside the
 functions, and nothing that would leave ``subprocess`` or ``ctypes`` imported for the program to
-use.
+use (``ctypes``, needed to load the filter, is removed from ``sys.modules`` before it runs).
 """
 
 # ruff: noqa: UP031  (the %-formatting is kept as it was when this ran from a string)
@@ -55,6 +57,7 @@ def _run_program(job):
     steps = job["steps"]
     stdio = steps is None
     same_user, audit_network = job["same_user"], job["audit_network"]
+    no_new_processes = job["no_new_processes"]
     exit_assertion, exit_error, exit_memory = job["exit_codes"]
     job.clear()
 
@@ -101,7 +104,7 @@ def _run_program(job):
         "os.system", "os.exec", "os.posix_spawn", "subprocess.Popen", "os.link",
         "resource.setrlimit", "resource.prlimit",
     }
-    if same_user:
+    if no_new_processes is not None:
         refused |= {"os.fork", "os.forkpty"}
 
     def inside(path):
@@ -147,6 +150,15 @@ def _run_program(job):
             refuse("signalling another process")
 
     cap(resource.RLIMIT_AS, limits["memory"])
+    if no_new_processes is not None:
+        try:
+            _load_seccomp(bytes.fromhex(no_new_processes))
+        except BaseException as error:
+            os.write(2, b"\nsandbox: the seccomp filter refusing new processes could not be loaded (%r); "
+                     b"the program was not run\n" % (error,))
+            os._exit(exit_error)
+        import gc
+        gc.collect()  # frees what is left of ctypes (its classes sit in reference cycles)
     sys.addaudithook(hook)
     namespace = {"__name__": "__main__" if stdio else "__program__", "__builtins__": __builtins__}
     in_test = False  # an exception in the test's setup or probes fails the test, not the run
@@ -177,6 +189,29 @@ def _run_program(job):
     except BaseException:
         os._exit(exit_error)
     os._exit(0)
+
+
+def _load_seccomp(program):
+    """Loads the seccomp BPF ``program`` (``struct sock_filter`` array) into this process for good,
+    through ``prctl``, then removes ``ctypes`` from ``sys.modules`` so the program cannot reach it
+    (the audit hook refuses importing it again)."""
+    import ctypes
+    import sys
+    try:
+        class SockFprog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+        instructions = ctypes.create_string_buffer(program, len(program))
+        fprog = SockFprog(len(program) // 8, ctypes.addressof(instructions))
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        ulong = ctypes.c_ulong
+        # PR_SET_NO_NEW_PRIVS = 38, then PR_SET_SECCOMP = 22 with SECCOMP_MODE_FILTER = 2
+        for args in ((ulong(38), ulong(1)), (ulong(22), ulong(2), ctypes.byref(fprog))):
+            if prctl(*args, *[ulong(0)] * (5 - len(args))) != 0:
+                raise OSError(ctypes.get_errno(), "prctl(%d) failed" % args[0].value)
+    finally:
+        for name in [n for n in sys.modules if n in ("ctypes", "_ctypes") or n.startswith("ctypes.")]:
+            del sys.modules[name]
 
 
 def _encode_line(value, cap):
