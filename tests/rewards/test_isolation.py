@@ -226,13 +226,16 @@ def test_concurrent_runs_cannot_see_each_other(sandbox, unharmed):
 
 
 def test_a_runs_scratch_is_its_own_and_private(sandbox, unharmed):
+    # the scratch directory is a fresh tmpfs in the run's own mount namespace (no other run, nor the
+    # host, can see into it), capped in size; the run's directory above it is closed to its uid
     program = (
-        "import os\ninfo = os.stat('.')\nmode, owner = info.st_mode & 0o777, info.st_uid == os.getuid()\n"
+        "import os\nfresh = os.listdir('.') == []\ninfo = os.statvfs('.')\n"
+        "size = info.f_blocks * info.f_frsize\n"
         "try:\n    os.listdir('..')\n    parent = 'listable'\n"
         "except PermissionError:\n    parent = 'closed'\n"
     )
-    # the run's own directory above it holds only its own files; as root it is closed to its uid
-    tests = ["assert mode == 0o700", "assert owner", *(["assert parent == 'closed'"] * sandbox.dedicated)]
+    tests = ["assert fresh", f"assert size <= {LIMITS.scratch_mb << 20}", "assert size > 0"]
+    tests += ["assert parent == 'closed'"] * sandbox.dedicated
     assert sandbox.run(program, tests).passed == len(tests)
 
 
@@ -279,8 +282,8 @@ def test_without_bubblewrap_the_default_mode_refuses_to_start(monkeypatch):
 def test_root_drops_to_a_host_uid_and_others_use_a_user_namespace():
     # as root no user namespace (so the dedicated uid is a real one, under RLIMIT_NPROC), keeping
     # only the capabilities to switch to it; otherwise a user namespace and no capability
-    as_root = isolation.bwrap_command("/usr/bin/python3", "/tmp/run", "/tmp/run/scratch", 3, as_root=True)
-    other = isolation.bwrap_command("/usr/bin/python3", "/tmp/run", "/tmp/run/scratch", 3, as_root=False)
+    as_root = isolation.bwrap_command("/usr/bin/python3", "/tmp/run", "/tmp/run/scratch", 1 << 20, 3, as_root=True)
+    other = isolation.bwrap_command("/usr/bin/python3", "/tmp/run", "/tmp/run/scratch", 1 << 20, 3, as_root=False)
     assert "--unshare-all" not in as_root and "--unshare-user" not in as_root
     assert [as_root[i + 1] for i, arg in enumerate(as_root) if arg == "--cap-add"] == [
         "CAP_SETUID",
@@ -396,3 +399,15 @@ def test_a_run_whose_process_filter_cannot_load_fails_without_running_the_progra
     result = refused.run("print('ran')", [{"input": "", "output": "ran\n"}])
     assert result.status == "error" and result.passed == 0
     assert "seccomp filter refusing new processes could not be loaded" in result.stderr_tail
+
+
+def test_a_runs_scratch_is_capped_in_all_not_only_per_file(tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    root.chmod(0o711)
+    tmp_path.chmod(0o711)
+    small = Sandbox(Limits(wall_s=5.0, cpu_s=2, file_size_mb=1, scratch_mb=2), workers=1, scratch_root=str(root))
+    # each file within the per-file limit; together they pass the run's 2 MB of scratch
+    attempt = "for i in range(4):\n    open(f'part{i}', 'wb').write(b'x' * 900_000)\noutcome = 'escaped'"
+    assert _attack(small, attempt) == 0
+    assert _attack(small, "open('part', 'wb').write(b'x' * 900_000)\noutcome = 'escaped'") == 1  # one fits

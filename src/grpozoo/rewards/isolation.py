@@ -200,9 +200,12 @@ def runtime_paths(interpreter: str) -> tuple[str, ...]:
     return (real, *(p for p in paths if p not in nested))
 
 
-def bwrap_command(interpreter: str, run_dir: str, workdir: str, seccomp_fd: int, as_root: bool) -> list[str]:
+def bwrap_command(
+    interpreter: str, run_dir: str, workdir: str, workdir_bytes: int, seccomp_fd: int, as_root: bool
+) -> list[str]:
     """The ``bwrap`` arguments (up to the interpreter) for one run whose files live in ``run_dir``
-    (bound read-write at the same path) and which starts in ``workdir``. ``as_root``: no user
+    (bound at the same path) and which starts in ``workdir``, a fresh tmpfs of ``workdir_bytes``
+    there (the program's scratch: writable, size-capped, gone with the run). ``as_root``: no user
     namespace, so the bootstrap can switch to a dedicated host uid (keeping only the two
     capabilities that switch needs); otherwise a user namespace as the trainer's user."""
     bwrap = shutil.which("bwrap")
@@ -220,16 +223,17 @@ def bwrap_command(interpreter: str, run_dir: str, workdir: str, seccomp_fd: int,
     return [
         bwrap, *namespaces, "--die-with-parent", "--new-session", "--as-pid-1", *mounts,
         "--proc", "/proc", "--dev", "/dev",
-        *_private_tmpfs("/tmp"), *_private_tmpfs("/dev/shm"),
-        *_passable_parents(run_dir), "--bind", run_dir, run_dir, "--chdir", workdir,
+        *_private_tmpfs("/tmp", TMPFS_BYTES), *_private_tmpfs("/dev/shm", TMPFS_BYTES),
+        *_passable_parents(run_dir), "--bind", run_dir, run_dir,
+        *_private_tmpfs(workdir, workdir_bytes), "--chdir", workdir,
         "--seccomp", str(seccomp_fd), "--",
     ]  # fmt: skip
 
 
-def _private_tmpfs(path: str) -> list[str]:
-    """bwrap arguments mounting a size-capped tmpfs at ``path`` that every user of the run may
+def _private_tmpfs(path: str, size: int) -> list[str]:
+    """bwrap arguments mounting a tmpfs of ``size`` bytes at ``path`` that every user of the run may
     write to (with the sticky bit, like the host's ``/tmp``)."""
-    return ["--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", path]
+    return ["--perms", "1777", "--size", str(size), "--tmpfs", path]
 
 
 def _passable_parents(path: str) -> list[str]:
@@ -255,7 +259,7 @@ def check_bwrap(interpreter: str, as_root: bool) -> None:
     when bubblewrap is missing or cannot create its namespaces here."""
     fd, run_dir = filter_fd(), tempfile.mkdtemp(prefix="grpozoo-sandbox-check-")
     try:
-        command = [*bwrap_command(interpreter, run_dir, run_dir, fd, as_root), os.path.realpath(interpreter)]
+        command = [*bwrap_command(interpreter, run_dir, run_dir, TMPFS_BYTES, fd, as_root), os.path.realpath(interpreter)]
         done = subprocess.run(
             [*command, "-I", "-S", "-c", "pass"],
             capture_output=True, text=True, timeout=60, env={}, pass_fds=(fd,),

@@ -29,10 +29,12 @@ What each run gets (``Limits`` holds the numbers):
   a **PID namespace** that ends with the bootstrap: the kernel then kills every process left in it,
   even one that left the process group with ``setsid()``. Without it, a dedicated uid is cleaned
   with ``kill(-1, SIGKILL)`` run as that uid until none of its processes is left.
-- **Files**: ``RLIMIT_FSIZE`` per file; a fresh scratch directory (``0700``, owned by the run's uid,
-  in a per-run directory no other run can list) is the working directory, ``HOME`` and ``TMPDIR``,
-  deleted afterwards. Under bubblewrap nothing else of the host's file system exists for the program
-  (``/tmp`` and ``/dev/shm`` are its own size-capped tmpfs). Writing, deleting, renaming or changing
+- **Files**: ``RLIMIT_FSIZE`` per file; a fresh scratch directory (in a per-run directory no other
+  run can list) is the working directory, ``HOME`` and ``TMPDIR``, deleted afterwards. Under
+  bubblewrap it is a tmpfs of ``scratch_mb`` in the run's own mount namespace (no other run, nor the
+  host, sees into it), and nothing else of the host's file system exists for the program (``/tmp``
+  and ``/dev/shm`` are its own size-capped tmpfs); in the unsafe mode it is a host directory
+  (``0700``, owned by the run's uid). Writing, deleting, renaming or changing
   files outside it is refused by an audit hook in the child (``sys.addaudithook``: ``open`` for
   writing, ``os.remove``, ``os.rename``, ``os.mkdir``, ``os.chmod``, ``shutil.rmtree``, …; hard
   links are refused). With a dedicated uid the kernel's permissions apply as well: the program can
@@ -121,14 +123,15 @@ _EXIT_ASSERTION, _EXIT_ERROR, _EXIT_MEMORY = 101, 102, 103
 @dataclass(frozen=True)
 class Limits:
     """Per-run limits. GUESS: the defaults (10 s wall and CPU, 512 MB, 16 processes, 16 MB files,
-    64 open files, 1 MB of stdout, 2,000 characters of stderr kept) suit short competitive-style
-    programs; raise them for heavier tests."""
+    64 MB of scratch in all (under bubblewrap), 64 open files, 1 MB of stdout, 2,000 characters of
+    stderr kept) suit short competitive-style programs; raise them for heavier tests."""
 
     wall_s: float = 10.0
     cpu_s: int = 10
     memory_mb: int = 512
     max_processes: int = 16
     file_size_mb: int = 16
+    scratch_mb: int = 64
     open_files: int = 64
     output_bytes: int = 1 << 20
     stderr_chars: int = 2000
@@ -440,7 +443,8 @@ class Sandbox:
         bootstrap = ["-I", "-S", "-B", "-X", "utf8", "-c", _CHILD, str(job_path)]
         if seccomp is not None:
             wrapper = isolation.bwrap_command(
-                self.python, str(job_path.parent), str(scratch), seccomp, as_root=self.dedicated
+                self.python, str(job_path.parent), str(scratch), self.limits.scratch_mb << 20, seccomp,
+                as_root=self.dedicated,
             )
             return [*wrapper, os.path.realpath(self.python), *bootstrap]
         if self.unshare:
