@@ -24,7 +24,7 @@ from grpozoo.config import RewardConfig
 from grpozoo.errors import MachineSetupError
 from grpozoo.rewards import RewardModel, isolation
 from grpozoo.rewards.code import code_tests_reward
-from grpozoo.rewards.sandbox import UID_BASE, UID_SLOTS, Limits, Sandbox
+from grpozoo.rewards.sandbox import Limits, Sandbox
 
 LIMITS = Limits(wall_s=5.0, cpu_s=2, memory_mb=256, max_processes=8, file_size_mb=1, output_bytes=64 << 10)
 ESCAPED = ["assert outcome == 'escaped'"]  # passes only if the attack worked
@@ -36,45 +36,6 @@ def sandbox() -> Sandbox:
     root.chmod(0o711)
     yield Sandbox(LIMITS, workers=4, scratch_root=str(root))
     root.rmdir()
-
-
-@pytest.fixture
-def shared_dir() -> Path:
-    """A world-writable directory on the host, outside any scratch directory."""
-    path = Path(tempfile.mkdtemp(prefix="grpozoo-isolation-shared-"))
-    path.chmod(0o777)
-    yield path
-    for child in path.iterdir():
-        child.unlink()
-    path.rmdir()
-
-
-def _survivors(scratch_root: str) -> list[int]:
-    """Live processes of a run: a dedicated uid, or a working directory in the scratch root."""
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            status = Path(f"/proc/{entry}/status").read_text().splitlines()
-            uid = int(next(line for line in status if line.startswith("Uid:")).split()[1])
-            zombie = "Z" in next(line for line in status if line.startswith("State:")).split()[1]
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-        except (OSError, StopIteration):
-            continue
-        if not zombie and (UID_BASE <= uid < UID_BASE + UID_SLOTS or cwd.startswith(scratch_root)):
-            found.append(int(entry))
-    return found
-
-
-@pytest.fixture
-def unharmed(sandbox):
-    """After the test: the trainer is alive, no process of a run is left, every scratch is gone."""
-    yield
-    os.kill(os.getpid(), 0)
-    deadline = time.monotonic() + 5
-    while _survivors(sandbox.scratch_root) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _survivors(sandbox.scratch_root) == []
-    assert os.listdir(sandbox.scratch_root) == []
 
 
 def _attack(sandbox: Sandbox, attempt: str) -> int:

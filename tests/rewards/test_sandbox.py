@@ -13,14 +13,14 @@ import os
 import socket
 import stat
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+from rewards.sandbox_checks import leftovers
 
-from grpozoo.rewards import sandbox as sandbox_module
-from grpozoo.rewards.sandbox import UID_BASE, UID_SLOTS, Limits, Sandbox
+from grpozoo.rewards import sandbox_process
+from grpozoo.rewards.sandbox import Limits, Sandbox
 from grpozoo.rewards.test_cases import TestCase, parse_tests, same_output
 
 LIMITS = Limits(wall_s=2.0, cpu_s=1, memory_mb=128, max_processes=8, file_size_mb=1, output_bytes=64 << 10)
@@ -38,67 +38,6 @@ def sandbox(request) -> Sandbox:
     root.chmod(0o711)
     yield Sandbox(LIMITS, workers=2, scratch_root=str(root), mode=request.param)
     root.rmdir()
-
-
-@pytest.fixture
-def shared_dir() -> Path:
-    """A world-writable directory outside the scratch, like /tmp itself: the kernel would let any
-    user write here, so only the sandbox's own rules keep a program out."""
-    path = Path(tempfile.mkdtemp(prefix="grpozoo-sandbox-shared-"))
-    path.chmod(0o777)
-    yield path
-    for child in path.iterdir():
-        child.unlink()
-    path.rmdir()
-
-
-def _meminfo_available_mb() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) // 1024
-    return 0
-
-
-def _leftovers(scratch_root: str) -> list[int]:
-    """Processes that belong to a sandbox run: a dedicated uid, or a working directory or HOME in
-    the sandbox's scratch root (zombies, which hold no memory, are left out)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            status = Path(f"/proc/{entry}/status").read_text()
-            uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
-            state = next(line for line in status.splitlines() if line.startswith("State:"))
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except (OSError, StopIteration):
-            continue
-        if "Z" in state.split()[1]:
-            continue
-        if (
-            UID_BASE <= uid < UID_BASE + UID_SLOTS
-            or cwd.startswith(scratch_root)
-            or scratch_root.encode() in environ
-        ):
-            found.append(int(entry))
-    return found
-
-
-@pytest.fixture
-def unharmed(sandbox):
-    """After the test: this process is alive, no sandbox process is left (killed processes may
-    take a moment to be reaped, so this waits up to 5 s for them), its children are gone, and
-    the machine's available memory did not fall by more than 1 GB (the memory bombs ask for 16 GB)."""
-    memory_before = _meminfo_available_mb()
-    yield
-    os.kill(os.getpid(), 0)
-    deadline = time.monotonic() + 5
-    while _leftovers(sandbox.scratch_root) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _leftovers(sandbox.scratch_root) == []
-    assert os.listdir(sandbox.scratch_root) == []  # every scratch directory was deleted
-    assert _meminfo_available_mb() > memory_before - 1024
 
 
 # --------------------------------------------------------------------------------- correct programs
@@ -414,7 +353,7 @@ def test_a_dedicated_uid_without_namespaces_still_cleans_up_and_has_no_network(m
     that left the process group; the network is refused by the audit hook."""
     root = Path(tempfile.mkdtemp(prefix="grpozoo-sandbox-test-uid-"))
     root.chmod(0o711)
-    monkeypatch.setattr(sandbox_module, "_unshare_args", lambda: None)
+    monkeypatch.setattr(sandbox_process, "unshare_args", lambda: None)
     sandbox = Sandbox(LIMITS, scratch_root=str(root), mode="unsafe_audit_only")
     assert sandbox.isolation.startswith("UNSAFE audit hook only: no network (audit hook); dedicated uid")
     daemon = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(3600)\n"
@@ -425,5 +364,5 @@ def test_a_dedicated_uid_without_namespaces_still_cleans_up_and_has_no_network(m
     results = [sandbox.run(p, ["assert False"]) for p in (daemon, resilient_bomb, network)]
     assert [r.status for r in results] == ["ok", "timeout", "error"]
     assert "network access (socket." in results[2].stderr_tail
-    assert _leftovers(str(root)) == [] and os.listdir(root) == []
+    assert leftovers(str(root)) == [] and os.listdir(root) == []
     root.rmdir()

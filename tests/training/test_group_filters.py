@@ -253,14 +253,14 @@ def test_guide_learns_hinted_rollouts_under_the_unhinted_prompt(tiny_overrides, 
         assert torch.equal(learning.prompt_ids[i], learning.prompt_ids[j])  # the learner sees no hint
     # the loss's old log-probs: the hinted sampler's on guided rows, the learner's own elsewhere
     seen = {}
-    loss = trainer.loss_fn
+    loss = trainer.learner.loss_fn
 
     def spy(logp, old, advantages, mask, ctx, **params):
         seen.setdefault("rows", []).append((logp.detach(), old, ctx))
         return loss(logp, old, advantages, mask, ctx, **params)
 
-    trainer.loss_fn = spy
-    trainer.learn(learning)
+    trainer.learner.loss_fn = spy
+    trainer.learner.learn(learning)
     differs = False
     for logp, old, ctx in seen["rows"]:
         off = ctx.off_policy

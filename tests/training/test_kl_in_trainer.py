@@ -33,7 +33,7 @@ def perturb(model, scale: float = 0.05, seed: int = 0) -> None:
 
 def kl_trainer(overrides: list[str], *extra: str):
     trainer = make_trainer(overrides, *KL, *extra)
-    assert trainer.reference is not None, "full fine-tuning keeps a frozen copy as the reference"
+    assert trainer.learner.reference is not None, "full fine-tuning keeps a frozen copy as the reference"
     perturb(trainer.model)
     return trainer
 
@@ -43,7 +43,7 @@ def fixed_batch(trainer):
     batch = sampled_batch(trainer)
     batch.rewards = torch.arange(batch.batch_size, dtype=torch.float32)
     batch.advantages = trainer.advantage_fn(batch.rewards, batch.group_ids, batch)
-    trainer.provide(batch)
+    trainer.providers.provide(batch)
     assert batch.ref_logprobs is not None
     return batch
 
@@ -51,9 +51,9 @@ def fixed_batch(trainer):
 def loss_and_gradients(trainer, batch) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """``accumulate_gradients`` on ``batch`` (fresh gradients): its sums and the gradients."""
     trainer.model.zero_grad(set_to_none=True)
-    chunks = [mb for _, mb in micro_batches(batch, 10_000, trainer.whole_groups)]
+    chunks = [mb for _, mb in micro_batches(batch, 10_000, trainer.learner.whole_groups)]
     totals = BatchTotals.of(batch.completion_mask, trainer.cfg.rollout.max_new_tokens, batch.group_ids)
-    sums = trainer.accumulate_gradients(chunks, totals)
+    sums = trainer.learner.accumulate_gradients(chunks, totals)
     grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
     assert grads, "no gradient at all"
     return dict(sums), grads
@@ -64,7 +64,7 @@ def independent_kl(trainer, batch) -> torch.Tensor:
     temperature = trainer.cfg.rollout.temperature
     with torch.no_grad():
         policy, _ = completion_logprobs(trainer.model, batch, temperature)
-        reference, _ = completion_logprobs(trainer.reference, batch, temperature)
+        reference, _ = completion_logprobs(trainer.learner.reference, batch, temperature)
     torch.testing.assert_close(reference, batch.ref_logprobs, rtol=1e-4, atol=1e-4)
     return kl_k3(policy, reference) * batch.completion_mask
 
@@ -109,7 +109,7 @@ def test_straight_through_keeps_the_value_and_takes_k2s_gradient(tiny_overrides)
     # a different gradient: k2's, which is what the plain k2 estimator gives
     assert any(not torch.allclose(st[n], plain[n], rtol=1e-3, atol=1e-6) for n in plain)
     trainer.cfg.algorithm.kl.straight_through = False
-    trainer.kl_fn = registry.kl_estimators.get("k2")
+    trainer.learner.kl_fn = registry.kl_estimators.get("k2")
     k2_sums, k2 = loss_and_gradients(trainer, batch)
     assert k2_sums["kl"] != pytest.approx(plain_sums["kl"], rel=1e-3)  # k2's value is not k3's
     for name in k2:

@@ -75,18 +75,18 @@ def learning_batch(trainer, sampled: dict):
 
 
 def learn_gradients(trainer, batch, token_budget: int) -> dict[str, torch.Tensor]:
-    """The gradients of the last optimiser iteration of ``trainer.learn`` on ``batch`` with
+    """The gradients of the last optimiser iteration of ``trainer.learner.learn`` on ``batch`` with
     micro-batches of at most ``token_budget`` tokens."""
     trainer.cfg.train.micro_batch_tokens = token_budget
     trainer.state["r2vpo"] = {"lambda": R2VPO_LAMBDA}
-    trainer.learn(batch)
+    trainer.learner.learn(batch)
     return {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
 
 
 def split_changes_gradients(trainer, batch) -> bool:
     """Whether ``learn`` with one micro-batch and with one per group (or row) gives other gradients."""
     longest = int((batch.prompt_mask.sum(1) + batch.completion_mask.sum(1)).max())
-    assert len(micro_batches(batch, longest, trainer.whole_groups)) >= 2
+    assert len(micro_batches(batch, longest, trainer.learner.whole_groups)) >= 2
     whole = learn_gradients(trainer, batch, token_budget=100_000)
     assert any(g.abs().sum() > 0 for g in whole.values()), "no gradient at all"
     split = learn_gradients(trainer, batch, token_budget=longest)
@@ -101,7 +101,7 @@ def test_no_loss_under_any_aggregation_depends_on_the_micro_batch_split(tiny_ove
     changed = []
     for aggregation in registry.aggregations.names():
         trainer.cfg.algorithm.aggregation = aggregation
-        trainer.aggregate = registry.aggregations.get(aggregation)
+        trainer.learner.aggregate = registry.aggregations.get(aggregation)
         if split_changes_gradients(trainer, batch):
             changed.append(aggregation)
     assert not changed, f"{loss}: the micro-batch split changes the gradient under {changed}"

@@ -19,17 +19,17 @@ from grpozoo.training.forward import micro_batches
 
 def test_old_and_reference_logprobs_are_computed_only_when_asked_for(tiny_overrides):
     plain = make_trainer(tiny_overrides)
-    assert plain.needs == set()
+    assert plain.providers.needs == set()
     batch = sampled_batch(plain)
-    plain.provide(batch)
+    plain.providers.provide(batch)
     assert batch.old_logprobs is None and batch.ref_logprobs is None and batch.baseline_rewards is None
 
     asking = make_trainer(
         tiny_overrides, "algorithm.num_iterations=2", "algorithm.kl.coef=0.1", f"output_dir={plain.run_dir}-2"
     )
-    assert asking.needs == {"old_logprobs", "ref_logprobs"}
+    assert asking.providers.needs == {"old_logprobs", "ref_logprobs"}
     batch = sampled_batch(asking)
-    asking.provide(batch)
+    asking.providers.provide(batch)
     # before any update the policy, the reference and the sampler agree
     torch.testing.assert_close(batch.old_logprobs, batch.sampling_logprobs, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(batch.ref_logprobs, batch.sampling_logprobs, rtol=1e-4, atol=1e-4)
@@ -84,7 +84,7 @@ def test_whole_group_micro_batches_never_split_a_group(tiny_overrides):
 def test_kl_folded_into_the_reward_is_in_the_returns_the_estimator_whitens(tiny_overrides):
     trainer = make_trainer(tiny_overrides, "recipe=reinforce_pp", "algorithm.kl.coef=0.5")
     batch = sampled_batch(trainer)
-    trainer.provide(batch)
+    trainer.providers.provide(batch)
     batch.ref_logprobs = batch.ref_logprobs - 0.25 * batch.completion_mask  # a reference that differs
     learning = trainer.advantages(batch)
     # each token's return is the reward less the KL still to come, whitened over the batch's tokens
@@ -126,8 +126,8 @@ def test_component_state_survives_a_resume(tiny_overrides, tmp_path):
     first = make_trainer(
         tiny_overrides, "train.steps=2", "eval.at_start=false", "eval.at_end=false", f"output_dir={run}"
     )
-    first.loss_fn = counting_loss
-    first.loss_spec = LossSpec(after_step=count)
+    first.learner.loss_fn = counting_loss
+    first.learner.loss_spec = LossSpec(after_step=count)
     fit(first, show_progress=False)
     assert first.state["calls"] == 2
     resumed = make_trainer(
@@ -143,16 +143,16 @@ def test_component_state_survives_a_resume(tiny_overrides, tmp_path):
 
 def test_greedy_baseline_is_the_reward_of_a_greedy_completion_per_prompt(tiny_overrides):
     trainer = make_trainer(tiny_overrides, "rollout.group_size=3")
-    trainer.needs.add("baseline_rewards")
+    trainer.providers.needs.add("baseline_rewards")
     batch = sampled_batch(trainer)
-    trainer.provide(batch)
+    trainer.providers.provide(batch)
     baseline = batch.baseline_rewards
     assert baseline.shape == (batch.batch_size,)
     for g in batch.group_ids.unique():
         assert baseline[batch.group_ids == g].unique().numel() == 1
     again = sampled_batch(trainer)
     again.prompts, again.examples, again.group_ids = batch.prompts, batch.examples, batch.group_ids
-    torch.testing.assert_close(trainer.greedy_baseline_rewards(again), baseline)  # greedy is deterministic
+    torch.testing.assert_close(trainer.providers.greedy_baseline_rewards(again), baseline)  # greedy is deterministic
 
 
 def test_segment_values_are_monte_carlo_estimates_at_the_asked_boundaries(tiny_overrides):
@@ -169,9 +169,9 @@ def test_segment_values_are_monte_carlo_estimates_at_the_asked_boundaries(tiny_o
         return rewards
 
     trainer.advantage_fn = estimator
-    trainer.advantage_spec = AdvantageSpec(needs={"segment_values"}, segment_boundaries=boundaries)
+    trainer.providers.advantage_spec = AdvantageSpec(needs={"segment_values"}, segment_boundaries=boundaries)
     batch = sampled_batch(trainer)
-    values = trainer.segment_values(batch)
+    values = trainer.providers.segment_values(batch)
     asked = boundaries(batch)
     assert values[~asked].isnan().all() and not values[asked].isnan().any()
     torch.testing.assert_close(values[:, 0], group_mean(batch.rewards, batch.group_ids))

@@ -38,7 +38,7 @@ def gradients(trainer: Trainer, batch, token_budget: int) -> tuple[int, dict[str
     trainer.model.zero_grad(set_to_none=True)
     chunks = [mb for _, mb in micro_batches(batch, token_budget)]
     totals = BatchTotals.of(batch.completion_mask, trainer.cfg.rollout.max_new_tokens, batch.group_ids)
-    trainer.accumulate_gradients(chunks, totals)
+    trainer.learner.accumulate_gradients(chunks, totals)
     grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
     return len(chunks), grads
 
@@ -82,7 +82,7 @@ def test_batched_logprobs_put_every_micro_batch_back_in_its_rows(tiny_overrides)
     assert len(micro_batches(batch, 250)) >= 3
     with torch.no_grad():
         whole, _ = completion_logprobs(trainer.model, batch)
-    torch.testing.assert_close(trainer.logprobs_without_grad(batch, trainer.model), whole, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(trainer.learner.logprobs_without_grad(batch, trainer.model), whole, rtol=1e-5, atol=1e-5)
 
 
 def test_two_step_run_writes_the_run_directory(tiny_overrides, tmp_path):
@@ -184,10 +184,10 @@ def test_kl_reference_is_the_starting_policy(tiny_overrides, lora):
     """Under LoRA the reference is the base with adapters disabled (no copy); in full fine-tuning a
     frozen copy. Either way, at the first step the policy equals the reference, so KL is 0."""
     trainer = make_trainer(tiny_overrides, "algorithm.kl.coef=0.1", f"model.lora.enabled={lora}")
-    assert (trainer.reference is None) == lora
+    assert (trainer.learner.reference is None) == lora
     metrics = trainer.train_step()
     assert metrics["kl"] == pytest.approx(0.0, abs=1e-6)
     batch = sampled_batch(trainer, seed=1)
-    ref = trainer.reference_logprobs(batch)
-    policy = trainer.logprobs_without_grad(batch, trainer.model)
+    ref = trainer.learner.reference_logprobs(batch)
+    policy = trainer.learner.logprobs_without_grad(batch, trainer.model)
     assert not torch.allclose(ref, policy), "after a step the policy should differ from the reference"

@@ -18,17 +18,14 @@ What each run gets (``Limits`` holds the numbers):
 - **Memory**: ``RLIMIT_AS`` per process; an allocation beyond it raises ``MemoryError``.
 - **Processes**: ``RLIMIT_NPROC`` (threads count too) stops fork bombs. Linux does not apply this
   limit to root, so when the trainer runs as root each run is given a **dedicated user id** of its
-  own (``uid_base`` + slot, allocated with lock files so parallel runs and parallel trainers never
-  share one). Without root the program runs as the trainer's user, where ``RLIMIT_NPROC`` would
-  count the trainer's own processes, so starting processes is refused instead: a seccomp filter,
-  loaded in the program's process before it runs, makes ``fork``, ``vfork`` and ``clone`` of
-  anything but a thread fail with ``EPERM`` (threads still start; ``processes="refused"`` applies
-  it as root too).
-- **Clean-up**: the run starts in a session and process group of its own, killed as a whole
-  (``os.killpg``, ``SIGKILL``) after every run. Under bubblewrap (and ``unshare``) the run also has
-  a **PID namespace** that ends with the bootstrap: the kernel then kills every process left in it,
-  even one that left the process group with ``setsid()``. Without it, a dedicated uid is cleaned
-  with ``kill(-1, SIGKILL)`` run as that uid until none of its processes is left.
+  own (``grpozoo.rewards.sandbox_users``). Without root the program runs as the trainer's user,
+  where ``RLIMIT_NPROC`` would count the trainer's own processes, so starting processes is refused
+  instead: a seccomp filter, loaded in the program's process before it runs, makes ``fork``,
+  ``vfork`` and ``clone`` of anything but a thread fail with ``EPERM`` (threads still start;
+  ``processes="refused"`` applies it as root too).
+- **Clean-up**: every process of a run is killed after it: its process group, its PID namespace
+  under bubblewrap (and ``unshare``), and without one every process of its dedicated uid
+  (``grpozoo.rewards.sandbox_process``, ``grpozoo.rewards.sandbox_users``).
 - **Files**: ``RLIMIT_FSIZE`` per file; a fresh scratch directory (in a per-run directory no other
   run can list) is the working directory, ``HOME`` and ``TMPDIR``, deleted afterwards. Under
   bubblewrap it is a tmpfs of ``scratch_mb`` in the run's own mount namespace (no other run, nor the
@@ -59,7 +56,7 @@ What each run gets (``Limits`` holds the numbers):
   lines too, patch the interpreter or exit early, but without the expected values it can pass
   only by computing them: exactly one readable value per probe is required.
 - **Output**: stdout is capped (``output_bytes``; beyond it the run is killed) and only the tail of
-  stderr is kept, so a program that prints forever cannot fill the trainer's memory.
+  stderr is kept.
 
 Honest limits. The audit hook is defence in depth, not a security boundary: it lives in the
 program's own interpreter, and CPython documents that audit hooks cannot stop code that is
@@ -78,20 +75,19 @@ and the tail of stderr. ``fraction`` is ``None`` after a timeout: a slow machine
 program, so the caller scores it as missing, never 0 or 1.
 
 The test cases and their accepted forms live in ``grpozoo.rewards.test_cases``; the bootstrap that
-runs inside the child process, in ``grpozoo.rewards.sandbox_child``.
+runs inside the child process, in ``grpozoo.rewards.sandbox_child``; starting, reading and killing
+that process, in ``grpozoo.rewards.sandbox_process``; dedicated uids, in
+``grpozoo.rewards.sandbox_users``.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
 import secrets
-import selectors
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -101,19 +97,16 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
-from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from grpozoo.rewards import isolation
+from grpozoo.rewards import isolation, sandbox_process
+from grpozoo.rewards.sandbox_users import UID_BASE, UID_SLOTS, UidSlots, check_reachable, kill_uid
 from grpozoo.rewards.test_cases import Probe, TestCase, decode_value, parse_tests, same_output
 
-UID_BASE = 1_900_000_000  # far above ordinary and container (subuid) ranges
-UID_SLOTS = 1024
 MODES = ("bwrap", "unsafe_audit_only")
 PROCESSES = ("dedicated_uid", "refused")
-STATUSES = ("ok", "timeout", "memory", "killed", "error")
 _SEVERITY = {"timeout": 4, "memory": 3, "killed": 2, "error": 1, "ok": 0}
 
 # exit codes of the child's bootstrap (a program could imitate them; they only name the status)
@@ -165,108 +158,6 @@ class SandboxResult:
 _CHILD = resources.files("grpozoo.rewards").joinpath("sandbox_child.py").read_text(encoding="utf-8")
 
 
-# --------------------------------------------------------------------------------- isolation
-@cache
-def _unshare_args() -> tuple[str, ...] | None:
-    """The ``unshare`` arguments that give a child an empty network namespace and a PID namespace
-    of its own here (as root, or through a user namespace), or None when neither works."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return None
-    namespaces = ("--net", "--pid", "--fork", "--kill-child")
-    for args in ((unshare, *namespaces), (unshare, "--user", *namespaces)):
-        try:
-            done = subprocess.run([*args, "true"], capture_output=True, timeout=10, env={})
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if done.returncode == 0:
-            return args
-    return None
-
-
-def _check_reachable(root: Path) -> None:
-    """A dedicated uid reaches its scratch directory (its HOME) only if it may pass through every
-    directory above it."""
-    for directory in (root.resolve(), *root.resolve().parents):
-        if not directory.stat().st_mode & stat.S_IXOTH:
-            raise ValueError(
-                f"sandbox scratch_root {str(root)!r}: the sandbox's uid cannot reach it because {str(directory)!r} "
-                "is not searchable by other users; use a directory every user can pass through, such as /tmp"
-            )
-
-
-@cache
-def _kill_binary() -> str | None:
-    return shutil.which("kill")
-
-
-class _UidSlots:
-    """Dedicated uids handed out one run at a time, held by an ``flock`` on a lock file so that
-    parallel runs, and other trainers on the machine, never share one."""
-
-    def __init__(self, base: int, slots: int):
-        self.base, self.slots = base, slots
-        self.dir = Path(tempfile.gettempdir()) / "grpozoo-sandbox-uids"
-        self.next = secrets.randbelow(slots)
-        self.lock = threading.Lock()
-
-    def acquire(self) -> tuple[int, int]:
-        self.dir.mkdir(mode=0o700, exist_ok=True)
-        for _ in range(3 * self.slots):
-            with self.lock:
-                slot, self.next = self.next, (self.next + 1) % self.slots
-            fd = os.open(
-                self.dir / f"uid-{self.base + slot}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-            )
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return self.base + slot, fd
-            except BlockingIOError:
-                os.close(fd)
-        raise RuntimeError(
-            f"sandbox: all {self.slots} dedicated uids from {self.base} are in use; raise uid_slots"
-        )
-
-    @staticmethod
-    def release(fd: int) -> None:
-        os.close(fd)  # closing drops the flock
-
-
-def kill_uid(uid: int) -> None:
-    """Kill every process of ``uid`` (needed only without a PID namespace, where a process that
-    left the process group with ``setsid()`` would survive the group kill): ``kill -KILL -1`` run
-    as that uid signals all of them at once, itself excepted, until none is left."""
-    kill = _kill_binary()
-    if kill is None:
-        raise RuntimeError("sandbox: the 'kill' program is needed to clean up after a dedicated uid")
-    for _ in range(20):
-        if not processes_of(uid):
-            return
-        subprocess.run(
-            [kill, "-KILL", "--", "-1"], user=uid, group=uid, extra_groups=[], env={},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-    raise RuntimeError(f"sandbox: processes of uid {uid} survived 20 rounds of kill -KILL -1")
-
-
-def processes_of(uid: int) -> list[int]:
-    """The ids of the live (not zombie) processes whose real uid is ``uid``, from /proc."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            status = Path(f"/proc/{entry}/status").read_text()
-        except OSError:
-            continue
-        fields_ = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if int(fields_.get("Uid", "-1 0").split()[0]) == uid and not fields_.get(
-            "State", ""
-        ).strip().startswith("Z"):
-            found.append(int(entry))
-    return found
-
-
 # --------------------------------------------------------------------------------- the sandbox
 @dataclass(frozen=True)
 class _Run:
@@ -291,7 +182,7 @@ class Sandbox:
     thread fail with ``EPERM``).
     """
 
-    _uid_slots: dict[tuple[int, int], _UidSlots] = {}
+    _uid_slots: dict[tuple[int, int], UidSlots] = {}
     _uid_slots_lock = threading.Lock()
 
     def __init__(
@@ -324,16 +215,16 @@ class Sandbox:
             )
         if mode == "bwrap":
             isolation.check_bwrap(self.python, self.dedicated)
-        self.unshare = _unshare_args() if mode == "unsafe_audit_only" else None
+        self.unshare = sandbox_process.unshare_args() if mode == "unsafe_audit_only" else None
         # network and PID namespaces: every process of a run ends with it, and no network at all
         self.namespaces = mode == "bwrap" or self.unshare is not None
         if self.dedicated:
             with Sandbox._uid_slots_lock:
                 key = (uid_base, uid_slots)
-                self.uids = Sandbox._uid_slots.setdefault(key, _UidSlots(uid_base, uid_slots))
+                self.uids = Sandbox._uid_slots.setdefault(key, UidSlots(uid_base, uid_slots))
         self.scratch_root = scratch_root
         if self.dedicated and mode == "unsafe_audit_only":
-            _check_reachable(Path(scratch_root or tempfile.gettempdir()))
+            check_reachable(Path(scratch_root or tempfile.gettempdir()))
         user_part = "dedicated uid" if self.dedicated else "same user"
         if self.processes == "refused":
             user_part += ", no new processes (seccomp)"
@@ -471,11 +362,11 @@ class Sandbox:
                 if seccomp is not None:
                     os.close(seccomp)  # bwrap holds its own copy
         try:
-            out, err, timed_out, overflow = _collect(
+            out, err, timed_out, overflow = sandbox_process.collect(
                 process, time.monotonic() + limits.wall_s, limits.output_bytes
             )
         finally:
-            _kill_group(process.pid)
+            sandbox_process.kill_group(process.pid)
             returncode = process.wait()
             for pipe in (process.stdout, process.stderr):
                 if pipe is not None:
@@ -491,7 +382,7 @@ class Sandbox:
         if returncode == _EXIT_MEMORY or (returncode != 0 and "MemoryError" in stderr):
             return _Run("memory", stderr)
         if died_of is not None:
-            return _Run("killed", stderr + f"\nsandbox: killed by {_signal_name(died_of)}")
+            return _Run("killed", stderr + f"\nsandbox: killed by {sandbox_process.signal_name(died_of)}")
         if returncode == 0 and case.expected is not None:  # a script may end itself; its output counts
             text = out.decode("utf-8", "replace")
             return _Run("passed" if same_output(text, case.expected) else "failed", stderr)
@@ -523,86 +414,3 @@ def _verdict(probes: list[Probe], values: list[Any], stderr: str) -> _Run:
         return _Run("failed", stderr + f"\nsandbox: {len(values)} values for {len(probes)} asserts")
     failures = [f for f in (p.failure(v) for p, v in zip(probes, values, strict=True)) if f is not None]
     return _Run("failed", stderr + "\n" + failures[0]) if failures else _Run("passed", stderr)
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def _collect(process: subprocess.Popen, deadline: float, cap: int) -> tuple[bytes, bytes, bool, bool]:
-    """Reads stdout (up to ``cap`` bytes) and stderr (its tail) until the process has ended and its
-    pipes are drained, or the deadline passes. Returns (stdout, stderr, timed out, stdout
-    overflowed). A grandchild still holding the pipes does not keep this waiting once the process
-    itself has ended. The process is not reaped here, so its group id stays valid for the kill."""
-    if process.stdout is None or process.stderr is None:
-        raise ValueError("sandbox: the child process was started without pipes for stdout and stderr")
-    stdout_fd = process.stdout.fileno()
-    out, err = bytearray(), bytearray()
-    selector = selectors.DefaultSelector()
-    for stream in (process.stdout, process.stderr):
-        os.set_blocking(stream.fileno(), False)
-        selector.register(stream.fileno(), selectors.EVENT_READ)
-    try:
-        pidfd = os.pidfd_open(process.pid)  # readable once the process ends: an immediate wake-up
-        selector.register(pidfd, selectors.EVENT_READ)
-    except (AttributeError, OSError):
-        pidfd = None
-    try:
-        while True:
-            exited = _has_exited(process.pid)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return bytes(out), bytes(err), not exited, False
-            wait = 0 if exited else remaining if pidfd is not None else min(remaining, 0.02)
-            ready = [key.fd for key, _ in selector.select(wait) if key.fd != pidfd]
-            for fd in ready:
-                try:
-                    chunk = os.read(fd, 1 << 16)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    selector.unregister(fd)
-                elif fd == stdout_fd:
-                    out += chunk
-                    if len(out) > cap:
-                        return bytes(out), bytes(err), False, True
-                else:
-                    err += chunk
-                    del err[: -(1 << 16)]
-            if exited and not ready:
-                return bytes(out), bytes(err), False, False
-    finally:
-        selector.close()
-        if pidfd is not None:
-            os.close(pidfd)
-
-
-def _has_exited(pid: int) -> bool:
-    """Whether the child has ended, without reaping it (``WNOWAIT``)."""
-    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-
-
-def _kill_group(pgid: int) -> None:
-    """Kills the run's process group. Under bubblewrap the leader's children (the PID namespace's
-    init: its death ends every process of the namespace) are killed first and the leader, which
-    reaps them, is given a second to end: killed at once, it would leave them to the machine's init,
-    which in some containers never reaps them."""
-    try:
-        children = Path(f"/proc/{pgid}/task/{pgid}/children").read_text().split()
-    except OSError:
-        children = []
-    for child in children:
-        try:
-            os.kill(int(child), signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    deadline = time.monotonic() + 1.0
-    while children and not _has_exited(pgid) and time.monotonic() < deadline:
-        time.sleep(0.005)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -49,14 +49,15 @@ def checkpoint_on_failure(trainer: Trainer) -> Iterator[None]:
     step, state, rng = trainer.step, copy.deepcopy(trainer.state), ckpt.rng_state()
     selector = copy.deepcopy(trainer.selector.state_dict())
     updates: list[bool] = []
-    hook = trainer.optimizer.register_step_pre_hook(lambda *_: updates.append(True))
+    hook = trainer.learner.optimizer.register_step_pre_hook(lambda *_: updates.append(True))
     try:
         yield
     except Exception:
         if step > 0 and not updates:
             path = ckpt.checkpoint_dir(trainer.run_dir, step)
             if ckpt.latest_checkpoint(trainer.run_dir) != path:
-                trainer.step, trainer.state = step, state
+                trainer.step = step
+                trainer.set_state(state)
                 trainer.selector.load_state_dict(selector)
                 ckpt.set_rng_state(rng)
                 path = trainer.save()

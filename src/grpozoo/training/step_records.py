@@ -10,6 +10,11 @@ import torch
 from grpozoo.algos.groups import group_std
 from grpozoo.rollouts import Rollouts, required
 
+# Warn when a step's batch carries almost no learning signal.
+TRUNCATION_WARNING = 0.9
+ZERO_VARIANCE_WARNING = 0.9
+SIGNAL_PATIENCE = 3  # steps in a row before warning
+
 
 def reward_columns(batch: Rollouts, task_scores: torch.Tensor) -> dict[str, list[Any]]:
     """The keyword arguments every reward function receives besides ``completions`` and ``prompts``:
@@ -81,4 +86,29 @@ def scatter_rows(values: torch.Tensor, rows: torch.Tensor, size: int) -> torch.T
     """``values`` (``[n]`` or ``[n, T]``) placed at ``rows`` of a NaN tensor with ``size`` rows."""
     out = torch.full((size, *values.shape[1:]), float("nan"), dtype=values.dtype)
     out[rows] = values
+    return out
+
+
+def signal_warnings(history: list[dict[str, Any]], max_new_tokens: int) -> list[str]:
+    """Warnings when nearly all completions are truncated, or nearly all groups have zero reward
+    variance, on each of the last ``SIGNAL_PATIENCE`` steps of ``history`` (one unlucky batch is
+    normal); ``max_new_tokens`` is the run's completion budget, named in the advice."""
+    window = history[-SIGNAL_PATIENCE:]
+    if len(window) < SIGNAL_PATIENCE:
+        return []
+    metrics = window[-1]
+    out = []
+    if all(m["truncation_rate"] >= TRUNCATION_WARNING for m in window):
+        out.append(
+            f"{metrics['truncation_rate']:.0%} of completions hit rollout.max_new_tokens="
+            f"{max_new_tokens} without finishing, {SIGNAL_PATIENCE} steps in a row: "
+            f"raise it or ask for shorter answers"
+        )
+    if all(m["zero_variance_groups"] >= ZERO_VARIANCE_WARNING for m in window):
+        out.append(
+            f"{metrics['zero_variance_groups']:.0%} of groups have the same reward for every completion, "
+            f"{SIGNAL_PATIENCE} steps in a row, so they carry no learning signal: the task is too hard "
+            f"or too easy for this model (mean reward {metrics['reward/mean']:.2f}); "
+            f"pick another difficulty or raise rollout.group_size"
+        )
     return out

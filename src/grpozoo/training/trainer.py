@@ -2,20 +2,21 @@
 learn, log.
 
 Every algorithmic choice is a component looked up by name from the run configuration; the loop
-has no branch per algorithm. What components read beyond the sampled batch (old or reference
-log-probs, a greedy baseline, Monte-Carlo segment values) they declare where they are registered (``needs=…``), and the
-trainer computes it only for runs that use such a component (see docs/components.md).
+has no branch per algorithm. The trainer is the rollout side (sampling, scoring, guidance, filters,
+advantages); its :class:`~grpozoo.training.learner.Learner` is the learning side (model, optimiser,
+loss). What components read beyond the sampled batch (old or reference log-probs, a greedy baseline,
+Monte-Carlo segment values) they declare where they are registered (``needs=…``), and
+:class:`~grpozoo.training.providers.Providers` computes it only for runs that use such a component
+(see docs/components.md).
 """
 
 from __future__ import annotations
 
-import copy
 import time
 import warnings
 import weakref
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,7 @@ from typing import Any
 import torch
 
 from grpozoo import registry
-from grpozoo.algos import guidance
 from grpozoo.algos.advantages import AdvantageOutput, check_estimator_run, reward_with_kl
-from grpozoo.algos.aggregation import BatchTotals
-from grpozoo.algos.controllers import adaptive_entropy_coef, adaptive_kl_coef
 from grpozoo.algos.filters import (
     AFTER_ADVANTAGES,
     NoLearnableGroupsError,
@@ -35,9 +33,6 @@ from grpozoo.algos.filters import (
     first_groups,
     no_signal_message,
 )
-from grpozoo.algos.groups import group_mean
-from grpozoo.algos.kl import straight_through
-from grpozoo.algos.losses import batch_statistics
 from grpozoo.config import RunConfig, save_config
 from grpozoo.generation import HFGenerator, SamplingParams
 from grpozoo.reporting.loggers import RunLoggers
@@ -50,16 +45,17 @@ from grpozoo.tasks.base import render_prompt
 from grpozoo.tasks.hints import require_hints
 from grpozoo.training import checkpoint as ckpt
 from grpozoo.training.allocator import keep_freed_memory
-from grpozoo.training.forward import completion_logprobs, micro_batches, rows_of, shared_prefix_logprobs
 from grpozoo.training.guided import Guidance
-from grpozoo.training.lora_linear import fused_lora
+from grpozoo.training.learner import Learner, frozen_copy
 from grpozoo.training.model import load_policy
-from grpozoo.training.step_records import batch_metrics, reward_columns, sample_record, scatter_rows
-
-# Warn when a step's batch carries almost no learning signal.
-TRUNCATION_WARNING = 0.9
-ZERO_VARIANCE_WARNING = 0.9
-SIGNAL_PATIENCE = 3  # steps in a row before warning
+from grpozoo.training.providers import Providers, needs_of
+from grpozoo.training.step_records import (
+    batch_metrics,
+    reward_columns,
+    sample_record,
+    scatter_rows,
+    signal_warnings,
+)
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
@@ -88,13 +84,10 @@ class Trainer:
         algo = cfg.algorithm
         self.advantage_fn = registry.advantages.get(algo.advantage.name)
         self.token_weight_fns = [registry.token_weights.get(c.name) for c in algo.token_weights]
-        self.loss_fn = registry.losses.get(algo.loss.name)
-        self.aggregate = registry.aggregations.get(algo.aggregation)
-        self.kl_fn = registry.kl_estimators.get(algo.kl.estimator)
         registry.check_params("advantage estimator", algo.advantage.name, self.advantage_fn, algo.advantage.params, 2)
         for component, fn in zip(algo.token_weights, self.token_weight_fns, strict=True):
             registry.check_params("token weighting", component.name, fn, component.params, 0)
-        registry.check_params("policy loss", algo.loss.name, self.loss_fn, algo.loss.params, 4)
+        registry.check_params("policy loss", algo.loss.name, registry.losses.get(algo.loss.name), algo.loss.params, 4)
         # group filters: (config, function, stage); a refilling one asks for more rounds of prompts
         self.group_filters = []
         for component in algo.group_filters:
@@ -109,14 +102,7 @@ class Trainer:
         self.advantage_spec = registry.advantages.spec(algo.advantage.name)
         kl_in_reward = algo.kl.coef > 0 and algo.kl.mode == "reward"
         check_estimator_run(algo.advantage.name, cfg.rollout.group_size, kl_in_reward)
-        self.loss_spec = registry.losses.spec(algo.loss.name)
-        self.needs = set(self.advantage_spec.needs | self.loss_spec.needs).union(
-            *(registry.token_weights.spec(c.name).needs for c in algo.token_weights)
-        )
-        if algo.num_iterations > 1:
-            self.needs.add("old_logprobs")  # the ratio's denominator must stay fixed across iterations
-        if algo.kl.coef > 0:
-            self.needs.add("ref_logprobs")
+        needs = needs_of(algo)
         # persistent component state (trackers, dual variables, adaptive coefficients), checkpointed
         self.state: dict[str, Any] = {"kl_coef": algo.kl.coef, "entropy_coef": algo.entropy.coef}
         selector_cls = registry.selectors.get(algo.selector.name)
@@ -143,14 +129,8 @@ class Trainer:
         self.model, self.tokenizer = load_policy(
             cfg.model, cfg.train.device, init_from=checkpoint / "model" if checkpoint else None
         )
-        wants_reference = "ref_logprobs" in self.needs and not cfg.model.lora.enabled
-        self.reference = self._frozen_reference() if wants_reference else None
+        wants_reference = "ref_logprobs" in needs and not cfg.model.lora.enabled
         self.generator = HFGenerator(self.model, self.tokenizer)
-        # the learner's forward: with shared_prefix each group's prompt runs once, so micro-batches
-        # keep groups whole; a loss that needs whole groups gets them either way
-        shared = cfg.train.shared_prefix and cfg.rollout.group_size > 1
-        self.forward = shared_prefix_logprobs if shared else completion_logprobs
-        self.whole_groups = shared or self.loss_spec.whole_groups
         r = cfg.rollout
         self.sampling = SamplingParams(r.max_new_tokens, r.temperature, r.top_p, r.top_k, r.min_new_tokens)
         owner = weakref.proxy(self)  # no reference cycle: a dropped trainer frees its model at once
@@ -159,18 +139,17 @@ class Trainer:
             generate=lambda prompts, examples, n: owner.generator.generate(prompts, examples, n, owner.sampling),
             score=lambda batch: owner.score(batch),
         )
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        # the fused kernel updates every parameter in one pass: several times faster than foreach on a CPU
-        self.optimizer = torch.optim.AdamW(
-            trainable, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay, fused=True
+        self.learner = Learner(
+            self.model, algo, cfg.train, r, self.state,
+            reference=frozen_copy(self.model) if wants_reference else None,
+            warn=lambda message: owner.warn(message),
         )
-        from transformers import get_scheduler
-
-        self.scheduler = get_scheduler(
-            cfg.train.lr_scheduler,
-            self.optimizer,
-            num_warmup_steps=cfg.train.warmup_steps,
-            num_training_steps=cfg.train.steps * algo.num_iterations,
+        self.providers = Providers(
+            needs, algo.advantage, self.advantage_spec, self.tokenizer, self.sampling,
+            generate=lambda prompts, examples, n, sampling: owner.generator.generate(prompts, examples, n, sampling),
+            reward_of=lambda batch, completions: owner.reward_of(batch, completions),
+            policy_logprobs=self.learner.policy_logprobs,
+            reference_logprobs=self.learner.reference_logprobs,
         )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.run_dir / "config.yaml")
@@ -181,18 +160,13 @@ class Trainer:
         self.loggers = RunLoggers(cfg, self.run_dir, self.step)
 
     # ----------------------------------------------------------------------------- set-up helpers
-    def _frozen_reference(self):
-        reference = copy.deepcopy(self.model).eval()
-        for p in reference.parameters():
-            p.requires_grad_(False)
-        return reference
-
     def _restore(self, checkpoint: Path) -> None:
         state = ckpt.load_trainer_state(checkpoint)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.learner.optimizer.load_state_dict(state["optimizer"])
+        self.learner.scheduler.load_state_dict(state["scheduler"])
         self.selector.load_state_dict(state["selector"])
-        self.state = state.get("components", self.state)
+        if "components" in state:
+            self.set_state(state["components"])
         ckpt.set_rng_state(state["rng"])
         self.step = state["step"]
         for name in ("metrics.jsonl", "samples.jsonl", "eval.jsonl"):
@@ -200,10 +174,15 @@ class Trainer:
         self.history = read_jsonl(self.run_dir / "metrics.jsonl")
         self.evals = read_jsonl(self.run_dir / "eval.jsonl")
 
+    def set_state(self, components: dict[str, Any]) -> None:
+        """Replace the component state in place: the learner and sampled batches share the dict."""
+        self.state.clear()
+        self.state.update(components)
+
     def save(self) -> Path:
         state = {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "optimizer": self.learner.optimizer.state_dict(),
+            "scheduler": self.learner.scheduler.state_dict(),
             "selector": self.selector.state_dict(),
             "components": self.state,
         }
@@ -226,7 +205,7 @@ class Trainer:
         batch, learning_rows, collect_metrics = self.collect()
         generation_s = collect_metrics.pop("time/generation_s")  # the generator's share of collecting
         learning_batch = self.prepare(batch, learning_rows)
-        learn_metrics = self.learn(learning_batch)
+        learn_metrics = self.learner.learn(learning_batch)
         end = time.perf_counter()
         own = batch if batch.hint_level is None else batch.select(batch.hint_level == 0)  # no hint
         completion_tokens = float(batch.completion_mask.sum())
@@ -237,7 +216,7 @@ class Trainer:
             "kept_fraction": learning_batch.batch_size / own.batch_size,
             **collect_metrics,
             **learn_metrics,
-            "lr": self.scheduler.get_last_lr()[0],
+            "lr": self.learner.scheduler.get_last_lr()[0],
             "time/generation_s": generation_s,
             "time/learning_s": end - start - generation_s,
             "time/step_s": end - start,
@@ -310,7 +289,7 @@ class Trainer:
             batch.advantages = torch.full((batch.batch_size,), float("nan"))
             learn_input.advantages = torch.zeros(0)
             return learn_input
-        self.provide(learn_input)
+        self.providers.provide(learn_input)
         learning_batch = self.advantages(learn_input)
         if learn_input is not batch:
             assert learn_input.advantages is not None  # set by the advantage stage
@@ -378,64 +357,6 @@ class Trainer:
         rewards, parts = self.rewards(completions, batch.prompts, reward_columns(batch, task_scores))
         return rewards, parts, task_scores
 
-    # ----------------------------------------------------------------------------- on-demand fields
-    def provide(self, batch: Rollouts) -> None:
-        """Fill the batch fields the run's components declared in their registration's ``needs``."""
-        if "old_logprobs" in self.needs:
-            old = self.logprobs_without_grad(batch, self.model)
-            batch.old_logprobs = guidance.behaviour_logprobs(old, batch.sampling_logprobs, batch.off_policy)
-        if "ref_logprobs" in self.needs:
-            batch.ref_logprobs = self.reference_logprobs(batch)
-        if "baseline_rewards" in self.needs:
-            batch.baseline_rewards = self.greedy_baseline_rewards(batch)
-        if "segment_values" in self.needs:
-            batch.segment_values = self.segment_values(batch)
-
-    def greedy_baseline_rewards(self, batch: Rollouts) -> torch.Tensor:
-        """ReMax's baseline: the reward of one greedy completion per prompt, broadcast to its group."""
-        groups = batch.group_ids.unique().tolist()
-        first = [int((batch.group_ids == g).nonzero()[0]) for g in groups]
-        prompts = [batch.prompts[i] for i in first]
-        examples = [batch.examples[i] for i in first]
-        greedy = SamplingParams(self.sampling.max_new_tokens, temperature=0.0)
-        out = self.generator.generate(prompts, examples, 1, greedy)
-        rewards, _, _ = self.reward_of(out)
-        per_group = dict(zip(groups, rewards.tolist(), strict=True))
-        return torch.tensor([per_group[int(g)] for g in batch.group_ids])
-
-    def segment_values(self, batch: Rollouts) -> torch.Tensor:
-        """Monte-Carlo state values ``[B, T+1]`` at the boundaries the advantage estimator asks for
-        (NaN elsewhere): V(prompt) is the group's mean reward, V(end) the sample's own reward, and an
-        interior boundary t is worth the mean reward of ``num_continuations`` sampled continuations
-        of the prompt plus the first t completion tokens."""
-        params = self.cfg.algorithm.advantage.params
-        find_boundaries = self.advantage_spec.segment_boundaries
-        if find_boundaries is None:
-            raise ValueError(
-                f"advantage estimator {self.cfg.algorithm.advantage.name!r} needs segment_values but is not "
-                f"registered with the segment_boundaries that say where"
-            )
-        rewards = required(batch.rewards, "batch.rewards", "segment_values")
-        boundaries = find_boundaries(batch, **params)
-        values = torch.full(boundaries.shape, float("nan"))
-        lengths = batch.completion_lengths
-        values[:, 0] = group_mean(rewards, batch.group_ids)
-        values[torch.arange(batch.batch_size), lengths] = rewards
-        interior = [(i, t) for i, t in boundaries.nonzero().tolist() if 0 < t < int(lengths[i])]
-        if not interior:
-            return values
-        n = int(params.get("num_continuations", 2))
-        prefixes = [self.tokenizer.decode(batch.completion_ids[i, :t]) for i, t in interior]
-        prompts = [batch.prompts[i] + prefix for (i, _), prefix in zip(interior, prefixes, strict=True)]
-        examples = [batch.examples[i] for i, _ in interior]
-        remaining = self.sampling.max_new_tokens - min(t for _, t in interior)
-        out = self.generator.generate(prompts, examples, n, replace(self.sampling, max_new_tokens=remaining))
-        completions = [prefixes[k // n] + text for k, text in enumerate(out.completions)]
-        rewards, _, _ = self.reward_of(out, completions)
-        for k, (i, t) in enumerate(interior):
-            values[i, t] = rewards[k * n : (k + 1) * n].mean()
-        return values
-
     # ----------------------------------------------------------------------------- advantages and weights
     def advantages(self, batch: Rollouts) -> Rollouts:
         """Run the advantage estimator; returns the batch that learns, without the rows the estimator
@@ -446,7 +367,7 @@ class Trainer:
         rewards = required(batch.rewards, "batch.rewards", f"advantage estimator {algo.advantage.name!r}")
         if algo.kl.coef > 0 and algo.kl.mode == "reward":
             policy = batch.old_logprobs if batch.old_logprobs is not None else batch.sampling_logprobs
-            penalty = self.state["kl_coef"] * self.kl_fn(policy, batch.ref_logprobs)
+            penalty = self.state["kl_coef"] * self.learner.kl_fn(policy, batch.ref_logprobs)
             rewards = reward_with_kl(self.advantage_spec.kl_in_reward, rewards, penalty, batch.completion_mask)
         out = self.advantage_fn(rewards, batch.group_ids, batch, **algo.advantage.params)
         if not isinstance(out, AdvantageOutput):
@@ -463,157 +384,10 @@ class Trainer:
             weights = w if weights is None else weights * w
         return weights
 
-    def learn(self, batch: Rollouts) -> dict[str, float]:
-        """``num_iterations`` optimiser steps on the batch, then the components' end-of-step updates."""
-        algo = self.cfg.algorithm
-        if batch.batch_size == 0:
-            self.warn("every completion was dropped before learning; no update this step")
-            return {"loss": float("nan"), "grad_norm": 0.0, "entropy": float("nan")}
-        totals = BatchTotals.of(batch.completion_mask, self.cfg.rollout.max_new_tokens, batch.group_ids)
-        split = micro_batches(batch, self.cfg.train.micro_batch_tokens, self.whole_groups)
-        chunks = [mb for _, mb in split]
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.model.train()
-        for iteration in range(algo.num_iterations):
-            self.optimizer.zero_grad(set_to_none=True)
-            statistics = self.loss_statistics(batch, split, old_is_current=iteration == 0)
-            with fused_lora(self.model):  # LoRA layers as one autograd function each
-                sums = self.accumulate_gradients(chunks, totals, statistics)
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, self.cfg.train.max_grad_norm)
-            self.optimizer.step()
-            self.scheduler.step()
-        out = {"loss": sums.pop("loss"), "grad_norm": float(grad_norm)}
-        out.update({name: value / max(totals.num_tokens, 1) for name, value in sums.items()})
-        self.after_step(out)
-        out.update({"kl_coef": self.state["kl_coef"], "entropy_coef": self.state["entropy_coef"]})
-        return out
-
-    def after_step(self, metrics: dict[str, float]) -> None:
-        """Once per step: the loss's own state update (e.g. a dual variable), then the adaptive
-        KL and entropy coefficients."""
-        algo = self.cfg.algorithm
-        hook = self.loss_spec.after_step
-        if hook is not None:
-            hook(self.state, metrics, **algo.loss.params)
-        if algo.kl.coef > 0 and algo.kl.target is not None:
-            self.state["kl_coef"] = adaptive_kl_coef(self.state["kl_coef"], metrics["kl"], algo.kl.target, algo.kl.horizon)
-        if algo.entropy.target is not None:
-            self.state["entropy_coef"] = adaptive_entropy_coef(
-                self.state["entropy_coef"], metrics["entropy"], algo.entropy.target, algo.entropy.adapt_rate
-            )
-
-    def loss_statistics(
-        self, batch: Rollouts, split: list[tuple[torch.Tensor, Rollouts]], old_is_current: bool
-    ) -> list[dict[str, torch.Tensor]] | None:
-        """A two-phase loss's statistics over the whole learning ``batch`` (see
-        :class:`grpozoo.registry.LossSpec`), cut to each micro-batch of ``split`` (``(rows, sub-batch)``
-        pairs from :func:`micro_batches`); None for a loss without statistics. Statistics of the
-        current policy get its log-probs from one no-grad forward over the batch, or from
-        ``batch.old_logprobs`` when ``old_is_current`` (the policy has not moved since they were
-        computed: the first optimiser iteration) and no row learns off-policy."""
-        spec, algo = self.loss_spec, self.cfg.algorithm
-        if spec.statistics is None and spec.policy_statistics is None:
-            return None
-        if batch.advantages is None:
-            raise ValueError("loss_statistics: the batch has no advantages yet; run the advantage stage first")
-        logp = old = None
-        if spec.policy_statistics is not None:
-            on_policy = batch.off_policy is None or not bool(batch.off_policy.any())
-            if old_is_current and on_policy and batch.old_logprobs is not None:
-                logp = batch.old_logprobs
-            else:
-                logp = self.logprobs_without_grad(batch, self.model)
-            old = batch.old_logprobs if batch.old_logprobs is not None else logp
-            old = guidance.behaviour_logprobs(old, batch.sampling_logprobs, batch.off_policy)
-        values = batch_statistics(
-            algo.loss.name, algo.loss.params, batch.advantages, batch.completion_mask.float(), batch, logp, old
-        )
-        return [rows_of(values, rows, mb.completion_mask.shape[1]) for rows, mb in split]
-
-    def accumulate_gradients(
-        self, chunks: list[Rollouts], totals: BatchTotals, statistics: list[dict[str, torch.Tensor]] | None = None
-    ) -> dict[str, float]:
-        """Backpropagate the loss of each micro-batch; the gradients add up to the whole batch's,
-        because aggregations normalise by whole-batch ``totals`` and a two-phase loss receives its
-        whole-batch ``statistics``, one dict per chunk (:meth:`loss_statistics`). Returns the loss
-        and the masked sums of the per-token diagnostics."""
-        algo = self.cfg.algorithm
-        if statistics is None and (self.loss_spec.statistics or self.loss_spec.policy_statistics):
-            raise ValueError(
-                f"policy loss {algo.loss.name!r} takes statistics over the whole batch: pass "
-                f"loss_statistics(batch, split, …) to accumulate_gradients"
-            )
-        kl_coef, entropy_coef = self.state["kl_coef"], self.state["entropy_coef"]
-        entropy_bonus = entropy_coef > 0 or algo.entropy.target is not None
-        sums: dict[str, float] = defaultdict(float)
-        for i, mb in enumerate(chunks):
-            mask = mb.completion_mask.float()
-            logp, entropy = self.forward(
-                self.model, mb, self.cfg.rollout.temperature, with_entropy=True, entropy_grad=entropy_bonus
-            )
-            assert entropy is not None  # asked for with with_entropy=True
-            old = mb.old_logprobs if mb.old_logprobs is not None else logp.detach()
-            old = guidance.behaviour_logprobs(old, mb.sampling_logprobs, mb.off_policy)  # hinted rows: the sampler's
-            given: dict[str, Any] = {}
-            if statistics is not None:
-                given["statistics"] = {name: value.to(logp.device) for name, value in statistics[i].items()}
-            per_token, diagnostics = self.loss_fn(logp, old, mb.advantages, mask, mb, **algo.loss.params, **given)
-            if mb.token_weights is not None:
-                per_token = per_token * mb.token_weights
-            if mb.ref_logprobs is not None:
-                kl = self.kl_fn(logp, mb.ref_logprobs)
-                if algo.kl.straight_through:
-                    kl = straight_through(kl, logp, mb.ref_logprobs)
-                if algo.kl.mode == "loss":
-                    per_token = per_token + kl_coef * kl
-                diagnostics["kl"] = kl.detach()
-            if entropy_bonus:
-                per_token = per_token - entropy_coef * entropy
-            diagnostics["entropy"] = entropy.detach()
-            loss = self.aggregate(per_token, mask, mb.group_ids, totals)
-            loss.backward()
-            sums["loss"] += loss.item()
-            for name, value in diagnostics.items():
-                sums[name] += float((value * mask).sum())
-        return sums
-
-    @torch.no_grad()
-    def logprobs_without_grad(self, batch: Rollouts, model) -> torch.Tensor:
-        """Log-probs ``[B, T]`` of the whole batch under ``model``, without building a graph."""
-        out = torch.zeros_like(batch.sampling_logprobs)
-        with fused_lora(model):
-            for rows, mb in micro_batches(batch, self.cfg.train.micro_batch_tokens, self.whole_groups):
-                logp, _ = self.forward(model, mb, self.cfg.rollout.temperature)
-                out[rows, : logp.shape[1]] = logp.to(out.dtype)
-        return out
-
-    def reference_logprobs(self, batch: Rollouts) -> torch.Tensor:
-        """Under LoRA the reference is the base model with adapters disabled: no second copy."""
-        if self.reference is not None:
-            return self.logprobs_without_grad(batch, self.reference)
-        with self.model.disable_adapter():
-            return self.logprobs_without_grad(batch, self.model)
-
     def check_signal(self) -> None:
-        """Warn loudly when nearly all completions are truncated, or nearly all groups have zero
-        reward variance, on the last ``SIGNAL_PATIENCE`` steps (one unlucky batch is normal)."""
-        window = self.history[-SIGNAL_PATIENCE:]
-        if len(window) < SIGNAL_PATIENCE:
-            return
-        metrics = window[-1]
-        if all(m["truncation_rate"] >= TRUNCATION_WARNING for m in window):
-            self.warn(
-                f"{metrics['truncation_rate']:.0%} of completions hit rollout.max_new_tokens="
-                f"{self.cfg.rollout.max_new_tokens} without finishing, {SIGNAL_PATIENCE} steps in a row: "
-                f"raise it or ask for shorter answers"
-            )
-        if all(m["zero_variance_groups"] >= ZERO_VARIANCE_WARNING for m in window):
-            self.warn(
-                f"{metrics['zero_variance_groups']:.0%} of groups have the same reward for every completion, "
-                f"{SIGNAL_PATIENCE} steps in a row, so they carry no learning signal: the task is too hard "
-                f"or too easy for this model (mean reward {metrics['reward/mean']:.2f}); "
-                f"pick another difficulty or raise rollout.group_size"
-            )
+        """Warn loudly when the last steps carried almost no learning signal (:func:`signal_warnings`)."""
+        for message in signal_warnings(self.history, self.cfg.rollout.max_new_tokens):
+            self.warn(message)
 
     # ----------------------------------------------------------------------------- evaluation
     def evaluate(self) -> dict[str, Any]:
