@@ -1,0 +1,81 @@
+"""A fixed-seed run gives the same numbers as the metrics recorded in ``data/fixed_seed_metrics.json``:
+a refactoring of the step (the rollout side, the learner side, the engines) must change no number.
+
+The file was written by ``python tests/training/test_fixed_seed_metrics.py`` before the trainer
+was split into a rollout side and a learner side; rerun it only for a change meant to alter the
+numbers, and say why in the commit."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+RECORDED = Path(__file__).parent / "data" / "fixed_seed_metrics.json"
+# runs that reach every on-demand field and stage: ReMax's greedy baseline, segment values,
+# refilling and after-advantages filters, hints, old log-probs of several iterations, a reference
+# model under full fine-tuning
+RUNS = {
+    "grpo": ["recipe=grpo"],
+    "remax": ["recipe=remax"],
+    "segment_spo": ["recipe=segment_spo"],
+    "dapo": ["recipe=dapo"],
+    "scaf_grpo": ["recipe=scaf_grpo", "hint_task"],
+    "dppo": ["recipe=dppo"],
+    "grpo_full_kl": ["recipe=grpo", "model.lora.enabled=false", "algorithm.kl.coef=0.05"],
+}
+# wall-clock figures differ from run to run
+UNTIMED = ("time/", "tokens_per_s")
+
+
+def run_metrics(tiny_overrides: list[str], tmp_path: Path, name: str) -> list[dict[str, float]]:
+    from training.test_group_filters import write_hint_task
+    from training.test_trainer import make_trainer
+
+    extra = [o for o in RUNS[name] if o != "hint_task"]
+    if "hint_task" in RUNS[name]:
+        extra.append(f"task.name={write_hint_task(tmp_path)}")
+    trainer = make_trainer(tiny_overrides, *extra, "train.steps=2", "rollout.max_new_tokens=6")
+    return [
+        {k: v for k, v in trainer.train_step().items() if not k.startswith(UNTIMED)} for _ in range(2)
+    ]
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_a_fixed_seed_run_gives_the_recorded_metrics(tiny_overrides, tmp_path, name):
+    recorded = json.loads(RECORDED.read_text())[name]
+    got = run_metrics(tiny_overrides, tmp_path, name)
+    assert [sorted(step) for step in got] == [sorted(step) for step in recorded]
+    for step, (new, old) in enumerate(zip(got, recorded, strict=True), start=1):
+        for key, value in old.items():
+            if isinstance(value, float) and math.isnan(value):
+                assert math.isnan(new[key]), (step, key)
+            else:
+                assert new[key] == pytest.approx(value, rel=1e-4, abs=1e-6), (step, key)
+
+
+if __name__ == "__main__":  # record the metrics anew
+    sys.path.insert(0, str(Path(__file__).parent.parent))
+    import tempfile
+
+    from tiny import build_tiny_model
+
+    records = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        model = build_tiny_model(Path(tmp) / "model")
+        for name in RUNS:
+            run_dir = Path(tmp) / name
+            run_dir.mkdir()
+            overrides = [
+                f"model.name={model}", "model.lora.r=4", "model.lora.alpha=8", "task.train_size=40",
+                "task.eval_size=6", "rollout.prompts_per_step=2", "rollout.group_size=3",
+                "rollout.max_new_tokens=8", "eval.samples=2", "train.micro_batch_tokens=64",
+                f"output_dir={run_dir / 'run'}",
+                f"rewards=[{{name: task}}, {{name: '{Path(__file__).parent.parent / 'tiny.py'}:digit_share'}}]",
+            ]
+            records[name] = run_metrics(overrides, run_dir, name)
+    RECORDED.write_text(json.dumps(records, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {RECORDED}")
