@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: train test lint setup sandbox-tools
+.PHONY: train test lint setup sandbox-tools vllm-env
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,5 +36,11 @@ sandbox-tools:
 	    bubblewrap libseccomp2 >/dev/null; } || { \
 	  echo "bubblewrap could not be installed; install the packages bubblewrap and libseccomp2" >&2; exit 1; }
 
-test: lint sandbox-tools
+# vLLM's CPU build in its own environment, for the tests that train against a real vLLM server
+# (installed once into $$GRPOZOO_HOME/vllm-venv; where it cannot be installed or run, those tests are
+# skipped with the reason)
+vllm-env:
+	@bash scripts/vllm-env.sh || echo "vLLM could not be installed: the real-server tests will be skipped"
+
+test: lint sandbox-tools vllm-env
 	$(BIN)/python -m pytest -q

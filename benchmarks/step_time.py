@@ -89,7 +89,7 @@ def run_grpozoo(steps: int, lora: bool, threads: int | None, extra: tuple[str, .
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(grpozoo_config(steps, lora, threads, out, extra))
         r = trainer.cfg.rollout
-        batch = trainer.generate(trainer.selector.next(r.prompts_per_step))
+        batch = trainer.rollouts.generate(trainer.rollouts.selector.next(r.prompts_per_step), trainer.step)
         prompt_tokens = float(batch.prompt_mask.sum(dim=1).float().mean())
         records = []
         for i in range(steps + 1):  # step 0 is the warm-up

@@ -219,25 +219,25 @@ def test_a_bug_during_training_keeps_its_traceback(tiny_overrides, monkeypatch):
 def test_a_step_that_fails_before_its_update_leaves_a_checkpoint_that_resumes_exactly(
     capsys, tiny_overrides, tmp_path, monkeypatch
 ):
-    from grpozoo.training import Trainer
+    from grpozoo.training.learner import Learner
 
     args = ["--steps", "3", "--no-progress", *sets(tiny_overrides), "--set", "train.checkpoint_every=10",
             "--set", "eval.at_start=false", "--set", "eval.at_end=false"]
     assert run_cli(capsys, "train", *args, "--output", str(tmp_path / "straight"))[0] == 0
 
-    original = Trainer.advantages
+    original = Learner.advantages
 
     def fails_at_step_two(self, batch):  # sampling moved the selector and random state; no update yet
-        if self.step == 2:
+        if batch.step == 2:
             raise AttributeError("a bug in step 2")
         return original(self, batch)
 
-    monkeypatch.setattr(Trainer, "advantages", fails_at_step_two)
+    monkeypatch.setattr(Learner, "advantages", fails_at_step_two)
     with pytest.raises(AttributeError, match="a bug in step 2"):
         main(["train", *args, "--output", str(tmp_path / "failed")])
     assert "step 2 failed; saved a checkpoint of step 1" in " ".join(capsys.readouterr().out.split())
     assert (tmp_path / "failed" / "checkpoints" / "step-000001").is_dir()
-    monkeypatch.setattr(Trainer, "advantages", original)
+    monkeypatch.setattr(Learner, "advantages", original)
     code, out = run_cli(capsys, "train", "--resume", str(tmp_path / "failed"), "--steps", "3",
                         "--no-progress")
     assert code == 0, out

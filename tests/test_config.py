@@ -93,7 +93,7 @@ def test_unknown_key_names_it_and_suggests():
 def test_unknown_top_level_key_lists_sections():
     with pytest.raises(ConfigError, match="unknown config key 'trian'. Did you mean 'train'?") as info:
         resolve_config(overrides=["trian.steps=1"])
-    assert "recipe, model, task, rewards, rollout, algorithm, train, eval, log, output_dir" in str(info.value)
+    assert "recipe, model, task, rewards, rollout, generation, algorithm, train, eval, log, output_dir" in str(info.value)
 
 
 def test_unknown_key_inside_a_list_item():

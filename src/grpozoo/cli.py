@@ -1,4 +1,4 @@
-"""``grpozoo train | recipes | docs | eval | arena``."""
+"""``grpozoo train | recipes | docs | eval | arena | serve``."""
 
 from __future__ import annotations
 
@@ -74,7 +74,43 @@ def build_parser() -> argparse.ArgumentParser:
     arena.add_argument("--parallel", type=int, help="runs trained at once, each in its own process (default 1)")
     arena.add_argument("--report-only", action="store_true", help="only rewrite the report from the runs so far")
     arena.add_argument("--no-progress", action="store_true", help="no progress bars")
+    serve = sub.add_parser(
+        "serve", help="start a vLLM server that `train --set generation.engine=vllm_server` samples from",
+        description="Start vLLM's OpenAI-compatible server in the foreground with what grpozoo's vllm_server "
+                    "engine needs (token ids in, tempered log-probs out, LoRA adapters and full weights "
+                    "loaded at run time). vLLM runs from its own Python environment (--python).",
+    )
+    serve.add_argument("--python", default="python",
+                       help="the Python of the environment vLLM is installed in (default: python on PATH)")
+    serve.add_argument("--model", default="smollm2-135m",
+                       help="smollm2-135m (embedded, default), a checkpoint directory, or a hub id")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--lora-rank", type=int, default=16, help="the largest model.lora.r to serve (default 16)")
+    serve.add_argument("--device", choices=["cpu", "gpu"], default=None,
+                       help="default: gpu where nvidia-smi is found, else cpu")
+    serve.add_argument("--print", action="store_true", help="print the command instead of running it")
     return parser
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+    import shlex
+    import shutil
+
+    from grpozoo.generation.vllm_server import server_command
+    from grpozoo.training.model import resolve_model
+
+    with checking_input():
+        model = resolve_model(args.model)
+    cpu = args.device == "cpu" or (args.device is None and shutil.which("nvidia-smi") is None)
+    argv, env = server_command(args.python, model, args.host, args.port, args.lora_rank, cpu)
+    if args.print:
+        print(" ".join(f"{k}={v}" for k, v in env.items()), shlex.join(argv))
+        return 0
+    console.print(f"starting vLLM at http://{args.host}:{args.port} (train with --set generation.engine=vllm_server "
+                  f"--set generation.url=http://{args.host}:{args.port})")
+    os.execvpe(argv[0], argv, {**os.environ, **env})  # the server replaces this process
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -212,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_libraries()
     command = {"train": cmd_train, "recipes": cmd_recipes, "docs": cmd_docs, "eval": cmd_eval,
-               "arena": cmd_arena}[args.command]
+               "arena": cmd_arena, "serve": cmd_serve}[args.command]
     try:
         return command(args)
     except INPUT_ERRORS as error:

@@ -101,6 +101,37 @@ class RolloutConfig(Section):
     max_refill_rounds: int = Field(3, ge=0)
 
 
+class GenerationConfig(Section):
+    """Which engine samples the rollouts. ``hf``: grpozoo's own sampler, in the training process (the
+    CPU default). ``vllm``: vLLM's engine in the training process (``pip install 'grpozoo[vllm]'``).
+    ``vllm_server``: a vLLM server started separately (``vllm serve …``) at ``url``; the trainer
+    pushes its weights to it after every update (README, "Scaling out")."""
+
+    engine: Literal["hf", "vllm", "vllm_server"] = "hf"
+    url: str | None = None  # vllm_server: e.g. http://127.0.0.1:8000
+    timeout_s: float = Field(300.0, gt=0.0)  # vllm_server: one request's limit
+    retries: int = Field(3, ge=0)  # vllm_server: attempts after a refused or failed request
+    concurrency: int = Field(8, gt=0)  # vllm_server: requests in flight at once
+    # vllm_server: where weights are written for the server to load; it must read the same path
+    # (a shared or local disk). None: <run directory>/engine_weights
+    weights_dir: str | None = None
+    gpu_memory_utilization: float = Field(0.3, gt=0.0, le=1.0)  # vllm: the engine's share of the GPU
+
+    @model_validator(mode="after")
+    def _server_needs_url(self) -> GenerationConfig:
+        if self.engine == "vllm_server" and not self.url:
+            raise ValueError(
+                "generation.engine=vllm_server needs generation.url, the server's address, e.g. "
+                "--set generation.url=http://127.0.0.1:8000 (README, 'Scaling out', says how to start one)"
+            )
+        if self.engine != "vllm_server" and self.url:
+            raise ValueError(
+                f"generation.url={self.url!r} is read only by generation.engine=vllm_server, but the engine is "
+                f"{self.engine!r}: set generation.engine=vllm_server, or drop generation.url"
+            )
+        return self
+
+
 class ComponentConfig(Section):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
@@ -222,6 +253,7 @@ class RunConfig(Section):
     task: TaskConfig = TaskConfig()
     rewards: list[RewardConfig] = Field(default_factory=lambda: [RewardConfig(name="task")])
     rollout: RolloutConfig = RolloutConfig()
+    generation: GenerationConfig = GenerationConfig()
     algorithm: AlgorithmConfig = AlgorithmConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()

@@ -40,6 +40,11 @@ def head_is_plain(model) -> bool:
     )
 
 
+def is_lora_model(model) -> bool:
+    """Whether ``model`` is a peft model whose trainable weights are LoRA adapters."""
+    return hasattr(model, "peft_config") and hasattr(model, "disable_adapter")
+
+
 def _fold_buffer(layer, weight: torch.Tensor) -> torch.Tensor:
     """The layer's own buffer for its folded weight, allocated once and reused at every generation
     (allocating and zero-filling a weight-sized tensor per layer per step costs more than filling it)."""

@@ -31,10 +31,12 @@ def did_you_mean(name: str, choices: list[str]) -> str:
 
 
 # What the trainer can compute on demand for a component that asks (see docs/components.md).
-KNOWN_NEEDS = frozenset({"old_logprobs", "ref_logprobs", "baseline_rewards", "segment_values"})
+KNOWN_NEEDS = frozenset({"old_logprobs", "ref_logprobs", "entropies", "baseline_rewards", "segment_values"})
 
 # Importing these packages registers every built-in component.
-COMPONENT_PACKAGES = ("grpozoo.algos", "grpozoo.selectors", "grpozoo.rewards", "grpozoo.recipes")
+COMPONENT_PACKAGES = (
+    "grpozoo.algos", "grpozoo.selectors", "grpozoo.rewards", "grpozoo.recipes", "grpozoo.training.providers",
+)
 
 
 def load_components() -> None:
@@ -142,6 +144,24 @@ class RewardSpec(Spec):
     check: Callable[..., None] | None = None
 
 
+ROLLOUT_SIDE = "rollout"
+LEARNER_SIDE = "learner"
+
+
+@dataclass(frozen=True)
+class ProviderSpec(Spec):
+    """``side``: ``"rollout"`` for a field computed by sampling and scoring more completions (the
+    rollout side's engine and rewards), ``"learner"`` for one computed by a forward of the learner's
+    model."""
+
+    side: str = ROLLOUT_SIDE
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.side not in (ROLLOUT_SIDE, LEARNER_SIDE):
+            raise ValueError(f"provider side {self.side!r} is not one of {ROLLOUT_SIDE!r}, {LEARNER_SIDE!r}")
+
+
 S = TypeVar("S", bound=Spec)
 
 
@@ -188,6 +208,11 @@ class Registry(Generic[T, S]):
     def names(self) -> list[str]:
         load_components()
         return sorted(self._items)
+
+    def names_in_order(self) -> list[str]:
+        """The names in the order they were registered."""
+        load_components()
+        return list(self._items)
 
     def __contains__(self, name: str) -> bool:
         load_components()
@@ -305,3 +330,5 @@ kl_estimators: Registry[Callable[..., Any], Spec] = Registry("KL estimator", Spe
 rewards: Registry[Callable[..., Any], RewardSpec] = Registry("reward", RewardSpec)
 selectors: Registry[Callable[..., Any], Spec] = Registry("selector", Spec)
 recipes: Registry[Any, Spec] = Registry("recipe", Spec)
+# on-demand batch fields (the names in KNOWN_NEEDS), each computed by one provider
+providers: Registry[Callable[..., Any], ProviderSpec] = Registry("batch field provider", ProviderSpec)

@@ -56,6 +56,8 @@ class Rollouts:
     off_policy: torch.Tensor | None = field(default=None, metadata={"fill": False})  # [B] bool: sampled
     #   under another context than the learner's prompt (a hint); the loss's old log-probs there are
     #   the sampler's ``sampling_logprobs`` (Guide-GRPO's off-policy ratio)
+    weight_version: torch.Tensor | None = None  # [B] long: the policy version that sampled each row
+    #   (the number of optimiser steps whose weights the engine had when it sampled)
     step: int = 0  # the training step this batch belongs to (1-based)
     total_steps: int = 1
     state: dict[str, Any] = field(default_factory=dict, metadata={"per_row": False})

@@ -23,7 +23,7 @@ def test_embedded_model_is_an_ordinary_trainable_checkpoint(tmp_path):
     assert trainer.tokenizer.chat_template and trainer.tokenizer.eos_token == "<|im_end|>"
 
     torch.manual_seed(0)
-    batch = trainer.generate(trainer.selector.next(2))
+    batch = trainer.rollouts.generate(trainer.rollouts.selector.next(2), trainer.step)
     with torch.no_grad():
         logp, _ = completion_logprobs(trainer.model, batch)
     # the learner's forward reproduces the sampler's log-probs on the real model

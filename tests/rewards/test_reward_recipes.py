@@ -36,7 +36,7 @@ def test_recipe_trains_two_steps_with_its_own_reward(tiny_overrides, recipe):
         "eval.at_end=false",
         "rollout.max_new_tokens=6",
     )
-    assert [part.name for part in trainer.rewards.parts] == [RECIPES[recipe]]
+    assert [part.name for part in trainer.rollouts.rewards.parts] == [RECIPES[recipe]]
     assert "task" not in [r["name"] for r in get_recipe(recipe).config["rewards"]]
     summary = fit(trainer, show_progress=False)
     assert trainer.step == 2

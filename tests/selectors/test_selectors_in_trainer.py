@@ -21,19 +21,19 @@ def test_a_batch_with_per_prompt_rollout_counts_trains(tiny_overrides):
     trainer = make_trainer(
         tiny_overrides, "recipe=knapsack_rl", "rollout.group_size=3", "train.steps=2", *QUIET
     )
-    selector = trainer.selector
+    selector = trainer.rollouts.selector
     rows = copy.deepcopy(selector.order).next(2)  # the rows step 1 will select
     selector.tracker.alpha[rows] = torch.tensor([1.0, 19.0], dtype=torch.float64)
     selector.tracker.beta[rows] = torch.tensor([4.0, 1.0], dtype=torch.float64)
     batches = []
-    generate = trainer.generate
+    generate = trainer.rollouts.generate
 
-    def recording(step_rows):
-        batch = generate(step_rows)
+    def recording(step_rows, step):
+        batch = generate(step_rows, step)
         batches.append(batch)
         return batch
 
-    trainer.generate = recording
+    trainer.rollouts.generate = recording
     summary = fit(trainer, show_progress=False)
     first = batches[0]
     assert first.group_ids.tolist() == [0, 0, 0, 0, 1, 1]
@@ -52,9 +52,9 @@ def test_a_batch_with_per_prompt_rollout_counts_trains(tiny_overrides):
 
 def test_an_allocation_that_does_not_split_the_budget_is_refused(tiny_overrides):
     trainer = make_trainer(tiny_overrides, "recipe=knapsack_rl", *QUIET)
-    trainer.selector.allocate = lambda rows, group_size: [1] * len(rows)
+    trainer.rollouts.selector.allocate = lambda rows, group_size: [1] * len(rows)
     with pytest.raises(ValueError, match="must number one per prompt and sum to 6"):
-        trainer.generate(trainer.selector.next(2))
+        trainer.rollouts.generate(trainer.rollouts.selector.next(2), trainer.step)
 
 
 def test_unknown_selector_parameter_fails_at_start_up(tiny_overrides):
@@ -80,13 +80,13 @@ def test_selector_statistics_survive_resume(tiny_overrides, tmp_path, selector):
     steps = ["train.steps=2", "train.checkpoint_every=1", f"algorithm.selector.name={selector}", *QUIET]
     straight = make_trainer(tiny_overrides, *steps, f"output_dir={tmp_path / 'straight'}")
     fit(straight, show_progress=False)
-    saved = straight.selector.state_dict()
+    saved = straight.rollouts.selector.state_dict()
     assert saved != {} and straight.step == 2
     shutil.copytree(tmp_path / "straight", tmp_path / "resumed")
 
     resumed = make_trainer(tiny_overrides, *steps, f"output_dir={tmp_path / 'resumed'}", resume=True)
     assert resumed.step == 2
-    assert_same_state(resumed.selector.state_dict(), saved)
+    assert_same_state(resumed.rollouts.selector.state_dict(), saved)
 
     # the next step of the resumed run selects (and allocates) what the uninterrupted run does; both
     # share this process's global RNG, so each starts its step from the checkpoint's RNG state
@@ -95,14 +95,14 @@ def test_selector_statistics_survive_resume(tiny_overrides, tmp_path, selector):
     for name, trainer in (("straight", straight), ("resumed", resumed)):
         ckpt.set_rng_state(rng)
         chosen = []
-        original_next = trainer.selector.next
-        trainer.selector.next = lambda k, original_next=original_next, chosen=chosen: (
+        original_next = trainer.rollouts.selector.next
+        trainer.rollouts.selector.next = lambda k, original_next=original_next, chosen=chosen: (
             chosen.append(original_next(k)) or chosen[-1]
         )
         trainer.train_step()
         picks[name] = chosen
     assert picks["straight"] == picks["resumed"] and len(picks["straight"]) == 1
-    straight_state, resumed_state = straight.selector.state_dict(), resumed.selector.state_dict()
+    straight_state, resumed_state = straight.rollouts.selector.state_dict(), resumed.rollouts.selector.state_dict()
     assert_same_state(straight_state, resumed_state)
 
 
@@ -115,16 +115,16 @@ def test_riskpo_bundles_feed_the_riskpo_advantage_whole_bundles(tiny_overrides):
         "rollout.prompts_per_step=4", "train.steps=2", *QUIET,
     )
     selected = []
-    select = trainer.selector.next
+    select = trainer.rollouts.selector.next
 
     def recording(k):
         rows = select(k)
         selected.append(rows)
         return rows
 
-    trainer.selector.next = recording
+    trainer.rollouts.selector.next = recording
     summary = fit(trainer, show_progress=False)
-    n = trainer.selector.num_rows
+    n = trainer.rollouts.selector.num_rows
     for rows in selected:
         assert len(rows) == 4
         for a, b in (rows[0:2], rows[2:4]):  # two bundles of consecutive rows, in order

@@ -48,7 +48,8 @@ def run_metrics(tiny_overrides: list[str], tmp_path: Path, name: str) -> list[di
 def test_a_fixed_seed_run_gives_the_recorded_metrics(tiny_overrides, tmp_path, name):
     recorded = json.loads(RECORDED.read_text())[name]
     got = run_metrics(tiny_overrides, tmp_path, name)
-    assert [sorted(step) for step in got] == [sorted(step) for step in recorded]
+    # metrics added since (the engine's weight version, the sampler/learner gap) are new keys
+    assert all(set(old) <= set(new) for new, old in zip(got, recorded, strict=True))
     for step, (new, old) in enumerate(zip(got, recorded, strict=True), start=1):
         for key, value in old.items():
             if isinstance(value, float) and math.isnan(value):

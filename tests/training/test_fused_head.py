@@ -54,7 +54,7 @@ def test_the_learner_forward_equals_the_models_own_logits(tiny_overrides):
     trainer = make_trainer(tiny_overrides, "model.lora.enabled=false", "rollout.max_new_tokens=8")
     assert head_is_plain(trainer.model)
     torch.manual_seed(0)
-    batch = trainer.generate(trainer.selector.next(2))
+    batch = trainer.rollouts.generate(trainer.rollouts.selector.next(2), trainer.step)
     model = trainer.model
 
     def grads(fn):
@@ -88,7 +88,7 @@ def test_a_scaled_or_biased_output_layer_is_not_plain(tiny_overrides):
     assert not head_is_plain(model)
     # the fallback runs the model's own output layer, bias included
     torch.manual_seed(0)
-    batch = trainer.generate(trainer.selector.next(1))
+    batch = trainer.rollouts.generate(trainer.rollouts.selector.next(1), trainer.step)
     with torch.no_grad():
         logp, _ = completion_logprobs(model, batch)
         input_ids = torch.cat([batch.prompt_ids, batch.completion_ids], dim=1)

@@ -18,6 +18,7 @@ from grpozoo.config import resolve_config
 from grpozoo.reporting.metrics import read_jsonl
 from grpozoo.training import Trainer
 from grpozoo.training.forward import completion_logprobs
+from grpozoo.training.step_records import scatter_rows
 
 REFILL = "algorithm.group_filters=[{name: dynamic_sampling}]"
 
@@ -48,7 +49,7 @@ def test_a_round_of_all_equal_groups_is_refilled(tiny_overrides):
     assert calls == [6, 6]  # 2 prompts × 3 rollouts, twice
     assert metrics["filter/rounds"] == 2
     assert metrics["filter/sampled_groups"] == 4 and metrics["filter/kept_groups"] == 2
-    assert trainer.selector.position == 4  # two rounds of fresh prompts
+    assert trainer.rollouts.selector.position == 4  # two rounds of fresh prompts
     assert metrics["kept_fraction"] == 0.5 and metrics["grad_norm"] > 0
     samples = read_jsonl(trainer.run_dir / "samples.jsonl")
     assert len(samples) == 12 and len({s["group"] for s in samples}) == 4  # group ids stay distinct
@@ -67,10 +68,12 @@ def test_surplus_groups_beyond_prompts_per_step_are_left_out(tiny_overrides):
         return alternating(completions, prompts)
 
     trainer = trainer_with_reward(tiny_overrides, one_flat_group_first, REFILL)
-    batch, rows, metrics = trainer.collect()
+    collected = trainer.rollouts.collect(1)
+    metrics = collected.metrics
     assert metrics["filter/rounds"] == 2 and metrics["filter/sampled_groups"] == 4
     assert metrics["filter/kept_groups"] == 2  # 3 survived, the first 2 learn
-    assert batch.group_ids[rows].unique().tolist() == [1, 2]
+    assert collected.batch.group_ids[collected.rows].unique().tolist() == [1, 2]
+    assert collected.learning.group_ids.unique().tolist() == [1, 2]
 
 
 def test_data_without_a_learnable_group_stops_with_the_remedy(tiny_overrides):
@@ -84,13 +87,13 @@ def test_data_without_a_learnable_group_stops_with_the_remedy(tiny_overrides):
     assert "every group had the same reward for 3 round(s)" in message
     assert "mean reward 0.000" in message and "rollout.max_refill_rounds (now 2)" in message
     assert "rollout.group_size" in message
-    assert trainer.selector.position == 3 * 2  # 1 + max_refill_rounds rounds, then it stopped
+    assert trainer.rollouts.selector.position == 3 * 2  # 1 + max_refill_rounds rounds, then it stopped
 
 
 def test_without_a_refilling_filter_one_round_is_sampled(tiny_overrides):
     trainer = trainer_with_reward(tiny_overrides, alternating)
     metrics = trainer.train_step()
-    assert "filter/rounds" not in metrics and trainer.selector.position == 2
+    assert "filter/rounds" not in metrics and trainer.rollouts.selector.position == 2
 
 
 # ------------------------------------------------------------------ overlong filtering stages
@@ -103,20 +106,24 @@ def test_overlong_filter_masks_the_loss_or_drops_before_the_advantages(tiny_over
         alternating,
         f"algorithm.group_filters=[{{name: overlong_filter, params: {{mode: {mode}}}}}]",
     )
-    batch, _, _ = trainer.collect()
+    batch = trainer.rollouts.collect(1).batch
     batch.rewards = torch.tensor([0.0, 1.0, 2.0, 0.0, 1.0, 5.0])
     batch.truncated = torch.tensor([False, False, True, False, True, False])
-    rows = trainer.filter_before_advantages(batch, torch.ones(6, dtype=torch.bool)).nonzero().squeeze(1)
-    learning = trainer.prepare(batch, rows)
+    rows = trainer.rollouts.filter(batch, torch.ones(6, dtype=torch.bool)).nonzero().squeeze(1)
+    learn_input = batch.select(rows)  # what the rollout side hands the learner
+    learning = trainer.learner.prepare(learn_input)
     assert learning.batch_size == 4 and not learning.truncated.any()
+    advantages = scatter_rows(learn_input.advantages, rows, batch.batch_size)  # as train_step logs them
     if mode == "mask":  # truncated rows counted in their group's statistics, then left out
+        assert len(rows) == 6
         expected = grpo_advantage(batch.rewards, batch.group_ids)
-        assert batch.advantages.isnan().sum() == 0
+        assert advantages.isnan().sum() == 0
     else:  # as if never sampled
         kept = ~batch.truncated
+        assert rows.tolist() == kept.nonzero().squeeze(1).tolist()
         expected = torch.full((6,), float("nan"))
         expected[kept] = grpo_advantage(batch.rewards[kept], batch.group_ids[kept])
-        assert batch.advantages[~kept].isnan().all()
+        assert advantages[~kept].isnan().all()
     torch.testing.assert_close(learning.advantages, expected[~batch.truncated])
 
 
@@ -152,17 +159,18 @@ def guided_trainer(tiny_overrides, tmp_path, *extra: str, reward=rewards_hinted_
         "algorithm.guidance.success_on=reward",
         *extra,
     )
-    trainer.step = 1  # collect() runs inside train_step, which counts the step first
+    trainer.step = 1  # collect(step) runs inside train_step, which counts the step first
     return trainer
 
 
 def test_an_all_fail_group_gets_one_hinted_success_and_a_group_with_a_success_none(tiny_overrides, tmp_path):
     trainer = guided_trainer(tiny_overrides, tmp_path)
-    batch, rows, metrics = trainer.collect()
+    collected = trainer.rollouts.collect(trainer.step)
+    metrics = collected.metrics
     assert metrics["guidance/stuck_groups"] == 2 and metrics["guidance/rescued_groups"] == 2
     assert metrics["guidance/hint_level"] == 1  # the least concrete tier already worked
     assert metrics["guidance/hinted_rollouts"] == 2 * 3
-    learning = trainer.prepare(batch, rows)
+    learning = trainer.learner.prepare(collected.learning)
     assert learning.batch_size == 6  # group sizes unchanged
     for group in learning.group_ids.unique():
         rewards = learning.rewards[learning.group_ids == group]
@@ -186,7 +194,8 @@ def test_an_all_fail_group_gets_one_hinted_success_and_a_group_with_a_success_no
 
 def test_a_group_with_a_success_is_never_guided(tiny_overrides, tmp_path):
     trainer = guided_trainer(tiny_overrides, tmp_path, reward=alternating)
-    batch, rows, metrics = trainer.collect()
+    collected = trainer.rollouts.collect(trainer.step)
+    batch, rows, metrics = collected.batch, collected.rows, collected.metrics
     assert metrics.get("guidance/stuck_groups", 0) == 0 and batch.hint_level is None
     assert len(rows) == batch.batch_size == 6
 
@@ -196,9 +205,10 @@ def test_tiers_escalate_until_one_succeeds(tiny_overrides, tmp_path):
         return [1.0 if HINTS[2] in p else 0.0 for p in prompts]
 
     trainer = guided_trainer(tiny_overrides, tmp_path, reward=third_tier_only)
-    batch, rows, metrics = trainer.collect()
+    collected = trainer.rollouts.collect(trainer.step)
+    metrics = collected.metrics
     assert metrics["guidance/hint_level"] == 3 and metrics["guidance/hinted_rollouts"] == 3 * 2 * 3
-    learning = batch.select(rows)
+    learning = collected.batch.select(collected.rows)
     assert learning.hint_level.tolist().count(3) == 2 and learning.hint_level.max() == 3
 
 
@@ -206,11 +216,9 @@ def test_the_guidance_free_opening_guides_nothing(tiny_overrides, tmp_path):
     trainer = guided_trainer(
         tiny_overrides, tmp_path, "algorithm.guidance.start_fraction=0.5", "train.steps=4"
     )
-    trainer.step = 1
-    _, _, metrics = trainer.collect()
+    metrics = trainer.rollouts.collect(1).metrics
     assert "guidance/stuck_groups" not in metrics
-    trainer.step = 3
-    _, _, metrics = trainer.collect()
+    metrics = trainer.rollouts.collect(3).metrics
     assert metrics["guidance/stuck_groups"] == 2
 
 
@@ -227,8 +235,8 @@ def test_ghpo_hints_are_solution_prefixes(tiny_overrides, tmp_path):
         "algorithm.guidance.success_on=reward",
     )
     trainer.step = 1
-    batch, rows, metrics = trainer.collect()
-    learning = batch.select(rows)
+    collected = trainer.rollouts.collect(trainer.step)
+    learning = collected.batch.select(collected.rows)
     assert learning.hint_level.tolist() == [1] * 6  # GHPO: the hinted group replaces the group
     row = learning.examples[0]
     solution_ids = trainer.tokenizer(row["hints"], add_special_tokens=False)["input_ids"]
@@ -241,8 +249,7 @@ def test_guide_learns_hinted_rollouts_under_the_unhinted_prompt(tiny_overrides, 
     trainer = guided_trainer(
         tiny_overrides, tmp_path, "recipe=guide_grpo", "algorithm.guidance.success_on=reward"
     )
-    batch, rows, _ = trainer.collect()
-    learning = trainer.prepare(batch, rows)
+    learning = trainer.learner.prepare(trainer.rollouts.collect(trainer.step).learning)
     hinted = learning.hint_level > 0
     assert hinted.sum() == 2 * 2  # max_replaced=2 per group
     assert learning.off_policy.tolist() == hinted.tolist()
@@ -281,9 +288,9 @@ def test_with_an_empty_hint_the_guided_ratio_is_the_ordinary_ratio(tiny_override
         "algorithm.guidance.template='{hint}'",
     )
     torch.manual_seed(0)
-    batch = trainer.generate(trainer.selector.next(2))
-    trainer.score(batch)
-    out = trainer.guidance.hinted(batch, [0, 3], ["", ""])
+    batch = trainer.rollouts.generate(trainer.rollouts.selector.next(2), trainer.step)
+    trainer.rollouts.score(batch)
+    out = trainer.rollouts.guidance.hinted(batch, [0, 3], ["", ""])
     assert out.off_policy.all() and out.prompts == [batch.prompts[0]] * 3 + [batch.prompts[3]] * 3
     with torch.no_grad():
         logp, _ = completion_logprobs(trainer.model, out)

@@ -1,4 +1,4 @@
-"""Guidance is a collaborator the trainer owns, with an explicit interface: it samples and scores
+"""Guidance is a collaborator the rollout side owns, with an explicit interface: it samples and scores
 through the callables it is given and reads nothing of the trainer (Zhang et al. 2025, "Scaf-GRPO:
 Scaffolded Group Relative Policy Optimization for Enhancing LLM Reasoning", arXiv:2510.19807, tiered
 hints for all-fail groups)."""
@@ -70,10 +70,10 @@ def test_guidance_is_idle_during_the_guidance_free_opening():
 
 def test_a_dropped_trainer_is_freed_at_once_though_its_guidance_calls_back_into_it(tiny_overrides, tmp_path):
     trainer = guided_trainer(tiny_overrides, tmp_path)
-    alive = weakref.ref(trainer)
-    gc.disable()  # freed by reference counting alone: no cycle through the guidance's callables
+    alive = [weakref.ref(x) for x in (trainer, trainer.model, trainer.rollouts, trainer.learner, trainer.engine)]
+    gc.disable()  # freed by reference counting alone: no cycle through the sides' callables
     try:
         del trainer
-        assert alive() is None
+        assert [ref() is None for ref in alive] == [True] * len(alive)
     finally:
         gc.enable()

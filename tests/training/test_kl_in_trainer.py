@@ -42,8 +42,9 @@ def fixed_batch(trainer):
     """A sampled batch with signal in every group and the reference log-probs filled in."""
     batch = sampled_batch(trainer)
     batch.rewards = torch.arange(batch.batch_size, dtype=torch.float32)
-    batch.advantages = trainer.advantage_fn(batch.rewards, batch.group_ids, batch)
-    trainer.providers.provide(batch)
+    batch.advantages = trainer.learner.components.advantage_fn(batch.rewards, batch.group_ids, batch)
+    trainer.rollouts.providers.provide(batch)
+    trainer.learner.providers.provide(batch)
     assert batch.ref_logprobs is not None
     return batch
 
@@ -168,8 +169,8 @@ def test_a_kl_folded_into_the_reward_is_in_the_reward_the_estimator_sees(tiny_ov
         ref_logprobs=torch.tensor([[-3.0], [-1.0], [-1.0], [-1.0]]),
         baseline_rewards=torch.zeros(4),
     )
-    learning = trainer.advantages(batch)
+    learning = trainer.learner.advantages(batch)
     assert torch.equal(learning.advantages, torch.zeros_like(learning.advantages)), learning.advantages
     # with the KL in the loss instead, the reward alone decides
     trainer.cfg.algorithm.kl.mode = "loss"
-    assert trainer.advantages(batch).advantages.abs().sum() >= 1.0
+    assert trainer.learner.advantages(batch).advantages.abs().sum() >= 1.0

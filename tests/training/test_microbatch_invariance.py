@@ -58,11 +58,13 @@ def learning_batch(trainer, sampled: dict):
     two tokens."""
     if "batch" not in sampled:
         torch.manual_seed(0)
-        sampled["batch"] = trainer.generate(trainer.selector.next(trainer.cfg.rollout.prompts_per_step))
-        trainer.score(sampled["batch"])
+        rollouts = trainer.rollouts
+        sampled["batch"] = rollouts.generate(rollouts.selector.next(trainer.cfg.rollout.prompts_per_step), trainer.step)
+        rollouts.score(sampled["batch"])
         sampled["batch"].rewards = torch.rand(sampled["batch"].batch_size)
     batch = sampled["batch"].select(slice(None))  # a copy: preparing fills its fields
-    learning = trainer.prepare(batch, torch.arange(batch.batch_size))
+    trainer.rollouts.providers.provide(batch)  # the rollout side's on-demand fields, as collect fills them
+    learning = trainer.learner.prepare(batch)
     old = learning.old_logprobs if learning.old_logprobs is not None else learning.sampling_logprobs
     gen = torch.Generator().manual_seed(1)
     learning.old_logprobs = old + 0.3 * torch.randn(old.shape, generator=gen) * learning.completion_mask

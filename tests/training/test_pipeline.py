@@ -3,6 +3,8 @@ micro-batches, KL in the reward, the entropy bonus, and component state across a
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from training.test_trainer import gradients, make_trainer, sampled_batch
 
@@ -15,21 +17,25 @@ from grpozoo.config import ComponentConfig
 from grpozoo.registry import AdvantageSpec, LossSpec
 from grpozoo.training import fit
 from grpozoo.training.forward import micro_batches
+from grpozoo.training.providers import greedy_baseline_rewards, segment_values
 
 
 def test_old_and_reference_logprobs_are_computed_only_when_asked_for(tiny_overrides):
     plain = make_trainer(tiny_overrides)
-    assert plain.providers.needs == set()
+    assert plain.rollouts.providers.fields == [] and plain.learner.providers.fields == []
     batch = sampled_batch(plain)
-    plain.providers.provide(batch)
+    plain.rollouts.providers.provide(batch)
+    plain.learner.providers.provide(batch)
     assert batch.old_logprobs is None and batch.ref_logprobs is None and batch.baseline_rewards is None
 
     asking = make_trainer(
         tiny_overrides, "algorithm.num_iterations=2", "algorithm.kl.coef=0.1", f"output_dir={plain.run_dir}-2"
     )
-    assert asking.providers.needs == {"old_logprobs", "ref_logprobs"}
+    assert asking.rollouts.providers.fields == []
+    assert asking.learner.providers.fields == ["old_logprobs", "ref_logprobs"]
     batch = sampled_batch(asking)
-    asking.providers.provide(batch)
+    asking.rollouts.providers.provide(batch)
+    asking.learner.providers.provide(batch)
     # before any update the policy, the reference and the sampler agree
     torch.testing.assert_close(batch.old_logprobs, batch.sampling_logprobs, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(batch.ref_logprobs, batch.sampling_logprobs, rtol=1e-4, atol=1e-4)
@@ -44,9 +50,9 @@ def test_rows_an_estimator_drops_do_not_learn(tiny_overrides):
             grpo_advantage(rewards, group_ids), keep=keep, extras={"marker": rewards * 0 + 7}
         )
 
-    trainer.advantage_fn = first_half
+    trainer.learner.components = dataclasses.replace(trainer.learner.components, advantage_fn=first_half)
     batch = sampled_batch(trainer)
-    learning = trainer.advantages(batch)
+    learning = trainer.learner.advantages(batch)
     assert learning.batch_size == batch.batch_size // 2
     assert learning.completions == batch.completions[: batch.batch_size // 2]
     assert learning.extras["marker"].tolist() == [7.0] * learning.batch_size
@@ -62,8 +68,11 @@ def test_zero_token_weights_silence_the_policy_gradient(tiny_overrides):
     _, free = gradients(trainer, batch, 10_000)
     assert any(g.abs().sum() > 0 for g in free.values())
     trainer.cfg.algorithm.token_weights = [ComponentConfig(name="zeros")]
-    trainer.token_weight_fns = [lambda ctx: torch.zeros_like(ctx.completion_mask, dtype=torch.float32)]
-    batch.token_weights = trainer.token_weights(batch)
+    trainer.learner.components = dataclasses.replace(
+        trainer.learner.components,
+        token_weight_fns=[lambda ctx: torch.zeros_like(ctx.completion_mask, dtype=torch.float32)],
+    )
+    batch.token_weights = trainer.learner.token_weights(batch)
     _, silenced = gradients(trainer, batch, 10_000)
     assert all(g.abs().sum() == 0 for g in silenced.values())
 
@@ -84,9 +93,10 @@ def test_whole_group_micro_batches_never_split_a_group(tiny_overrides):
 def test_kl_folded_into_the_reward_is_in_the_returns_the_estimator_whitens(tiny_overrides):
     trainer = make_trainer(tiny_overrides, "recipe=reinforce_pp", "algorithm.kl.coef=0.5")
     batch = sampled_batch(trainer)
-    trainer.providers.provide(batch)
+    trainer.rollouts.providers.provide(batch)
+    trainer.learner.providers.provide(batch)
     batch.ref_logprobs = batch.ref_logprobs - 0.25 * batch.completion_mask  # a reference that differs
-    learning = trainer.advantages(batch)
+    learning = trainer.learner.advantages(batch)
     # each token's return is the reward less the KL still to come, whitened over the batch's tokens
     kl = kl_k1(batch.sampling_logprobs, batch.ref_logprobs) * batch.completion_mask
     returns = (batch.rewards.unsqueeze(1) - 0.5 * kl_to_go(kl, batch.completion_mask)).double()
@@ -143,16 +153,18 @@ def test_component_state_survives_a_resume(tiny_overrides, tmp_path):
 
 def test_greedy_baseline_is_the_reward_of_a_greedy_completion_per_prompt(tiny_overrides):
     trainer = make_trainer(tiny_overrides, "rollout.group_size=3")
-    trainer.providers.needs.add("baseline_rewards")
+    providers = trainer.rollouts.providers
+    assert "baseline_rewards" not in providers.fields
+    providers.fields.append("baseline_rewards")
     batch = sampled_batch(trainer)
-    trainer.providers.provide(batch)
+    providers.provide(batch)
     baseline = batch.baseline_rewards
     assert baseline.shape == (batch.batch_size,)
     for g in batch.group_ids.unique():
         assert baseline[batch.group_ids == g].unique().numel() == 1
     again = sampled_batch(trainer)
     again.prompts, again.examples, again.group_ids = batch.prompts, batch.examples, batch.group_ids
-    torch.testing.assert_close(trainer.providers.greedy_baseline_rewards(again), baseline)  # greedy is deterministic
+    torch.testing.assert_close(greedy_baseline_rewards(again, providers.tools), baseline)  # greedy is deterministic
 
 
 def test_segment_values_are_monte_carlo_estimates_at_the_asked_boundaries(tiny_overrides):
@@ -168,10 +180,13 @@ def test_segment_values_are_monte_carlo_estimates_at_the_asked_boundaries(tiny_o
     def estimator(rewards, group_ids, ctx, **params):
         return rewards
 
-    trainer.advantage_fn = estimator
-    trainer.providers.advantage_spec = AdvantageSpec(needs={"segment_values"}, segment_boundaries=boundaries)
+    spec = AdvantageSpec(needs={"segment_values"}, segment_boundaries=boundaries)
+    trainer.learner.components = dataclasses.replace(
+        trainer.learner.components, advantage_fn=estimator, advantage_spec=spec
+    )
+    tools = dataclasses.replace(trainer.rollouts.providers.tools, advantage_spec=spec)
     batch = sampled_batch(trainer)
-    values = trainer.providers.segment_values(batch)
+    values = segment_values(batch, tools)
     asked = boundaries(batch)
     assert values[~asked].isnan().all() and not values[asked].isnan().any()
     torch.testing.assert_close(values[:, 0], group_mean(batch.rewards, batch.group_ids))

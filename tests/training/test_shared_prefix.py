@@ -38,7 +38,7 @@ def test_shared_prefix_forward_equals_the_plain_forward(tiny_overrides, lora, mo
         "task.params.max_digits=3",
     )
     torch.manual_seed(0)
-    batch = trainer.generate(trainer.selector.next(3))
+    batch = trainer.rollouts.generate(trainer.rollouts.selector.next(3), trainer.step)
     assert batch.prompt_mask.sum(1).unique().numel() > 1, "prompts should differ in length"
     batch = batch.select(torch.randperm(batch.batch_size, generator=torch.Generator().manual_seed(1)))
     # completions of different lengths (the tiny model never stops early): rows end 0-3 tokens sooner
@@ -64,7 +64,7 @@ def test_single_token_completions_and_singleton_prompts(tiny_overrides):
         tiny_overrides, "rollout.prompts_per_step=2", "rollout.group_size=2", "rollout.max_new_tokens=1"
     )
     torch.manual_seed(0)
-    batch = trainer.generate(trainer.selector.next(2))
+    batch = trainer.rollouts.generate(trainer.rollouts.selector.next(2), trainer.step)
     with torch.no_grad():
         torch.testing.assert_close(
             shared_prefix_logprobs(trainer.model, batch)[0], completion_logprobs(trainer.model, batch)[0]

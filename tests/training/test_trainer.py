@@ -17,7 +17,7 @@ from grpozoo.training.forward import completion_logprobs, micro_batches
 METRIC_KEYS = {
     "step", "reward/mean", "reward/std", "accuracy", "reward/task", "reward/digit_share", "completion_length", "truncation_rate",
     "entropy", "clip_fraction", "grad_norm", "zero_variance_groups", "time/generation_s",
-    "time/learning_s", "time/step_s", "tokens_per_s", "loss", "lr",
+    "time/learning_s", "time/step_s", "time/sync_s", "tokens_per_s", "loss", "lr", "weight_version",
 }
 
 
@@ -28,9 +28,10 @@ def make_trainer(overrides: list[str], *extra: str, **kwargs) -> Trainer:
 
 def sampled_batch(trainer: Trainer, seed: int = 0):
     torch.manual_seed(seed)
-    batch = trainer.generate(trainer.selector.next(trainer.cfg.rollout.prompts_per_step))
-    trainer.score(batch)
-    batch.advantages = trainer.advantage_fn(batch.rewards, batch.group_ids, batch)
+    rollouts = trainer.rollouts
+    batch = rollouts.generate(rollouts.selector.next(trainer.cfg.rollout.prompts_per_step), trainer.step)
+    rollouts.score(batch)
+    batch.advantages = trainer.learner.components.advantage_fn(batch.rewards, batch.group_ids, batch)
     return batch
 
 

@@ -86,7 +86,7 @@ def _token_advantages(ctx: Rollouts) -> torch.Tensor:
 # ------------------------------------------------------------------ entropy top quantile
 
 
-@token_weights.register("entropy_top_quantile")
+@token_weights.register("entropy_top_quantile", needs={"entropies"})
 def entropy_top_quantile(ctx: Rollouts, fraction: float = 0.2, scope: Scope = "batch") -> torch.Tensor:
     """High-entropy minority tokens (Wang et al. 2025, "Beyond the 80/20 Rule: High-Entropy Minority
     Tokens Drive Effective Reinforcement Learning for LLM Reasoning", arXiv:2506.01939; the mechanism
@@ -102,7 +102,7 @@ def entropy_top_quantile(ctx: Rollouts, fraction: float = 0.2, scope: Scope = "b
     return _keep_top_fraction(_entropies_of(ctx), _mask_of(ctx), fraction, scope)
 
 
-@token_weights.register("earl")
+@token_weights.register("earl", needs={"entropies"})
 def earl_weights(ctx: Rollouts, rho: float = 0.2, scope: Scope = "batch") -> torch.Tensor:
     """EARL entropy-gated updates (Shi et al. 2025, "EARL: Entropy-Aware RL Alignment of LLMs for
     Reliable RTL Code Generation", arXiv:2511.12033).
@@ -143,7 +143,7 @@ def scheduled_ratio(
     return start + (end - start) * shape
 
 
-@token_weights.register("d3s_tokens")
+@token_weights.register("d3s_tokens", needs={"entropies"})
 def d3s_token_weights(
     ctx: Rollouts,
     rho_start: float = 0.2,

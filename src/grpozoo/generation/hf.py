@@ -56,12 +56,21 @@ def per_prompt_counts(n: int | list[int], num_prompts: int) -> list[int]:
 
 
 class HFGenerator:
-    """Samples ``n`` completions per prompt in one batch, each prompt prefilled once."""
+    """Samples ``n`` completions per prompt in one batch, each prompt prefilled once, with the
+    learner's own model (the ``hf`` engine): its weights are always the current ones, so a sync only
+    records the version."""
 
     def __init__(self, model, tokenizer):
         self.model = model
         self.tokenizer = tokenizer
         self.eos_ids = eos_token_ids(model, tokenizer)
+        self.version = 0
+
+    def sync(self, model, version: int) -> None:
+        self.version = version
+
+    def close(self) -> None:
+        pass
 
     @torch.no_grad()
     def generate(
@@ -112,4 +121,5 @@ class HFGenerator:
             examples=[e for e, c in zip(examples, counts, strict=True) for _ in range(c)],
             entropies=(sampled.entropies * mask).cpu(),
             completion_token_texts=token_texts,
+            weight_version=torch.full((len(texts),), self.version, dtype=torch.long),
         )

@@ -47,7 +47,7 @@ def checkpoint_on_failure(trainer: Trainer) -> Iterator[None]:
     step before (what an uninterrupted run would have saved there) and let the exception go on.
     Once an update ran, the state is half a step on and nothing is saved."""
     step, state, rng = trainer.step, copy.deepcopy(trainer.state), ckpt.rng_state()
-    selector = copy.deepcopy(trainer.selector.state_dict())
+    selector = copy.deepcopy(trainer.rollouts.selector.state_dict())
     updates: list[bool] = []
     hook = trainer.learner.optimizer.register_step_pre_hook(lambda *_: updates.append(True))
     try:
@@ -58,7 +58,7 @@ def checkpoint_on_failure(trainer: Trainer) -> Iterator[None]:
             if ckpt.latest_checkpoint(trainer.run_dir) != path:
                 trainer.step = step
                 trainer.set_state(state)
-                trainer.selector.load_state_dict(selector)
+                trainer.rollouts.selector.load_state_dict(selector)
                 ckpt.set_rng_state(rng)
                 path = trainer.save()
             say(trainer.console, f"step {step + 1} failed; saved a checkpoint of step {step} ({path}). "
@@ -113,6 +113,7 @@ def fit(trainer: Trainer, show_progress: bool = True) -> dict[str, Any]:
         say(console, f"held-out accuracy after training:  {_fmt_eval(summary['eval_end'])}")
         trainer.plot()
     trainer.loggers.close()
+    trainer.engine.close()
     say(console, f"run directory: {trainer.run_dir}")
     return summary
 

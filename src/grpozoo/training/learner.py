@@ -1,10 +1,13 @@
-"""The learner side of a step: the policy model, its optimiser and scheduler, the log-prob forwards
-and the loss (policy loss, KL, entropy bonus, aggregation). :meth:`Learner.learn` takes a batch that
-already carries its advantages and token weights and returns the step's metrics; it never samples."""
+"""The learner side of a step: the policy model, its optimiser and scheduler, the log-prob forwards,
+and everything from the sampled rollouts to an update: the learner's on-demand fields (old and
+reference log-probs), advantages, the after-advantages group filters, token weights, and the loss
+(policy loss, KL, entropy bonus, aggregation). It never samples: :meth:`Learner.prepare` takes the
+rollout side's learning batch, :meth:`Learner.learn` optimises on it."""
 
 from __future__ import annotations
 
 import copy
+import weakref
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -13,14 +16,22 @@ import torch
 
 from grpozoo import registry
 from grpozoo.algos import guidance
+from grpozoo.algos.advantages import AdvantageOutput, reward_with_kl
 from grpozoo.algos.aggregation import BatchTotals
 from grpozoo.algos.controllers import adaptive_entropy_coef, adaptive_kl_coef
+from grpozoo.algos.filters import check_keep
 from grpozoo.algos.kl import straight_through
 from grpozoo.algos.losses import batch_statistics
 from grpozoo.config import AlgorithmConfig, RolloutConfig, TrainConfig
-from grpozoo.rollouts import Rollouts
+from grpozoo.registry import AFTER_ADVANTAGES, LEARNER_SIDE
+from grpozoo.rollouts import Rollouts, required
+from grpozoo.training.components import Components
 from grpozoo.training.forward import completion_logprobs, micro_batches, rows_of, shared_prefix_logprobs
 from grpozoo.training.lora_linear import fused_lora
+from grpozoo.training.providers import LearnerTools, Providers
+
+# the sampler/learner log-prob gap of the first optimiser iteration, summed over micro-batches
+GAP_SUM, GAP_TOKENS, GAP_MAX = "sampler_gap_sum", "sampler_gap_tokens", "sampler_gap_max"
 
 
 def frozen_copy(model):
@@ -33,10 +44,11 @@ def frozen_copy(model):
 
 class Learner:
     """Optimiser steps on learning batches. ``algo``, ``train`` and ``rollout`` are the run's config
-    sections, read at each call; ``state`` is the run's component state (adaptive coefficients, dual
-    variables), updated in place once per step; ``reference`` is the frozen reference model, or None
-    (none wanted, or LoRA: the base model with adapters disabled); ``warn`` reports a skipped update.
-    The loss's parameters are checked before the model loads, by whoever builds the learner."""
+    sections, read at each call; ``components`` the run's checked components (built before the model
+    loads); ``needs`` the on-demand fields the run's components read; ``state`` is the run's component
+    state (adaptive coefficients, dual variables), updated in place once per step; ``reference`` is
+    the frozen reference model, or None (none wanted, or LoRA: the base model with adapters
+    disabled); ``warn`` reports a skipped update."""
 
     def __init__(
         self,
@@ -44,12 +56,14 @@ class Learner:
         algo: AlgorithmConfig,
         train: TrainConfig,
         rollout: RolloutConfig,
+        components: Components,
+        needs: set[str],
         state: dict[str, Any],
         reference,
         warn: Callable[[str], None],
     ):
         self.model, self.algo, self.train, self.rollout = model, algo, train, rollout
-        self.state, self.reference, self.warn = state, reference, warn
+        self.components, self.state, self.reference, self.warn = components, state, reference, warn
         self.loss_fn = registry.losses.get(algo.loss.name)
         self.loss_spec = registry.losses.spec(algo.loss.name)
         self.aggregate = registry.aggregations.get(algo.aggregation)
@@ -72,6 +86,57 @@ class Learner:
             num_warmup_steps=train.warmup_steps,
             num_training_steps=train.steps * algo.num_iterations,
         )
+        me = weakref.proxy(self)  # no reference cycle: a dropped trainer frees its model at once
+        tools = LearnerTools(lambda batch: me.policy_logprobs(batch), lambda batch: me.policy_entropies(batch),
+                             lambda batch: me.reference_logprobs(batch))
+        self.providers = Providers(needs, LEARNER_SIDE, tools)
+
+    # ----------------------------------------------------------------------------- the learning batch
+    def prepare(self, batch: Rollouts) -> Rollouts:
+        """The batch that learns from the rollout side's learning ``batch``: the learner's on-demand
+        fields, advantages (set on ``batch`` too), the after-advantages filters, token weights."""
+        if batch.batch_size == 0:
+            batch.advantages = torch.zeros(0)
+            return batch
+        self.providers.provide(batch)
+        learning = self.advantages(batch)
+        for f in self.components.filters(AFTER_ADVANTAGES):
+            # dropped rows (e.g. DAPO's overlong ones) counted in their group's statistics; no loss
+            if learning.batch_size:
+                keep = check_keep(f.config.name, f.fn(learning, **f.config.params), learning.batch_size)
+                learning = learning if bool(keep.all()) else learning.select(keep)
+        learning.token_weights = self.token_weights(learning)
+        return learning
+
+    def advantages(self, batch: Rollouts) -> Rollouts:
+        """Run the advantage estimator; returns the batch without the rows the estimator dropped.
+        With the KL folded into the reward (``algorithm.kl.mode=reward``) the estimator sees the
+        reward with the penalty ``kl_coef · kl`` of the sampling policy already in it, as its
+        registration's ``kl_in_reward`` asks: per-token returns or the sequence return."""
+        algo = self.algo
+        rewards = required(batch.rewards, "batch.rewards", f"advantage estimator {algo.advantage.name!r}")
+        if algo.kl.coef > 0 and algo.kl.mode == "reward":
+            policy = batch.old_logprobs if batch.old_logprobs is not None else batch.sampling_logprobs
+            penalty = self.state["kl_coef"] * self.kl_fn(policy, batch.ref_logprobs)
+            kl_in_reward = self.components.advantage_spec.kl_in_reward
+            rewards = reward_with_kl(kl_in_reward, rewards, penalty, batch.completion_mask)
+        out = self.components.advantage_fn(rewards, batch.group_ids, batch, **algo.advantage.params)
+        if not isinstance(out, AdvantageOutput):
+            out = AdvantageOutput(out)
+        batch.advantages, batch.extras = out.advantages, dict(out.extras)
+        if out.keep is not None and not bool(out.keep.all()):
+            return batch.select(out.keep)
+        return batch
+
+    def token_weights(self, batch: Rollouts) -> torch.Tensor | None:
+        """The product of the token-weight components, or None without any."""
+        weights = None
+        for component, fn in zip(self.algo.token_weights, self.components.token_weight_fns, strict=True):
+            w = fn(batch, **component.params).detach()
+            weights = w if weights is None else weights * w
+        return weights
+
+    # ----------------------------------------------------------------------------- optimisation
 
     def learn(self, batch: Rollouts) -> dict[str, float]:
         """``num_iterations`` optimiser steps on the batch, then the components' end-of-step updates."""
@@ -83,15 +148,23 @@ class Learner:
         chunks = [mb for _, mb in split]
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.model.train()
+        gap: dict[str, float] = {}
         for iteration in range(self.algo.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
             statistics = self.loss_statistics(batch, split, old_is_current=iteration == 0)
             with fused_lora(self.model):  # LoRA layers as one autograd function each
                 sums = self.accumulate_gradients(chunks, totals, statistics)
+            if iteration == 0:  # the policy that sampled, before any update
+                gap = {name: sums.pop(name) for name in (GAP_SUM, GAP_TOKENS, GAP_MAX)}
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, self.train.max_grad_norm)
             self.optimizer.step()
             self.scheduler.step()
+        for name in (GAP_SUM, GAP_TOKENS, GAP_MAX):
+            sums.pop(name, None)
         out = {"loss": sums.pop("loss"), "grad_norm": float(grad_norm)}
+        if gap.get(GAP_TOKENS):  # the sampler's log-probs against the learner's, on the tokens sampled on-policy
+            out["sampler/logprob_diff_mean"] = gap[GAP_SUM] / gap[GAP_TOKENS]
+            out["sampler/logprob_diff_max"] = gap[GAP_MAX]
         out.update({name: value / max(totals.num_tokens, 1) for name, value in sums.items()})
         self.after_step(out)
         out.update({"kl_coef": self.state["kl_coef"], "entropy_coef": self.state["entropy_coef"]})
@@ -161,6 +234,13 @@ class Learner:
                 self.model, mb, self.rollout.temperature, with_entropy=True, entropy_grad=entropy_bonus
             )
             assert entropy is not None  # asked for with with_entropy=True
+            on_policy = mb.completion_mask.bool().to(logp.device)
+            if mb.off_policy is not None:  # a hinted row was sampled from another prompt
+                on_policy &= ~mb.off_policy.to(logp.device).unsqueeze(1)
+            gap = (logp.detach() - mb.sampling_logprobs.to(logp.device))[on_policy].abs()
+            sums[GAP_SUM] += float(gap.sum())
+            sums[GAP_TOKENS] += gap.numel()
+            sums[GAP_MAX] = max(sums[GAP_MAX], float(gap.max()) if gap.numel() else 0.0)
             old = mb.old_logprobs if mb.old_logprobs is not None else logp.detach()
             old = guidance.behaviour_logprobs(old, mb.sampling_logprobs, mb.off_policy)  # hinted rows: the sampler's
             given: dict[str, Any] = {}
@@ -187,18 +267,24 @@ class Learner:
         return sums
 
     @torch.no_grad()
-    def logprobs_without_grad(self, batch: Rollouts, model) -> torch.Tensor:
-        """Log-probs ``[B, T]`` of the whole batch under ``model``, without building a graph."""
+    def logprobs_without_grad(self, batch: Rollouts, model, entropies: bool = False) -> torch.Tensor:
+        """Log-probs ``[B, T]`` of the whole batch under ``model`` (or the token entropies, with
+        ``entropies``), without building a graph."""
         out = torch.zeros_like(batch.sampling_logprobs)
         with fused_lora(model):
             for rows, mb in micro_batches(batch, self.train.micro_batch_tokens, self.whole_groups):
-                logp, _ = self.forward(model, mb, self.rollout.temperature)
-                out[rows, : logp.shape[1]] = logp.to(out.dtype)
+                logp, entropy = self.forward(model, mb, self.rollout.temperature, with_entropy=entropies)
+                value = entropy if entropy is not None else logp
+                out[rows, : value.shape[1]] = value.to(out.dtype)
         return out
 
     def policy_logprobs(self, batch: Rollouts) -> torch.Tensor:
         """Log-probs ``[B, T]`` of the batch under the current policy, without a graph."""
         return self.logprobs_without_grad(batch, self.model)
+
+    def policy_entropies(self, batch: Rollouts) -> torch.Tensor:
+        """The current policy's (tempered) entropy ``[B, T]`` at each completion token, without a graph."""
+        return self.logprobs_without_grad(batch, self.model, entropies=True)
 
     def reference_logprobs(self, batch: Rollouts) -> torch.Tensor:
         """Under LoRA the reference is the base model with adapters disabled: no second copy."""

@@ -1,11 +1,20 @@
 """On-demand batch fields: what a run's components declare in their registration's ``needs=…``
-beyond the sampled batch (old and reference log-probs, ReMax's greedy baseline, Monte-Carlo segment
-values). :class:`Providers` computes only those the run needs, from explicit callables."""
+beyond the sampled batch. Each field has one registered provider (``registry.providers``), on the
+side of the step that can compute it:
+
+* the **rollout side** samples and scores further completions: ReMax's greedy baseline
+  (``baseline_rewards``), Monte-Carlo segment values (``segment_values``);
+* the **learner side** runs its model: old and reference log-probs, and the per-token entropies
+  for engines that do not report them.
+
+A provider is ``fn(batch, tools) -> tensor``, with ``tools`` the :class:`RolloutTools` or
+:class:`LearnerTools` of its side; :class:`Providers` runs those of one side that a run needs, in
+registration order, on the batch about to learn."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -15,15 +24,39 @@ from grpozoo.algos import guidance
 from grpozoo.algos.groups import group_mean
 from grpozoo.config import AlgorithmConfig, ComponentConfig
 from grpozoo.generation import SamplingParams
-from grpozoo.registry import AdvantageSpec
+from grpozoo.registry import LEARNER_SIDE, ROLLOUT_SIDE, AdvantageSpec
 from grpozoo.rollouts import Rollouts, required
 
 # generate(prompts, examples, samples per prompt, sampling) -> the sampled rollouts
 Generate = Callable[[list[str], list[dict], int, SamplingParams], Rollouts]
 # reward_of(batch, completions or None) -> total reward [B], its named parts, task scores [B]
 RewardOf = Callable[[Rollouts, list[str] | None], tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]]
-# log-probs [B, T] of a batch under a fixed policy, without a graph
-LogProbs = Callable[[Rollouts], torch.Tensor]
+# a [B, T] tensor of a batch under a fixed policy (log-probs, entropies), without a graph
+PerToken = Callable[[Rollouts], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class RolloutTools:
+    """What rollout-side providers sample and score with: the engine's ``generate``, the rewards'
+    ``reward_of``, the ``tokenizer`` that decodes prefixes, the run's ``sampling`` parameters, and
+    the advantage estimator's config and registration (where it wants segment values)."""
+
+    generate: Generate
+    reward_of: RewardOf
+    tokenizer: Any
+    sampling: SamplingParams
+    advantage: ComponentConfig
+    advantage_spec: AdvantageSpec
+
+
+@dataclass(frozen=True)
+class LearnerTools:
+    """The learner's no-grad forwards: the current policy's log-probs and entropies, and the
+    reference policy's log-probs."""
+
+    policy_logprobs: PerToken
+    policy_entropies: PerToken
+    reference_logprobs: PerToken
 
 
 def needs_of(algo: AlgorithmConfig) -> set[str]:
@@ -40,82 +73,86 @@ def needs_of(algo: AlgorithmConfig) -> set[str]:
 
 
 class Providers:
-    """Fills the fields in ``needs`` on a batch about to learn. ``advantage`` is the run's advantage
-    estimator config and ``advantage_spec`` its registration (where segment values are wanted);
-    ``generate`` and ``reward_of`` sample and score further completions with ``sampling``, decoded
-    with ``tokenizer``; ``policy_logprobs`` and ``reference_logprobs`` are the learner's forwards."""
+    """Fills the fields of ``needs`` whose provider is on ``side`` (``"rollout"`` or ``"learner"``),
+    computed with ``tools``."""
 
-    def __init__(
-        self,
-        needs: set[str],
-        advantage: ComponentConfig,
-        advantage_spec: AdvantageSpec,
-        tokenizer: Any,
-        sampling: SamplingParams,
-        generate: Generate,
-        reward_of: RewardOf,
-        policy_logprobs: LogProbs,
-        reference_logprobs: LogProbs,
-    ):
-        self.needs = needs
-        self.advantage, self.advantage_spec = advantage, advantage_spec
-        self.tokenizer, self.sampling = tokenizer, sampling
-        self.generate, self.reward_of = generate, reward_of
-        self.policy_logprobs, self.reference_logprobs = policy_logprobs, reference_logprobs
+    def __init__(self, needs: set[str], side: str, tools: RolloutTools | LearnerTools):
+        registry.load_components()
+        self.fields = [name for name in registry.providers.names_in_order() if name in needs
+                       and registry.providers.spec(name).side == side]
+        self.tools = tools
 
     def provide(self, batch: Rollouts) -> None:
-        """Fill the batch fields the run's components declared in their registration's ``needs``."""
-        if "old_logprobs" in self.needs:
-            old = self.policy_logprobs(batch)
-            batch.old_logprobs = guidance.behaviour_logprobs(old, batch.sampling_logprobs, batch.off_policy)
-        if "ref_logprobs" in self.needs:
-            batch.ref_logprobs = self.reference_logprobs(batch)
-        if "baseline_rewards" in self.needs:
-            batch.baseline_rewards = self.greedy_baseline_rewards(batch)
-        if "segment_values" in self.needs:
-            batch.segment_values = self.segment_values(batch)
+        for name in self.fields:
+            value = registry.providers.get(name)(batch, self.tools)
+            if value is not None:
+                setattr(batch, name, value)
 
-    def greedy_baseline_rewards(self, batch: Rollouts) -> torch.Tensor:
-        """ReMax's baseline: the reward of one greedy completion per prompt, broadcast to its group."""
-        groups = batch.group_ids.unique().tolist()
-        first = [int((batch.group_ids == g).nonzero()[0]) for g in groups]
-        prompts = [batch.prompts[i] for i in first]
-        examples = [batch.examples[i] for i in first]
-        greedy = SamplingParams(self.sampling.max_new_tokens, temperature=0.0)
-        out = self.generate(prompts, examples, 1, greedy)
-        rewards, _, _ = self.reward_of(out, None)
-        per_group = dict(zip(groups, rewards.tolist(), strict=True))
-        return torch.tensor([per_group[int(g)] for g in batch.group_ids])
 
-    def segment_values(self, batch: Rollouts) -> torch.Tensor:
-        """Monte-Carlo state values ``[B, T+1]`` at the boundaries the advantage estimator asks for
-        (NaN elsewhere): V(prompt) is the group's mean reward, V(end) the sample's own reward, and an
-        interior boundary t is worth the mean reward of ``num_continuations`` sampled continuations
-        of the prompt plus the first t completion tokens."""
-        params = self.advantage.params
-        find_boundaries = self.advantage_spec.segment_boundaries
-        if find_boundaries is None:
-            raise ValueError(
-                f"advantage estimator {self.advantage.name!r} needs segment_values but is not "
-                f"registered with the segment_boundaries that say where"
-            )
-        rewards = required(batch.rewards, "batch.rewards", "segment_values")
-        boundaries = find_boundaries(batch, **params)
-        values = torch.full(boundaries.shape, float("nan"))
-        lengths = batch.completion_lengths
-        values[:, 0] = group_mean(rewards, batch.group_ids)
-        values[torch.arange(batch.batch_size), lengths] = rewards
-        interior = [(i, t) for i, t in boundaries.nonzero().tolist() if 0 < t < int(lengths[i])]
-        if not interior:
-            return values
-        n = int(params.get("num_continuations", 2))
-        prefixes = [self.tokenizer.decode(batch.completion_ids[i, :t]) for i, t in interior]
-        prompts = [batch.prompts[i] + prefix for (i, _), prefix in zip(interior, prefixes, strict=True)]
-        examples = [batch.examples[i] for i, _ in interior]
-        remaining = self.sampling.max_new_tokens - min(t for _, t in interior)
-        out = self.generate(prompts, examples, n, replace(self.sampling, max_new_tokens=remaining))
-        completions = [prefixes[k // n] + text for k, text in enumerate(out.completions)]
-        rewards, _, _ = self.reward_of(out, completions)
-        for k, (i, t) in enumerate(interior):
-            values[i, t] = rewards[k * n : (k + 1) * n].mean()
+# ----------------------------------------------------------------------------- the learner side
+@registry.providers.register("old_logprobs", side=LEARNER_SIDE)
+def old_logprobs(batch: Rollouts, tools: LearnerTools) -> torch.Tensor:
+    """The policy's log-probs before this step's updates (the sampler's on off-policy hinted rows)."""
+    return guidance.behaviour_logprobs(tools.policy_logprobs(batch), batch.sampling_logprobs, batch.off_policy)
+
+
+@registry.providers.register("ref_logprobs", side=LEARNER_SIDE)
+def ref_logprobs(batch: Rollouts, tools: LearnerTools) -> torch.Tensor:
+    return tools.reference_logprobs(batch)
+
+
+@registry.providers.register("entropies", side=LEARNER_SIDE)
+def entropies(batch: Rollouts, tools: LearnerTools) -> torch.Tensor | None:
+    """The sampling distribution's entropy per token, from the learner's forward where the engine
+    did not report it (an inference engine returns only the sampled tokens' log-probs)."""
+    return None if batch.entropies is not None else tools.policy_entropies(batch)
+
+
+# ----------------------------------------------------------------------------- the rollout side
+@registry.providers.register("baseline_rewards", side=ROLLOUT_SIDE)
+def greedy_baseline_rewards(batch: Rollouts, tools: RolloutTools) -> torch.Tensor:
+    """ReMax's baseline: the reward of one greedy completion per prompt, broadcast to its group."""
+    groups = batch.group_ids.unique().tolist()
+    first = [int((batch.group_ids == g).nonzero()[0]) for g in groups]
+    prompts = [batch.prompts[i] for i in first]
+    examples = [batch.examples[i] for i in first]
+    greedy = SamplingParams(tools.sampling.max_new_tokens, temperature=0.0)
+    out = tools.generate(prompts, examples, 1, greedy)
+    rewards, _, _ = tools.reward_of(out, None)
+    per_group = dict(zip(groups, rewards.tolist(), strict=True))
+    return torch.tensor([per_group[int(g)] for g in batch.group_ids])
+
+
+@registry.providers.register("segment_values", side=ROLLOUT_SIDE)
+def segment_values(batch: Rollouts, tools: RolloutTools) -> torch.Tensor:
+    """Monte-Carlo state values ``[B, T+1]`` at the boundaries the advantage estimator asks for
+    (NaN elsewhere): V(prompt) is the group's mean reward, V(end) the sample's own reward, and an
+    interior boundary t is worth the mean reward of ``num_continuations`` sampled continuations
+    of the prompt plus the first t completion tokens."""
+    params = tools.advantage.params
+    find_boundaries = tools.advantage_spec.segment_boundaries
+    if find_boundaries is None:
+        raise ValueError(
+            f"advantage estimator {tools.advantage.name!r} needs segment_values but is not "
+            f"registered with the segment_boundaries that say where"
+        )
+    rewards = required(batch.rewards, "batch.rewards", "segment_values")
+    boundaries = find_boundaries(batch, **params)
+    values = torch.full(boundaries.shape, float("nan"))
+    lengths = batch.completion_lengths
+    values[:, 0] = group_mean(rewards, batch.group_ids)
+    values[torch.arange(batch.batch_size), lengths] = rewards
+    interior = [(i, t) for i, t in boundaries.nonzero().tolist() if 0 < t < int(lengths[i])]
+    if not interior:
         return values
+    n = int(params.get("num_continuations", 2))
+    prefixes = [tools.tokenizer.decode(batch.completion_ids[i, :t]) for i, t in interior]
+    prompts = [batch.prompts[i] + prefix for (i, _), prefix in zip(interior, prefixes, strict=True)]
+    examples = [batch.examples[i] for i, _ in interior]
+    remaining = tools.sampling.max_new_tokens - min(t for _, t in interior)
+    out = tools.generate(prompts, examples, n, replace(tools.sampling, max_new_tokens=remaining))
+    completions = [prefixes[k // n] + text for k, text in enumerate(out.completions)]
+    rewards, _, _ = tools.reward_of(out, completions)
+    for k, (i, t) in enumerate(interior):
+        values[i, t] = rewards[k * n : (k + 1) * n].mean()
+    return values

@@ -13,6 +13,7 @@ from grpozoo.rollouts import Rollouts, required
 # Warn when a step's batch carries almost no learning signal.
 TRUNCATION_WARNING = 0.9
 ZERO_VARIANCE_WARNING = 0.9
+SAMPLER_GAP_WARNING = 0.05  # nats a token: float32 engines agree to ~1e-5, bfloat16 ones to ~1e-2
 SIGNAL_PATIENCE = 3  # steps in a row before warning
 
 
@@ -90,9 +91,10 @@ def scatter_rows(values: torch.Tensor, rows: torch.Tensor, size: int) -> torch.T
 
 
 def signal_warnings(history: list[dict[str, Any]], max_new_tokens: int) -> list[str]:
-    """Warnings when nearly all completions are truncated, or nearly all groups have zero reward
-    variance, on each of the last ``SIGNAL_PATIENCE`` steps of ``history`` (one unlucky batch is
-    normal); ``max_new_tokens`` is the run's completion budget, named in the advice."""
+    """Warnings when nearly all completions are truncated, nearly all groups have zero reward
+    variance, or the engine's log-probs are far from the learner's, on each of the last
+    ``SIGNAL_PATIENCE`` steps of ``history`` (one unlucky batch is normal); ``max_new_tokens`` is
+    the run's completion budget, named in the advice."""
     window = history[-SIGNAL_PATIENCE:]
     if len(window) < SIGNAL_PATIENCE:
         return []
@@ -110,5 +112,13 @@ def signal_warnings(history: list[dict[str, Any]], max_new_tokens: int) -> list[
             f"{SIGNAL_PATIENCE} steps in a row, so they carry no learning signal: the task is too hard "
             f"or too easy for this model (mean reward {metrics['reward/mean']:.2f}); "
             f"pick another difficulty or raise rollout.group_size"
+        )
+    gap = metrics.get("sampler/logprob_diff_mean")
+    if gap is not None and all(m.get("sampler/logprob_diff_mean", 0.0) > SAMPLER_GAP_WARNING for m in window):
+        out.append(
+            f"the engine's log-probs differ from the learner's by {gap:.3f} a token on average (at most "
+            f"{metrics['sampler/logprob_diff_max']:.2f}), {SIGNAL_PATIENCE} steps in a row: it samples with other "
+            f"weights or another distribution. Check that the server serves model.name in the learner's dtype "
+            f"with --logprobs-mode processed_logprobs (grpozoo serve starts it so)"
         )
     return out

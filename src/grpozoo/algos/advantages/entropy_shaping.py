@@ -18,7 +18,7 @@ def mean_token_entropy(entropies: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     return (torch.nan_to_num(entropies) * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)
 
 
-@advantages.register("gtpo")
+@advantages.register("gtpo", needs={"entropies"})
 def gtpo_advantage(
     rewards: torch.Tensor,
     group_ids: torch.Tensor,

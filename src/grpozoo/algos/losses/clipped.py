@@ -463,7 +463,7 @@ def _hapo_statistics(
     return {"entropy_score": hapo_normalized_entropy(entropies, mask, pivot_quantile)}
 
 
-@losses.register("hapo", statistics=_hapo_statistics)
+@losses.register("hapo", statistics=_hapo_statistics, needs={"entropies"})
 def hapo_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,

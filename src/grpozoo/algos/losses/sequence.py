@@ -186,7 +186,7 @@ def _dhpo_statistics(
     raise ValueError(f"dhpo: mix={mix!r} is not one of 'average', 'entropy'")
 
 
-@losses.register("dhpo", statistics=_dhpo_statistics)
+@losses.register("dhpo", statistics=_dhpo_statistics, needs={"entropies"})
 def dhpo_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,

@@ -1,0 +1,66 @@
+"""A :class:`~grpozoo.rollouts.Rollouts` from an inference engine's samples: token ids and their
+log-probs per completion, as vLLM returns them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from grpozoo.rollouts import Rollouts
+
+
+def rollouts_from_samples(
+    tokenizer,
+    prompts: list[str],
+    prompt_ids: list[list[int]],
+    examples: list[dict[str, Any]],
+    counts: list[int],
+    samples: list[tuple[list[int], list[float]]],
+    eos_ids: list[int],
+    version: int,
+) -> Rollouts:
+    """A :class:`Rollouts` from an engine's samples: ``samples`` holds, prompt by prompt (``counts[i]``
+    for prompt ``i``, tokenised as ``prompt_ids[i]``), each completion's token ids and their
+    log-probs, an EOS (any of ``eos_ids``) ending a completion and included in it. Prompts are
+    left-padded and completions right-padded with the tokenizer's pad id."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    width = max(1, max(len(ids) for ids, _ in samples))
+    rows = len(samples)
+    completion_ids = torch.full((rows, width), pad, dtype=torch.long)
+    mask = torch.zeros((rows, width), dtype=torch.long)
+    logprobs = torch.zeros((rows, width))
+    truncated = torch.ones(rows, dtype=torch.bool)
+    for i, (ids, lps) in enumerate(samples):
+        if len(ids) != len(lps):
+            raise ValueError(f"engine returned {len(ids)} tokens but {len(lps)} log-probs for one completion")
+        cut = next((k + 1 for k, t in enumerate(ids) if t in eos_ids), len(ids))  # up to the first EOS
+        completion_ids[i, :cut] = torch.tensor(ids[:cut], dtype=torch.long)
+        logprobs[i, :cut] = torch.tensor(lps[:cut])
+        mask[i, :cut] = 1
+        truncated[i] = not (cut and ids[cut - 1] in eos_ids)  # the budget ran out before an EOS
+    longest_prompt = max(len(p) for p in prompt_ids)
+    prompt_tensor = torch.full((len(prompt_ids), longest_prompt), pad, dtype=torch.long)
+    prompt_mask = torch.zeros_like(prompt_tensor)
+    for i, ids in enumerate(prompt_ids):
+        if ids:
+            prompt_tensor[i, -len(ids):] = torch.tensor(ids, dtype=torch.long)
+            prompt_mask[i, -len(ids):] = 1
+    repeats = torch.tensor(counts, dtype=torch.long)
+    lengths = mask.sum(dim=1).tolist()
+    return Rollouts(
+        prompt_ids=prompt_tensor.repeat_interleave(repeats, dim=0),
+        prompt_mask=prompt_mask.repeat_interleave(repeats, dim=0),
+        completion_ids=completion_ids,
+        completion_mask=mask,
+        group_ids=torch.arange(len(prompts)).repeat_interleave(repeats),
+        sampling_logprobs=logprobs,
+        truncated=truncated,
+        prompts=[p for p, c in zip(prompts, counts, strict=True) for _ in range(c)],
+        completions=tokenizer.batch_decode(completion_ids.masked_fill(mask == 0, pad), skip_special_tokens=True),
+        examples=[e for e, c in zip(examples, counts, strict=True) for _ in range(c)],
+        completion_token_texts=[
+            [tokenizer.decode([t]) for t in row[:n]] for row, n in zip(completion_ids.tolist(), lengths, strict=True)
+        ],
+        weight_version=torch.full((rows,), version, dtype=torch.long),
+    )
