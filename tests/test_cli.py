@@ -251,3 +251,15 @@ def test_a_step_that_fails_before_its_update_leaves_a_checkpoint_that_resumes_ex
     assert [m["step"] for m in resumed] == [1, 2, 3]
     for x, y in zip(straight, resumed, strict=True):
         assert x == pytest.approx(y, rel=1e-5, abs=1e-7), x["step"]
+
+
+def test_a_server_engine_that_is_down_is_one_line_naming_its_url(capsys, tiny_overrides):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there once closed
+    code, out = run_cli(capsys, "train", "--no-progress", *sets(tiny_overrides), "--set", "generation.engine=vllm_server",
+                        "--set", f"generation.url={url}", "--set", "generation.retries=0")
+    assert code == 2
+    assert f"vLLM server {url}/v1/models" in out and "Traceback" not in out and "grpozoo serve" in out

@@ -10,13 +10,14 @@ from rich.table import Table
 
 from grpozoo.algos.filters import NoLearnableGroupsError
 from grpozoo.console import console, quiet_libraries
-from grpozoo.errors import UserInputError, checking_input
+from grpozoo.errors import EngineError, UserInputError, checking_input
 from grpozoo.rewards import RewardError
 
 # Bad configuration or input (a command's set-up raises them through checking_input), a reward that
-# fails, a run whose filters leave nothing to learn: one clear line, no traceback. Any other
-# exception is a bug and shows its traceback (a failed training step first saves a checkpoint).
-INPUT_ERRORS = (UserInputError, RewardError, NoLearnableGroupsError)
+# fails, a run whose filters leave nothing to learn, a generation engine that is down: one clear
+# line, no traceback. Any other exception is a bug and shows its traceback (a failed training step
+# first saves a checkpoint).
+INPUT_ERRORS = (UserInputError, RewardError, NoLearnableGroupsError, EngineError)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

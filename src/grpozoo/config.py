@@ -115,7 +115,8 @@ class GenerationConfig(Section):
     # vllm_server: where weights are written for the server to load; it must read the same path
     # (a shared or local disk). None: <run directory>/engine_weights
     weights_dir: str | None = None
-    gpu_memory_utilization: float = Field(0.3, gt=0.0, le=1.0)  # vllm: the engine's share of the GPU
+    # vllm: the engine's share of the GPU's memory (on a CPU, of the machine's), weights and cache
+    gpu_memory_utilization: float = Field(0.3, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _server_needs_url(self) -> GenerationConfig:

@@ -28,6 +28,12 @@ class MachineSetupError(UserInputError):
     names what to install or allow."""
 
 
+class EngineError(RuntimeError):
+    """The generation engine could not sample or take new weights (a server down, slow or answering
+    nonsense); the message names the engine's address and what to check. Not a bug: the command
+    line shows it as one line, after the last checkpoint is secured."""
+
+
 @contextmanager
 def checking_input() -> Iterator[None]:
     """Mark the set-up of a command (resolving the configuration, building the model, task,

@@ -12,8 +12,8 @@ import torch
 from fake_vllm_server import FakeVLLMServer
 from training.test_trainer import make_trainer
 
-from grpozoo.errors import ConfigError
-from grpozoo.generation.vllm_server import EngineError, ServerClient
+from grpozoo.errors import ConfigError, EngineError
+from grpozoo.generation.vllm_server import ServerClient
 from grpozoo.training import checkpoint as ckpt
 from grpozoo.training.fit import checkpoint_on_failure
 

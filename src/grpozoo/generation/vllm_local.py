@@ -43,13 +43,12 @@ class VLLMEngine:
         parameter = next(model.parameters())
         on_gpu = parameter.device.type == "cuda"
         options: dict[str, Any] = {"enable_lora": True, "max_lora_rank": lora_rank(model)} if self.lora else {}
-        if on_gpu:
-            options["gpu_memory_utilization"] = cfg.gpu_memory_utilization
         sys.path.insert(0, str(WORKER_EXTENSION))  # the worker extension that loads weights in place
         self.llm = vllm.LLM(
             model=base.config._name_or_path,
             dtype=str(parameter.dtype).removeprefix("torch."),
             enforce_eager=not on_gpu,  # graph capture only pays on a GPU
+            gpu_memory_utilization=cfg.gpu_memory_utilization,  # on a CPU: of the machine's memory
             logprobs_mode="processed_logprobs",  # the tempered distribution, as the learner's
             worker_extension_cls="grpozoo_vllm_worker.WeightSync",
             **options,

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from grpozoo.config import GenerationConfig
+from grpozoo.errors import EngineError
 from grpozoo.generation.hf import SamplingParams, eos_token_ids, per_prompt_counts
 from grpozoo.generation.samples import rollouts_from_samples
 from grpozoo.modeling import is_lora_model
@@ -39,10 +40,6 @@ from grpozoo.rollouts import Rollouts
 RETRY_PAUSE_S = 1.0  # before the first retry; doubled after each
 # the directory of the worker extension the server loads (it imports nothing of grpozoo)
 WORKER_EXTENSION = Path(__file__).parent / "vllm_extension"
-
-
-class EngineError(RuntimeError):
-    """The engine could not sample or take new weights (a server down, slow or answering nonsense)."""
 
 
 class ServerClient:
@@ -89,9 +86,9 @@ class ServerClient:
             except json.JSONDecodeError:
                 problem = f"the answer is not JSON: {text[:200]!r}"
         raise EngineError(
-            f"vLLM server {address}: {problem} (after {self.retries + 1} attempts). Is the server running at "
-            f"generation.url={self.url}? README, 'Scaling out', shows how to start it; raise "
-            f"generation.timeout_s or generation.retries for a slow one"
+            f"vLLM server {address}: {problem} (after {self.retries + 1} attempts). Is a server running at "
+            f"generation.url={self.url}? Start one with `grpozoo serve` (README, 'Scaling out'); for a slow "
+            f"one, raise generation.timeout_s or generation.retries"
         )
 
 

@@ -48,7 +48,9 @@ class Collected:
 
 class RolloutSide:
     """Owns the task, selector, engine, rewards, guidance and the before-advantages group filters.
-    ``state`` is the run's component state (sampled batches carry it to the components)."""
+    ``sampling`` holds the run's sampling parameters; ``needs`` the on-demand fields the run's
+    components read (this side fills those its providers compute); ``state`` is the run's component
+    state (sampled batches carry it to the components)."""
 
     def __init__(
         self,
