@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -263,3 +264,16 @@ def test_a_server_engine_that_is_down_is_one_line_naming_its_url(capsys, tiny_ov
                         "--set", f"generation.url={url}", "--set", "generation.retries=0")
     assert code == 2
     assert f"vLLM server {url}/v1/models" in out and "Traceback" not in out and "grpozoo serve" in out
+
+
+def test_serve_prints_a_vllm_command_with_what_the_engine_needs(capsys, tiny_model_dir):
+    code, out = run_cli(capsys, "serve", "--print", "--python", "/opt/vllm/bin/python", "--model", str(tiny_model_dir),
+                        "--port", "8123", "--lora-rank", "32", "--device", "cpu")
+    assert code == 0
+    assert out.startswith("VLLM_ALLOW_RUNTIME_LORA_UPDATING=True VLLM_SERVER_DEV_MODE=1")
+    for part in ["/opt/vllm/bin/python -m vllm.entrypoints.openai.api_server", f"--model {tiny_model_dir}",
+                 "--port 8123", "--logprobs-mode processed_logprobs", "--enable-lora", "--max-lora-rank 32",
+                 "--worker-extension-cls grpozoo_vllm_worker.WeightSync", "--dtype float32 --enforce-eager"]:
+        assert part in out, part
+    extension = next(p for p in out.split("PYTHONPATH=")[1].split()[0].split(":") if p.endswith("vllm_extension"))
+    assert (Path(extension) / "grpozoo_vllm_worker.py").is_file()

@@ -49,6 +49,7 @@ class LoraConfig(Section):
 
 class ModelConfig(Section):
     name: str = "smollm2-135m"
+    # the weights' dtype; LoRA trains float32 adapters over it, full fine-tuning needs float32
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     lora: LoraConfig = LoraConfig()
     gradient_checkpointing: bool = False

@@ -142,7 +142,9 @@ def evaluate(
     rows = task.eval_rows
     per_chunk = max(1, batch_size // samples)
     collected = EvalSamples(samples=samples, max_new_tokens=max_new_tokens)
-    with torch.random.fork_rng(devices=[]):
+    # manual_seed seeds every CUDA device too: fork (and give back) all of their states
+    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(seed)
         for start in range(0, len(rows), per_chunk):
             chunk = rows[start : start + per_chunk]

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from grpozoo.errors import ConfigError
+
 if TYPE_CHECKING:
     from grpozoo.config import ModelConfig
 
@@ -110,6 +112,20 @@ def load_model(path: str, dtype: str = "float32", device: str = "cpu"):
 
     model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype])
     return model.to(device)
+
+
+def check_trainable_dtype(cfg: ModelConfig) -> None:
+    """Refuse full fine-tuning of half-precision weights: an optimiser step updates a bfloat16 weight
+    only when the change reaches its resolution (about 1/128 of the weight's size for bfloat16), so
+    most small updates are silently lost, and the optimiser's state is as coarse. LoRA keeps its
+    adapters (the trained weights) in float32 over a half-precision base, which is sound."""
+    if cfg.dtype != "float32" and not cfg.lora.enabled:
+        raise ConfigError(
+            f"model.dtype={cfg.dtype} with model.lora.enabled=false would train {cfg.dtype} weights directly: "
+            f"updates below their resolution (about 1/128 of a weight for bfloat16) are lost. Use "
+            f"model.dtype=float32 for full fine-tuning, or LoRA (model.lora.enabled=true), whose adapters "
+            f"stay float32 over a {cfg.dtype} base"
+        )
 
 
 def load_policy(cfg: ModelConfig, device: str = "cpu", init_from: str | Path | None = None):

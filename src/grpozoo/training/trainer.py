@@ -40,7 +40,7 @@ from grpozoo.training import checkpoint as ckpt
 from grpozoo.training.allocator import keep_freed_memory
 from grpozoo.training.components import build_components
 from grpozoo.training.learner import Learner, frozen_copy
-from grpozoo.training.model import load_policy
+from grpozoo.training.model import check_trainable_dtype, load_policy
 from grpozoo.training.providers import needs_of
 from grpozoo.training.rollout_side import RolloutSide
 from grpozoo.training.step_records import batch_metrics, sample_record, scatter_rows, signal_warnings
@@ -71,6 +71,7 @@ class Trainer:
             keep_freed_memory()
         algo = cfg.algorithm
         components = build_components(algo, cfg.rollout.group_size)
+        check_trainable_dtype(cfg.model)
         needs = needs_of(algo)
         # persistent component state (trackers, dual variables, adaptive coefficients), checkpointed
         self.state: dict[str, Any] = {"kl_coef": algo.kl.coef, "entropy_coef": algo.entropy.coef}
