@@ -10,6 +10,7 @@ import copy
 import weakref
 from collections import defaultdict
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ from grpozoo.algos.losses import batch_statistics
 from grpozoo.config import AlgorithmConfig, RolloutConfig, TrainConfig
 from grpozoo.registry import AFTER_ADVANTAGES, LEARNER_SIDE
 from grpozoo.rollouts import Rollouts, required
+from grpozoo.training import distributed
 from grpozoo.training.components import Components
 from grpozoo.training.forward import completion_logprobs, micro_batches, rows_of, shared_prefix_logprobs
 from grpozoo.training.lora_linear import fused_lora
@@ -87,6 +89,10 @@ class Learner:
             num_training_steps=train.steps * algo.num_iterations,
         )
         me = weakref.proxy(self)  # no reference cycle: a dropped trainer frees its model at once
+        # one micro-batch's loss as a module's forward: under DDP where several processes learn
+        self.loss_module = distributed.wrap(
+            distributed.MicroBatchLoss(model, lambda mb, totals, statistics: me.micro_batch_loss(mb, totals, statistics))
+        )
         tools = LearnerTools(lambda batch: me.policy_logprobs(batch), lambda batch: me.policy_entropies(batch),
                              lambda batch: me.reference_logprobs(batch))
         self.providers = Providers(needs, LEARNER_SIDE, tools)
@@ -138,13 +144,23 @@ class Learner:
 
     # ----------------------------------------------------------------------------- optimisation
 
-    def learn(self, batch: Rollouts) -> dict[str, float]:
-        """``num_iterations`` optimiser steps on the batch, then the components' end-of-step updates."""
+    def learn(self, batch: Rollouts, rows: torch.Tensor | None = None) -> dict[str, float]:
+        """``num_iterations`` optimiser steps on the batch, then the components' end-of-step updates.
+        With several learner processes (:mod:`grpozoo.training.distributed`) every process holds the
+        whole ``batch`` and backpropagates ``rows`` of it (by default its share of whole groups)."""
         if batch.batch_size == 0:
             self.warn("every completion was dropped before learning; no update this step")
             return {"loss": float("nan"), "grad_norm": 0.0, "entropy": float("nan")}
         totals = BatchTotals.of(batch.completion_mask, self.rollout.max_new_tokens, batch.group_ids)
-        split = micro_batches(batch, self.train.micro_batch_tokens, self.whole_groups)
+        if rows is None and distributed.world_size() > 1:
+            rows = distributed.own_rows(batch.batch_size, batch.group_ids, distributed.world_size(), distributed.rank())
+        if rows is None:
+            split = micro_batches(batch, self.train.micro_batch_tokens, self.whole_groups)
+        elif len(rows):  # micro-batches of this process's rows, numbered as rows of the whole batch
+            own = micro_batches(batch.select(rows), self.train.micro_batch_tokens, self.whole_groups)
+            split = [(rows[r], mb) for r, mb in own]
+        else:
+            split = []
         chunks = [mb for _, mb in split]
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.model.train()
@@ -154,6 +170,7 @@ class Learner:
             statistics = self.loss_statistics(batch, split, old_is_current=iteration == 0)
             with fused_lora(self.model):  # LoRA layers as one autograd function each
                 sums = self.accumulate_gradients(chunks, totals, statistics)
+            sums = distributed.reduce_sums(sums, maxima=(GAP_MAX,))
             if iteration == 0:  # the policy that sampled, before any update
                 gap = {name: sums.pop(name) for name in (GAP_SUM, GAP_TOKENS, GAP_MAX)}
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, self.train.max_grad_norm)
@@ -225,46 +242,65 @@ class Learner:
                 f"policy loss {algo.loss.name!r} takes statistics over the whole batch: pass "
                 f"loss_statistics(batch, split, …) to accumulate_gradients"
             )
+        sums: dict[str, float] = defaultdict(float)
+        scale = distributed.world_size()  # DDP averages the processes' gradients; they must add up
+        # a process without rows this step still joins the gradient exchange, with a zero loss
+        items: list[tuple[int, Rollouts | None]] = list(enumerate(chunks)) or [(0, None)]
+        for k, (i, mb) in enumerate(items):
+            last = k == len(items) - 1
+            no_sync = getattr(self.loss_module, "no_sync", None)  # DDP: exchange once, after the last
+            with no_sync() if no_sync is not None and not last else nullcontext():
+                given = statistics[i] if statistics is not None and mb is not None else None
+                loss, diagnostics = self.loss_module(mb, totals, given)
+                (loss * scale if scale > 1 else loss).backward()
+            for name, value in diagnostics.items():
+                sums[name] = max(sums[name], value) if name == GAP_MAX else sums[name] + value
+        return sums
+
+    def micro_batch_loss(
+        self, mb: Rollouts, totals: BatchTotals, statistics: dict[str, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """One micro-batch's aggregated loss (normalised by the whole batch's ``totals``) and the
+        masked sums of its per-token diagnostics, the loss itself and the sampler gap among them."""
+        algo = self.algo
         kl_coef, entropy_coef = self.state["kl_coef"], self.state["entropy_coef"]
         entropy_bonus = entropy_coef > 0 or algo.entropy.target is not None
-        sums: dict[str, float] = defaultdict(float)
-        for i, mb in enumerate(chunks):
-            mask = mb.completion_mask.float()
-            logp, entropy = self.forward(
-                self.model, mb, self.rollout.temperature, with_entropy=True, entropy_grad=entropy_bonus
-            )
-            assert entropy is not None  # asked for with with_entropy=True
-            on_policy = mb.completion_mask.bool().to(logp.device)
-            if mb.off_policy is not None:  # a hinted row was sampled from another prompt
-                on_policy &= ~mb.off_policy.to(logp.device).unsqueeze(1)
-            gap = (logp.detach() - mb.sampling_logprobs.to(logp.device))[on_policy].abs()
-            sums[GAP_SUM] += float(gap.sum())
-            sums[GAP_TOKENS] += gap.numel()
-            sums[GAP_MAX] = max(sums[GAP_MAX], float(gap.max()) if gap.numel() else 0.0)
-            old = mb.old_logprobs if mb.old_logprobs is not None else logp.detach()
-            old = guidance.behaviour_logprobs(old, mb.sampling_logprobs, mb.off_policy)  # hinted rows: the sampler's
-            given: dict[str, Any] = {}
-            if statistics is not None:
-                given["statistics"] = {name: value.to(logp.device) for name, value in statistics[i].items()}
-            per_token, diagnostics = self.loss_fn(logp, old, mb.advantages, mask, mb, **algo.loss.params, **given)
-            if mb.token_weights is not None:
-                per_token = per_token * mb.token_weights
-            if mb.ref_logprobs is not None:
-                kl = self.kl_fn(logp, mb.ref_logprobs)
-                if algo.kl.straight_through:
-                    kl = straight_through(kl, logp, mb.ref_logprobs)
-                if algo.kl.mode == "loss":
-                    per_token = per_token + kl_coef * kl
-                diagnostics["kl"] = kl.detach()
-            if entropy_bonus:
-                per_token = per_token - entropy_coef * entropy
-            diagnostics["entropy"] = entropy.detach()
-            loss = self.aggregate(per_token, mask, mb.group_ids, totals)
-            loss.backward()
-            sums["loss"] += loss.item()
-            for name, value in diagnostics.items():
-                sums[name] += float((value * mask).sum())
-        return sums
+        sums: dict[str, float] = {}
+        mask = mb.completion_mask.float()
+        logp, entropy = self.forward(
+            self.model, mb, self.rollout.temperature, with_entropy=True, entropy_grad=entropy_bonus
+        )
+        assert entropy is not None  # asked for with with_entropy=True
+        on_policy = mb.completion_mask.bool().to(logp.device)
+        if mb.off_policy is not None:  # a hinted row was sampled from another prompt
+            on_policy &= ~mb.off_policy.to(logp.device).unsqueeze(1)
+        gap = (logp.detach() - mb.sampling_logprobs.to(logp.device))[on_policy].abs()
+        sums[GAP_SUM] = float(gap.sum())
+        sums[GAP_TOKENS] = gap.numel()
+        sums[GAP_MAX] = float(gap.max()) if gap.numel() else 0.0
+        old = mb.old_logprobs if mb.old_logprobs is not None else logp.detach()
+        old = guidance.behaviour_logprobs(old, mb.sampling_logprobs, mb.off_policy)  # hinted rows: the sampler's
+        given: dict[str, Any] = {}
+        if statistics is not None:
+            given["statistics"] = {name: value.to(logp.device) for name, value in statistics.items()}
+        per_token, diagnostics = self.loss_fn(logp, old, mb.advantages, mask, mb, **algo.loss.params, **given)
+        if mb.token_weights is not None:
+            per_token = per_token * mb.token_weights
+        if mb.ref_logprobs is not None:
+            kl = self.kl_fn(logp, mb.ref_logprobs)
+            if algo.kl.straight_through:
+                kl = straight_through(kl, logp, mb.ref_logprobs)
+            if algo.kl.mode == "loss":
+                per_token = per_token + kl_coef * kl
+            diagnostics["kl"] = kl.detach()
+        if entropy_bonus:
+            per_token = per_token - entropy_coef * entropy
+        diagnostics["entropy"] = entropy.detach()
+        loss = self.aggregate(per_token, mask, mb.group_ids, totals)
+        sums["loss"] = loss.item()
+        for name, value in diagnostics.items():
+            sums[name] = float((value * mask).sum())
+        return loss, sums
 
     @torch.no_grad()
     def logprobs_without_grad(self, batch: Rollouts, model, entropies: bool = False) -> torch.Tensor:

@@ -1,0 +1,78 @@
+"""The learner on several processes: PyTorch's DistributedDataParallel (DDP) over a process group
+that a launcher set up (``accelerate launch`` or ``torchrun``; gloo on CPUs, NCCL on GPUs).
+
+Exactness is the contract: every process holds the whole learning batch and backpropagates only
+its own rows, with the aggregation normalised by the whole batch's totals and two-phase losses
+given the whole batch's statistics. The per-process gradients then add up to the one-process
+gradient; DDP averages them over the N processes, so each process's loss is scaled by N. The
+loss diagnostics (sums over tokens) are summed over the processes, their maxima maximised.
+
+DDP synchronises gradients only in backward passes of its own module's forward, and the learner's
+forward reaches into the model (the decoder, the output layer's weight, fused LoRA functions):
+:class:`MicroBatchLoss` makes one micro-batch's whole loss the forward of a module holding the
+model, and that module is what DDP wraps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def world_size() -> int:
+    """The number of learner processes: 1 without a process group."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def own_rows(batch_size: int, group_ids: torch.Tensor, processes: int, index: int) -> torch.Tensor:
+    """The rows process ``index`` of ``processes`` learns: whole groups (a group never spans two
+    processes), dealt round-robin in order of first appearance."""
+    groups = list(dict.fromkeys(group_ids.tolist()))
+    mine = set(groups[index::processes])
+    return torch.tensor([i for i in range(batch_size) if int(group_ids[i]) in mine], dtype=torch.long)
+
+
+class MicroBatchLoss(torch.nn.Module):
+    """``loss(micro_batch, *args) -> (loss, diagnostics)`` as the forward of a module that holds
+    ``model``, so that DDP can wrap it; a ``None`` micro-batch (a process with no rows this step)
+    gives a zero loss that still reaches every trainable parameter, so the process joins the
+    gradient exchange."""
+
+    def __init__(self, model, loss: Callable[..., tuple[torch.Tensor, dict[str, Any]]]):
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, micro_batch, *args) -> tuple[torch.Tensor, dict[str, Any]]:
+        if micro_batch is None:
+            trainable = [p for p in self.model.parameters() if p.requires_grad]
+            return sum((p.sum() * 0.0 for p in trainable), torch.zeros(())), {}
+        return self.loss(micro_batch, *args)
+
+
+def wrap(module: MicroBatchLoss) -> torch.nn.Module:
+    """``module`` under DDP where a process group of several processes is set up, else as it is."""
+    if world_size() == 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = next(module.model.parameters()).device
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def reduce_sums(sums: dict[str, float], maxima: tuple[str, ...]) -> dict[str, float]:
+    """``sums`` added over the processes, except the names in ``maxima``, maximised."""
+    if world_size() == 1:
+        return sums
+    names = sorted(sums)
+    added = torch.tensor([0.0 if n in maxima else sums[n] for n in names], dtype=torch.float64)
+    largest = torch.tensor([sums[n] if n in maxima else float("-inf") for n in names], dtype=torch.float64)
+    dist.all_reduce(added, op=dist.ReduceOp.SUM)
+    dist.all_reduce(largest, op=dist.ReduceOp.MAX)
+    return {n: float(largest[i]) if n in maxima else float(added[i]) for i, n in enumerate(names)}
