@@ -52,3 +52,23 @@ def build_tiny_model(directory: Path, seed: int = 0) -> Path:
 def digit_share(completions, prompts, **columns) -> list[float]:
     """A reward a random tiny model can earn: the share of digits in its completion."""
     return [sum(ch.isdigit() for ch in c) / max(len(c), 1) for c in completions]
+
+
+def tiny_run_overrides(model_dir: Path, run_dir: Path) -> list[str]:
+    """``--set`` overrides for a fast run of the tiny model at ``model_dir`` on an easy reasoning-gym
+    task, into ``run_dir``."""
+    return [
+        f"model.name={model_dir}",
+        "model.lora.r=4",
+        "model.lora.alpha=8",
+        "task.train_size=40",
+        "task.eval_size=6",
+        "rollout.prompts_per_step=2",
+        "rollout.group_size=3",
+        "rollout.max_new_tokens=8",
+        "eval.samples=2",
+        "train.micro_batch_tokens=64",
+        f"output_dir={run_dir}",
+        # the task's verifier plus a reward a random model can earn, so advantages are not all 0
+        f"rewards=[{{name: task}}, {{name: '{Path(__file__)}:digit_share'}}]",
+    ]

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from grpozoo.algos.filters import NoLearnableGroupsError
-from grpozoo.console import console, quiet_libraries
+from grpozoo.console import console, quiet_libraries, say
 from grpozoo.errors import EngineError, UserInputError, checking_input
 from grpozoo.rewards import RewardError
 
@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", help="run directory (default runs/<recipe>-<task>-<time>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--processes", type=int, default=1, metavar="N",
+                       help="learner processes on this machine (DDP; gloo on CPUs, NCCL on GPUs), started "
+                            "with torchrun; every process samples its share of the prompts (default 1)")
 
     sub.add_parser("recipes", help="list every recipe with its paper and what it changes")
 
@@ -114,9 +117,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.execvpe(argv[0], argv, {**os.environ, **env})  # the server replaces this process
 
 
+def without_processes(argv: list[str]) -> list[str]:
+    """``argv`` without its ``--processes N`` (or ``--processes=N``)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--processes":
+            skip = True
+        elif not arg.startswith("--processes="):
+            out.append(arg)
+    return out
+
+
+def launch_processes(processes: int, argv: list[str]) -> int:
+    """Run ``grpozoo argv`` as ``processes`` processes of one machine under torchrun, which sets the
+    environment each joins the process group from; its exit status (one process failing stops all)."""
+    import os
+    import subprocess
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+               "-m", "grpozoo.cli", *argv]
+    return subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+                          ).returncode
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    import os
+
     from grpozoo.config import load_run_config, resolve_config
     from grpozoo.training import Trainer, fit
+
+    if args.processes < 1:
+        raise UserInputError(f"--processes {args.processes}: give 1 or more learner processes")
+    if args.processes > 1 and "WORLD_SIZE" not in os.environ:
+        return launch_processes(args.processes, without_processes(args.argv))
 
     with checking_input():
         if args.resume:
@@ -124,15 +159,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             steps = [f"train.steps={args.steps}"] if args.steps else []
             cfg = load_run_config(run_dir, args.overrides + steps)
             trainer = Trainer(cfg, run_dir=run_dir, resume=True, console=console)
-            console.print(f"resuming {run_dir} at step {trainer.step}")
+            say(trainer.console, f"resuming {run_dir} at step {trainer.step}")
         else:
             cfg = resolve_config(args.config, args.overrides, recipe=args.recipe, model=args.model,
                                  task=args.task, steps=args.steps, output_dir=args.output)
             trainer = Trainer(cfg, console=console)
-            console.print(f"[bold]grpozoo train[/] recipe={cfg.recipe} model={cfg.model.name} "
-                          f"task={cfg.task.name} steps={cfg.train.steps} → {trainer.run_dir}")
+            say(trainer.console, f"[bold]grpozoo train[/] recipe={cfg.recipe} model={cfg.model.name} "
+                                 f"task={cfg.task.name} steps={cfg.train.steps} → {trainer.run_dir}")
     try:
-        fit(trainer, show_progress=not args.no_progress)
+        fit(trainer, show_progress=not args.no_progress and trainer.main)
     except KeyboardInterrupt:
         return 130
     return 0
@@ -246,7 +281,9 @@ def cmd_arena(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv
     quiet_libraries()
     command = {"train": cmd_train, "recipes": cmd_recipes, "docs": cmd_docs, "eval": cmd_eval,
                "arena": cmd_arena, "serve": cmd_serve}[args.command]

@@ -62,7 +62,7 @@ if __name__ == "__main__":  # record the metrics anew
     sys.path.insert(0, str(Path(__file__).parent.parent))
     import tempfile
 
-    from tiny import build_tiny_model
+    from tiny import build_tiny_model, tiny_run_overrides
 
     records = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,13 +70,7 @@ if __name__ == "__main__":  # record the metrics anew
         for name in RUNS:
             run_dir = Path(tmp) / name
             run_dir.mkdir()
-            overrides = [
-                f"model.name={model}", "model.lora.r=4", "model.lora.alpha=8", "task.train_size=40",
-                "task.eval_size=6", "rollout.prompts_per_step=2", "rollout.group_size=3",
-                "rollout.max_new_tokens=8", "eval.samples=2", "train.micro_batch_tokens=64",
-                f"output_dir={run_dir / 'run'}",
-                f"rewards=[{{name: task}}, {{name: '{Path(__file__).parent.parent / 'tiny.py'}:digit_share'}}]",
-            ]
+            overrides = tiny_run_overrides(model, run_dir / "run")
             records[name] = run_metrics(overrides, run_dir, name)
     RECORDED.write_text(json.dumps(records, indent=1, sort_keys=True) + "\n")
     print(f"wrote {RECORDED}")

@@ -17,7 +17,10 @@ from grpozoo.rollouts import Rollouts
 
 
 class Engine(Protocol):
-    version: int
+    @property
+    def version(self) -> int:
+        """The weight version it samples with: the number of optimiser steps behind its weights."""
+        ...
 
     def generate(
         self, prompts: list[str], examples: list[dict[str, Any]], n: int | list[int], params: SamplingParams

@@ -14,6 +14,7 @@ model, and that module is what DDP wraps."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -76,3 +77,62 @@ def reduce_sums(sums: dict[str, float], maxima: tuple[str, ...]) -> dict[str, fl
     dist.all_reduce(added, op=dist.ReduceOp.SUM)
     dist.all_reduce(largest, op=dist.ReduceOp.MAX)
     return {n: float(largest[i]) if n in maxima else float(added[i]) for i, n in enumerate(names)}
+
+
+def init_from_environment(device: str) -> None:
+    """Join the process group a launcher described in the environment (``WORLD_SIZE``, ``RANK``,
+    ``MASTER_ADDR``, ``MASTER_PORT``, as ``torchrun`` and ``accelerate launch`` set them): gloo on
+    a CPU, NCCL on GPUs (each process on the GPU of its ``LOCAL_RANK``). Nothing to do for one
+    process, or when the group exists already."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return
+    if device.startswith("cuda"):
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()
+
+
+class GatheringEngine:
+    """An engine's ``generate`` shared out over the learner processes: each samples every N-th prompt,
+    then all of them receive every rollout, in the order one process sampling every prompt would
+    give (a group per prompt, prompt by prompt), so that rewards, advantages and selector updates
+    are the same everywhere. Each process samples with its own random stream, seeded from one draw
+    of the shared stream (which so advances alike in every process, and is what a checkpoint keeps)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    @property
+    def version(self) -> int:
+        return self.engine.version
+
+    def sync(self, model, version: int) -> None:
+        self.engine.sync(model, version)
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def generate(self, prompts: list[str], examples: list[dict[str, Any]], n, params):
+        from grpozoo.generation.hf import per_prompt_counts
+        from grpozoo.rollouts import Rollouts
+
+        counts = per_prompt_counts(n, len(prompts))
+        processes, index = world_size(), rank()
+        mine = list(range(index, len(prompts), processes))
+        seed = int(torch.randint(2**31 - 1, (1,)))  # the same draw in every process
+        local = None
+        if mine:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + 7919 * index)
+                local = self.engine.generate(
+                    [prompts[i] for i in mine], [examples[i] for i in mine], [counts[i] for i in mine], params
+                )
+            local.group_ids = torch.tensor(mine)[local.group_ids]  # the prompt's index in the whole call
+        everyone: list[Any] = [None] * processes
+        dist.all_gather_object(everyone, local)
+        batch = Rollouts.concat([b for b in everyone if b is not None], renumber_groups=False)
+        return batch.select(torch.argsort(batch.group_ids, stable=True))

@@ -27,7 +27,8 @@ from typing import Any
 
 import torch
 
-from grpozoo.config import RunConfig, save_config
+from grpozoo.config import LogConfig, RunConfig, save_config
+from grpozoo.errors import ConfigError
 from grpozoo.generation import SamplingParams, make_engine
 from grpozoo.reporting.loggers import RunLoggers
 from grpozoo.reporting.metrics import append_jsonl, read_jsonl, rewind_jsonl
@@ -37,6 +38,7 @@ from grpozoo.rollouts import required
 from grpozoo.tasks import make_task
 from grpozoo.tasks.hints import require_hints
 from grpozoo.training import checkpoint as ckpt
+from grpozoo.training import distributed
 from grpozoo.training.allocator import keep_freed_memory
 from grpozoo.training.components import build_components
 from grpozoo.training.learner import Learner, frozen_copy
@@ -63,7 +65,9 @@ class Trainer:
         console=None,
     ):
         self.cfg = cfg
-        self.console = console
+        distributed.init_from_environment(cfg.train.device)
+        self.main = distributed.rank() == 0  # with several learner processes, the one that writes
+        self.console = console if self.main else None
         self.run_dir = Path(run_dir or cfg.output_dir or default_run_dir(cfg))
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
@@ -91,6 +95,7 @@ class Trainer:
                 f"run directory {str(self.run_dir)!r} already holds a run: continue it with "
                 f"--resume {self.run_dir}, or choose another --output"
             )
+        distributed.barrier()  # every process has looked before the first one writes
         if checkpoint is None:
             torch.manual_seed(cfg.train.seed)
         self.model, self.tokenizer = load_policy(
@@ -106,16 +111,26 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         r = cfg.rollout
         sampling = SamplingParams(r.max_new_tokens, r.temperature, r.top_p, r.top_k, r.min_new_tokens)
+        processes = distributed.world_size()
+        if processes > 1 and cfg.generation.engine != "hf":
+            raise ConfigError(
+                f"generation.engine={cfg.generation.engine} with {processes} learner processes: several "
+                f"processes sample with generation.engine=hf only; train against a vLLM engine with one"
+            )
         self.engine = make_engine(cfg.generation, sampling, self.model, self.tokenizer, self.run_dir / "engine_weights")
+        if processes > 1:  # each process samples its share of every call's prompts
+            self.engine = distributed.GatheringEngine(self.engine)
         self.rollouts = RolloutSide(
             cfg, components, self.task, rewards, self.engine, sampling, self.tokenizer, needs, self.state
         )
-        save_config(cfg, self.run_dir / "config.yaml")
+        if self.main:
+            save_config(cfg, self.run_dir / "config.yaml")
         if checkpoint is not None:
             self._restore(checkpoint)
         # TensorBoard / trackio, when the log section asks (a missing package fails here, before any
         # step); a resumed run's events restart after its step
-        self.loggers = RunLoggers(cfg, self.run_dir, self.step)
+        self.loggers = RunLoggers(cfg if self.main else cfg.model_copy(update={"log": LogConfig()}),
+                                  self.run_dir, self.step)
 
     # ----------------------------------------------------------------------------- set-up helpers
     def _restore(self, checkpoint: Path) -> None:
@@ -127,8 +142,10 @@ class Trainer:
             self.set_state(state["components"])
         ckpt.set_rng_state(state["rng"])
         self.step = state["step"]
-        for name in ("metrics.jsonl", "samples.jsonl", "eval.jsonl"):
-            rewind_jsonl(self.run_dir / name, self.step)
+        if self.main:
+            for name in ("metrics.jsonl", "samples.jsonl", "eval.jsonl"):
+                rewind_jsonl(self.run_dir / name, self.step)
+        distributed.barrier()
         self.history = read_jsonl(self.run_dir / "metrics.jsonl")
         self.evals = read_jsonl(self.run_dir / "eval.jsonl")
 
@@ -144,11 +161,15 @@ class Trainer:
             "selector": self.rollouts.selector.state_dict(),
             "components": self.state,
         }
+        if not self.main:  # every process holds the same weights and state
+            return ckpt.checkpoint_dir(self.run_dir, self.step)
         return ckpt.save_checkpoint(
             self.run_dir, self.step, self.model, self.tokenizer, state, self.cfg.train.keep_checkpoints
         )
 
     def warn(self, message: str) -> None:
+        if not self.main:  # said once, by the process that writes
+            return
         if self.console is not None:
             self.console.print(f"[bold yellow]WARNING[/] step {self.step}: {message}")
         else:
@@ -194,8 +215,10 @@ class Trainer:
         }
         self.history.append(metrics)
         self.check_signal()
-        append_jsonl(self.run_dir / "metrics.jsonl", metrics)
-        append_jsonl(self.run_dir / "samples.jsonl", *(sample_record(self.step, batch, i) for i in range(batch.batch_size)))
+        if self.main:
+            append_jsonl(self.run_dir / "metrics.jsonl", metrics)
+            append_jsonl(self.run_dir / "samples.jsonl",
+                         *(sample_record(self.step, batch, i) for i in range(batch.batch_size)))
         self.loggers.log_step(metrics, batch)
         return metrics
 
@@ -210,11 +233,12 @@ class Trainer:
 
         record = {"step": self.step, **evaluate_held_out(self.model, self.tokenizer, self.task, self.cfg)}
         self.evals.append(record)
-        append_jsonl(self.run_dir / "eval.jsonl", record)
+        if self.main:
+            append_jsonl(self.run_dir / "eval.jsonl", record)
         self.loggers.log_eval(record)
         return record
 
     def plot(self) -> None:
-        if self.history:
+        if self.history and self.main:
             title = f"{self.cfg.recipe} on {self.task.name} ({Path(self.cfg.model.name).name})"
             plot_reward_curve(self.history, self.evals, self.run_dir / "reward_curve.png", title)
