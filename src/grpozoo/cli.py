@@ -151,7 +151,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.processes < 1:
         raise UserInputError(f"--processes {args.processes}: give 1 or more learner processes")
     if args.processes > 1 and "WORLD_SIZE" not in os.environ:
-        return launch_processes(args.processes, without_processes(args.argv))
+        argv = without_processes(args.argv)
+        if args.resume:
+            run_dir = Path(args.resume)
+        else:  # one run directory, named once here: each process naming its own would differ
+            from grpozoo.training.trainer import default_run_dir
+
+            with checking_input():
+                cfg = resolve_config(args.config, args.overrides, recipe=args.recipe, model=args.model,
+                                     task=args.task, steps=args.steps, output_dir=args.output)
+            run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir(cfg)
+            argv = [*argv, "--output", str(run_dir)]
+        code = launch_processes(args.processes, argv)
+        if code != 0:
+            console.print(f"[bold red]error:[/] a learner process stopped (exit status {code}); the last checkpoint "
+                          f"stands. Once fixed, continue with: grpozoo train --resume {run_dir} --processes "
+                          f"{args.processes}")
+        return code
 
     with checking_input():
         if args.resume:

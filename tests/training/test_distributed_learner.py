@@ -136,3 +136,18 @@ def test_a_two_process_run_repeats_and_resumes_exactly(tiny_overrides, tmp_path)
     train_processes(tiny_overrides, tmp_path / "resumed", 2)
     resumed = train_processes(tiny_overrides, tmp_path / "resumed", 3, "--resume", str(tmp_path / "resumed"))
     assert resumed == straight
+
+
+def test_processes_share_one_default_run_directory(tiny_overrides, tmp_path):
+    import subprocess
+    import sys
+
+    sets = [arg for o in tiny_overrides if not o.startswith("output_dir=") for arg in ("--set", o)]
+    run = subprocess.run(
+        [sys.executable, "-m", "grpozoo.cli", "train", "--processes", "2", "--no-progress", "--steps", "1", *sets,
+         "--set", "rollout.prompts_per_step=4", "--set", "eval.at_start=false", "--set", "eval.at_end=false"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and len((runs[0] / "metrics.jsonl").read_text().splitlines()) == 1
