@@ -1,8 +1,11 @@
-"""A :class:`~grpozoo.rollouts.Rollouts` from an inference engine's samples: token ids and their
-log-probs per completion, as vLLM returns them."""
+"""What the inference engines share: prompts as token ids, a :class:`~grpozoo.rollouts.Rollouts`
+from their samples (token ids and log-probs per completion, as vLLM returns them), and the
+learner's weights saved as a numbered version for an engine to load."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -64,3 +67,20 @@ def rollouts_from_samples(
         ],
         weight_version=torch.full((rows,), version, dtype=torch.long),
     )
+
+
+def prompt_token_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
+    """Each rendered prompt's token ids, as the learner tokenises it (no special tokens added)."""
+    return [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+
+
+def save_version(model, directory: Path, version: int) -> Path:
+    """``model`` saved as ``directory/v{version}`` (a LoRA model: its adapter; else a checkpoint),
+    the versions before it removed; returns the new version's directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"v{version}"
+    model.save_pretrained(path)
+    for old in directory.glob("v*"):
+        if old != path:
+            shutil.rmtree(old, ignore_errors=True)
+    return path

@@ -19,7 +19,7 @@ from typing import Any
 from grpozoo.config import GenerationConfig
 from grpozoo.errors import MachineSetupError
 from grpozoo.generation.hf import SamplingParams, eos_token_ids, per_prompt_counts
-from grpozoo.generation.samples import rollouts_from_samples
+from grpozoo.generation.samples import prompt_token_ids, rollouts_from_samples, save_version
 from grpozoo.generation.vllm_server import WORKER_EXTENSION
 from grpozoo.modeling import is_lora_model
 from grpozoo.rollouts import Rollouts
@@ -61,7 +61,7 @@ class VLLMEngine:
         self, prompts: list[str], examples: list[dict[str, Any]], n: int | list[int], params: SamplingParams
     ) -> Rollouts:
         counts = per_prompt_counts(n, len(prompts))
-        prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        prompt_ids = prompt_token_ids(self.tokenizer, prompts)
         sampling = [
             self.vllm.SamplingParams(
                 n=count, temperature=params.temperature, max_tokens=params.max_new_tokens,
@@ -87,12 +87,8 @@ class VLLMEngine:
         if version == self.version:
             return
         if self.lora:
-            path = self.adapters / f"v{version}"
-            model.save_pretrained(path)
+            path = save_version(model, self.adapters, version)
             self.lora_request = self.vllm.lora.request.LoRARequest(f"grpozoo-v{version}", version + 1, str(path))
-            for old in self.adapters.glob("v*"):
-                if old != path:
-                    shutil.rmtree(old, ignore_errors=True)
         else:
             weights = [(name, tensor.detach()) for name, tensor in model.state_dict().items()]
             self.llm.collective_rpc("grpozoo_load_weights", args=(weights,))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -33,7 +32,7 @@ from typing import Any
 from grpozoo.config import GenerationConfig
 from grpozoo.errors import EngineError
 from grpozoo.generation.hf import SamplingParams, eos_token_ids, per_prompt_counts
-from grpozoo.generation.samples import rollouts_from_samples
+from grpozoo.generation.samples import prompt_token_ids, rollouts_from_samples, save_version
 from grpozoo.modeling import is_lora_model
 from grpozoo.rollouts import Rollouts
 
@@ -130,7 +129,7 @@ class VLLMServerEngine:
         self, prompts: list[str], examples: list[dict[str, Any]], n: int | list[int], params: SamplingParams
     ) -> Rollouts:
         counts = per_prompt_counts(n, len(prompts))
-        prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        prompt_ids = prompt_token_ids(self.tokenizer, prompts)
         bodies = [self.request_body(ids, count, params) for ids, count in zip(prompt_ids, counts, strict=True)]
         answers = list(self.pool.map(lambda body: self.client.post("/v1/completions", body), bodies))
         samples = []
@@ -165,9 +164,7 @@ class VLLMServerEngine:
     def sync(self, model, version: int) -> None:
         if version == self.version:
             return
-        self.weights_dir.mkdir(parents=True, exist_ok=True)
-        path = self.weights_dir / f"v{version}"
-        model.save_pretrained(path)  # LoRA: the adapter; full fine-tuning: a checkpoint
+        path = save_version(model, self.weights_dir, version)
         if self.lora:
             name = f"grpozoo-v{version}"
             self.client.post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(path.resolve())}, False)
@@ -178,9 +175,6 @@ class VLLMServerEngine:
             rpc = {"method": "grpozoo_reload_weights", "kwargs": {"weights_path": str(path.resolve())}}
             self.client.post("/collective_rpc", rpc, False)
             self.client.post("/reset_prefix_cache", {}, False)
-        for old in self.weights_dir.glob("v*"):
-            if old != path:
-                shutil.rmtree(old, ignore_errors=True)
         self.version = version
 
     def close(self) -> None:

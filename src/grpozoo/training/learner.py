@@ -246,9 +246,9 @@ class Learner:
         scale = distributed.world_size()  # DDP averages the processes' gradients; they must add up
         # a process without rows this step still joins the gradient exchange, with a zero loss
         items: list[tuple[int, Rollouts | None]] = list(enumerate(chunks)) or [(0, None)]
+        no_sync = getattr(self.loss_module, "no_sync", None)  # DDP: exchange once, after the last
         for k, (i, mb) in enumerate(items):
             last = k == len(items) - 1
-            no_sync = getattr(self.loss_module, "no_sync", None)  # DDP: exchange once, after the last
             with no_sync() if no_sync is not None and not last else nullcontext():
                 given = statistics[i] if statistics is not None and mb is not None else None
                 loss, diagnostics = self.loss_module(mb, totals, given)
