@@ -3,7 +3,8 @@ a refactoring of the step (the rollout side, the learner side, the engines) must
 
 The file was written by ``python tests/training/test_fixed_seed_metrics.py`` before the trainer
 was split into a rollout side and a learner side; rerun it only for a change meant to alter the
-numbers, and say why in the commit."""
+numbers, and say why in the commit. ``grpo_full_kl`` was recorded anew once the sampler of a full
+fine-tuning run drew from the updated weights (a fused optimiser step had left them stale)."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from contextlib import nullcontext
 from typing import Any
 
 import torch
+from torch.autograd.graph import increment_version
 
 from grpozoo import registry
 from grpozoo.algos import guidance
@@ -175,6 +176,9 @@ class Learner:
                 gap = {name: sums.pop(name) for name in (GAP_SUM, GAP_TOKENS, GAP_MAX)}
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, self.train.max_grad_norm)
             self.optimizer.step()
+            # the fused step writes the weights without counting it in their version counters, which
+            # caches of values derived from weights (the sampler's packed layers) check
+            increment_version(trainable)
             self.scheduler.step()
         for name in (GAP_SUM, GAP_TOKENS, GAP_MAX):
             sums.pop(name, None)
