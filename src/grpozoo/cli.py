@@ -164,9 +164,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             argv = [*argv, "--output", str(run_dir)]
         code = launch_processes(args.processes, argv)
         if code != 0:
-            console.print(f"[bold red]error:[/] a learner process stopped (exit status {code}); the last checkpoint "
-                          f"stands. Once fixed, continue with: grpozoo train --resume {run_dir} --processes "
-                          f"{args.processes}")
+            from grpozoo.training.checkpoint import latest_checkpoint
+
+            saved = latest_checkpoint(run_dir)
+            then = (f"the last checkpoint, {saved.name}, stands. Once fixed, continue with: grpozoo train --resume "
+                    f"{run_dir} --processes {args.processes}" if saved else "no checkpoint was saved yet")
+            console.print(f"[bold red]error:[/] a learner process stopped (exit status {code}); {then}",
+                          soft_wrap=True)
         return code
 
     with checking_input():

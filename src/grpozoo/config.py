@@ -218,6 +218,9 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(8, gt=0)
     keep_checkpoints: int = Field(2, gt=0)
     device: str = "cpu"
+    # with several learner processes: ddp (each holds the whole model, gradients averaged) or fsdp
+    # (FSDP2: parameters, gradients and optimiser state sharded over the processes)
+    distributed: Literal["ddp", "fsdp"] = "ddp"
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     keep_freed_memory: bool = True  # glibc keeps freed blocks for reuse: faster CPU steps, larger RSS
 

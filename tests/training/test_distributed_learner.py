@@ -1,8 +1,8 @@
 """The learner on two processes (gloo, on the CPU) computes the one-process update: every process
 holds the whole batch and backpropagates its own whole groups, aggregations normalise by the whole
-batch's totals, DDP exchanges the gradients. After one step the gradient, the parameters, the
-gradient norm and the loss equal the one-process run's, for the aggregations whose normaliser
-spans the batch, with LoRA and with full fine-tuning."""
+batch's totals, DDP or FSDP2 exchanges the gradients. After one step the gradient, the parameters,
+the gradient norm and the loss equal the one-process run's, for the aggregations whose normaliser
+spans the batch, with LoRA and with full fine-tuning, whole (DDP) and sharded (FSDP)."""
 
 from __future__ import annotations
 
@@ -19,13 +19,14 @@ from grpozoo.training import distributed
 
 AGGREGATIONS = ["token_mean", "sequence_mean", "constant_normalizer", "per_prompt_mean"]
 CASES = [(aggregation, lora) for lora in (True, False) for aggregation in AGGREGATIONS]
+STRATEGIES = ["ddp", "fsdp"]
 
 
-def make_case_trainer(overrides: list[str], aggregation: str, lora: bool, run_dir: Path):
+def make_case_trainer(overrides: list[str], aggregation: str, lora: bool, run_dir: Path, strategy: str = "ddp"):
     from training.test_trainer import make_trainer
 
     return make_trainer(
-        overrides, f"algorithm.aggregation={aggregation}", f"model.lora.enabled={lora}",
+        overrides, f"algorithm.aggregation={aggregation}", f"model.lora.enabled={lora}", f"train.distributed={strategy}",
         "rollout.prompts_per_step=4", "rollout.group_size=3", "rollout.max_new_tokens=10",
         "train.micro_batch_tokens=40", f"output_dir={run_dir}",
     )
@@ -38,17 +39,24 @@ def sample_batch(overrides: list[str], aggregation: str, lora: bool, run_dir: Pa
     return trainer.learner.prepare(trainer.rollouts.collect(1).learning)
 
 
-def one_step(overrides: list[str], aggregation: str, lora: bool, run_dir: Path, batch) -> dict:
+def one_step(overrides: list[str], aggregation: str, lora: bool, run_dir: Path, batch, strategy: str = "ddp") -> dict:
     """One learning step on ``batch`` from the run's initial weights (the same in every process:
-    the same seed); the gradient it used, the trained parameters and the metrics."""
-    trainer = make_case_trainer(overrides, aggregation, lora, run_dir)
+    the same seed); the gradient it used, the trained parameters (gathered whole where sharded)
+    and the metrics."""
+    from grpozoo.training.forward import fused_head_applies
+
+    trainer = make_case_trainer(overrides, aggregation, lora, run_dir, strategy)
+    sharded = strategy == "fsdp" and distributed.world_size() > 1
+    assert distributed.is_sharded(trainer.model) == sharded
+    assert fused_head_applies(trainer.model) != sharded  # the hand-run output layer steps aside under FSDP
     trained = [(n, p) for n, p in trainer.model.named_parameters() if p.requires_grad]
     grads: dict[str, torch.Tensor] = {}
     trainer.learner.optimizer.register_step_pre_hook(  # the gradient the update is made from
-        lambda *_: grads.update({n: p.grad.clone() for n, p in trained})
+        lambda *_: grads.update({n: distributed.whole(p.grad).clone() for n, p in trained})
     )
     metrics = trainer.learner.learn(batch)
-    return {"params": {n: p.detach().clone() for n, p in trained}, "grads": grads, "metrics": metrics}
+    return {"params": {n: distributed.whole(p.detach()).clone() for n, p in trained}, "grads": grads,
+            "metrics": metrics}
 
 
 def learner_process(index: int, world: int, port: int, overrides: list[str], out: str) -> None:
@@ -56,8 +64,9 @@ def learner_process(index: int, world: int, port: int, overrides: list[str], out
     dist.init_process_group("gloo", rank=index, world_size=world)
     try:
         batches = torch.load(Path(out) / "batches.pt", weights_only=False)
-        results = [one_step(overrides, a, lora, Path(out) / f"{a}-{lora}-{index}", batch)
-                   for (a, lora), batch in zip(CASES, batches, strict=True)]
+        results = {strategy: [one_step(overrides, a, lora, Path(out) / f"{strategy}-{a}-{lora}-{index}", batch, strategy)
+                              for (a, lora), batch in zip(CASES, batches, strict=True)]
+                   for strategy in STRATEGIES}
         torch.save(results, Path(out) / f"rank{index}.pt")
     finally:
         dist.destroy_process_group()
@@ -86,8 +95,8 @@ def test_two_learner_processes_make_the_one_process_update(two_process_results, 
                                                            aggregation, lora):
     batches, processes = two_process_results
     alone = one_step(tiny_overrides, aggregation, lora, tmp_path / "alone", batches[case])
-    for rank in range(2):
-        together = processes[rank][case]
+    for rank, strategy in [(rank, strategy) for rank in range(2) for strategy in STRATEGIES]:
+        together = processes[rank][strategy][case]
         for name, grad in alone["grads"].items():  # the same gradient, to 1e-5 of its largest entry
             torch.testing.assert_close(together["grads"][name], grad, rtol=0, atol=1e-5 * float(grad.abs().max()))
         # Adam's first step moves a weight by about lr·g/(|g| + 1e-8): entries whose gradient is
@@ -128,13 +137,94 @@ def train_processes(overrides: list[str], run_dir: Path, steps: int, *extra: str
             for line in lines]
 
 
-def test_a_two_process_run_repeats_and_resumes_exactly(tiny_overrides, tmp_path):
-    straight = train_processes(tiny_overrides, tmp_path / "straight", 3)
+@pytest.fixture(scope="module")
+def straight(tiny_model_dir, tmp_path_factory) -> list[dict]:
+    """The metrics of a 3-step two-process run never stopped."""
+    from tiny import tiny_run_overrides
+
+    out = tmp_path_factory.mktemp("straight")
+    return train_processes(tiny_run_overrides(tiny_model_dir, out / "unused"), out / "run", 3)
+
+
+def test_a_two_process_run_repeats_and_resumes_exactly(tiny_overrides, tmp_path, straight):
     assert [m["step"] for m in straight] == [1, 2, 3]  # one process writes
     assert all(m["grad_norm"] > 0 for m in straight)
     assert train_processes(tiny_overrides, tmp_path / "again", 3) == straight
     train_processes(tiny_overrides, tmp_path / "resumed", 2)
     resumed = train_processes(tiny_overrides, tmp_path / "resumed", 3, "--resume", str(tmp_path / "resumed"))
+    assert resumed == straight
+
+
+def test_a_sharded_run_follows_the_whole_model_run_and_resumes_exactly(tiny_overrides, tmp_path):
+    """FSDP makes DDP's updates (to float rounding: the gradients are summed in another order), and
+    its checkpoints (the whole model, each process's share of the optimiser state) resume exactly."""
+    fsdp = ("--set", "train.distributed=fsdp", "--set", "model.lora.enabled=false")
+    whole = train_processes(tiny_overrides, tmp_path / "ddp", 3, "--set", "model.lora.enabled=false")
+    sharded = train_processes(tiny_overrides, tmp_path / "fsdp", 3, *fsdp)
+    for a, b in zip(whole, sharded, strict=True):
+        assert b == pytest.approx(a, rel=1e-4, abs=1e-6)
+    assert (tmp_path / "fsdp" / "checkpoints" / "step-000003" / "sharded" / ".metadata").exists()
+    train_processes(tiny_overrides, tmp_path / "resumed", 2, *fsdp)
+    resumed = train_processes(tiny_overrides, tmp_path / "resumed", 3, "--resume", str(tmp_path / "resumed"))
+    assert resumed == sharded
+
+
+def worker_pids(root: int) -> dict[int, int]:
+    """The learner processes under process ``root``: rank → pid (read from each one's environment)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:  # gone meanwhile
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ranks = [v[5:] for v in environment if v.startswith(b"RANK=")]
+        if ranks:
+            found[int(ranks[0])] = pid
+    return found
+
+
+def test_a_killed_process_stops_the_run_and_a_resume_continues_it_exactly(tiny_overrides, tmp_path, straight):
+    """One learner process killed mid-run: the run stops with one line naming the last checkpoint
+    and the resume command, that checkpoint is whole, and resuming from it gives the metrics of a run
+    never stopped."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "killed"
+    sets = [arg for o in tiny_overrides if not o.startswith("output_dir=") for arg in ("--set", o)]
+    run = subprocess.Popen(  # far more steps than it gets to make: it is killed after its first checkpoint
+        [sys.executable, "-m", "grpozoo.cli", "train", "--processes", "2", "--no-progress", "--steps", "200", *sets,
+         "--set", "rollout.prompts_per_step=4", "--set", "eval.at_start=false", "--set", "eval.at_end=false",
+         "--set", "train.checkpoint_every=1", "--output", str(run_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not (run_dir / "checkpoints" / "step-000001").exists() and run.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint after 300 s"
+        time.sleep(0.02)
+    os.kill(worker_pids(run.pid)[1], signal.SIGKILL)
+    output, _ = run.communicate(timeout=300)
+    assert run.returncode != 0
+    last = [line for line in output.splitlines() if line.strip()][-1]
+    assert "a learner process stopped" in last and f"--resume {run_dir} --processes 2" in last, output[-3000:]
+    from grpozoo.training import checkpoint as ckpt
+
+    saved = ckpt.latest_checkpoint(run_dir)
+    assert saved is not None and saved.name in last
+    assert ckpt.load_trainer_state(saved)["step"] == int(saved.name.split("-")[1])
+    resumed = train_processes(tiny_overrides, run_dir, 3, "--resume", str(run_dir))
     assert resumed == straight
 
 

@@ -11,7 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from grpozoo.training import distributed
+
 STATE_FILE = "trainer_state.pt"
+SHARDED_DIR = "sharded"  # each process's share of a sharded (FSDP) optimiser state
+PARTIAL = ".partial"  # a checkpoint being written
 
 
 def checkpoint_dir(run_dir: Path, step: int) -> Path:
@@ -22,7 +26,8 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     root = run_dir / "checkpoints"
     if not root.exists():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and (p / STATE_FILE).exists())
+    return sorted(p for p in root.iterdir()
+                  if p.is_dir() and not p.name.endswith(PARTIAL) and (p / STATE_FILE).exists())
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -48,19 +53,36 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run_dir: Path, step: int, model, tokenizer, trainer_state: dict[str, Any], keep: int) -> Path:
-    """Write the checkpoint of ``step`` atomically and keep only the newest ``keep``."""
+def save_checkpoint(
+    run_dir: Path, step: int, model, tokenizer, trainer_state: dict[str, Any], keep: int,
+    sharded_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write the checkpoint of ``step`` atomically (into a ``.partial`` folder, renamed once
+    complete) and keep only the newest ``keep``. With several learner processes every process
+    calls it: the first writes the model and ``trainer_state``, and each writes its share of
+    ``sharded_state`` (torch.distributed.checkpoint), if any."""
     target = checkpoint_dir(run_dir, step)
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    model.save_pretrained(partial / "model")
-    tokenizer.save_pretrained(partial / "model")
-    torch.save({**trainer_state, "step": step, "rng": rng_state()}, partial / STATE_FILE)
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
-    for old in list_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(old)
+    partial = target.with_name(target.name + PARTIAL)
+    main = distributed.rank() == 0
+    if main:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+    distributed.barrier()
+    if sharded_state is not None:
+        import torch.distributed.checkpoint as dcp
+
+        dcp.save(sharded_state, checkpoint_id=partial / SHARDED_DIR)
+    if main:
+        model.save_pretrained(partial / "model")
+        tokenizer.save_pretrained(partial / "model")
+        torch.save({**trainer_state, "step": step, "rng": rng_state()}, partial / STATE_FILE)
+    distributed.barrier()  # every share written
+    if main:
+        shutil.rmtree(target, ignore_errors=True)
+        partial.rename(target)
+        for old in list_checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old)
+    distributed.barrier()  # no process reads the checkpoints before they are in place
     return target
 
 

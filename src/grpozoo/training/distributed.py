@@ -10,10 +10,20 @@ loss diagnostics (sums over tokens) are summed over the processes, their maxima 
 DDP synchronises gradients only in backward passes of its own module's forward, and the learner's
 forward reaches into the model (the decoder, the output layer's weight, fused LoRA functions):
 :class:`MicroBatchLoss` makes one micro-batch's whole loss the forward of a module holding the
-model, and that module is what DDP wraps."""
+model, and that module is what DDP wraps.
+
+With ``train.distributed=fsdp`` the model is sharded instead (FSDP2, :func:`shard`): each process
+keeps a share of every parameter, its gradient and its optimiser state, and gathers a layer's
+weights only for that layer's forward and backward. The same exactness holds (FSDP averages the
+gradients as DDP does). Gathering is collective, so every process runs as many forwards as the
+others (:meth:`MicroBatchLoss.forward` pads with zero-loss ones), the learner's forward goes
+through the model's own (the fused output layer and LoRA kernels, which read weights directly,
+step aside), and what needs whole weights outside a forward — sampling with the ``hf`` engine,
+held-out evaluation, the checkpoint's model folder — reads a whole copy (:class:`WholeCopy`)."""
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +61,9 @@ class MicroBatchLoss(torch.nn.Module):
         self.loss = loss
 
     def forward(self, micro_batch, *args) -> tuple[torch.Tensor, dict[str, Any]]:
+        if micro_batch is None and is_sharded(self.model):  # the weights are gathered in the model's forward
+            device = next(self.model.parameters()).device
+            return self.model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=device)).logits.sum() * 0.0, {}
         if micro_batch is None:
             trainable = [p for p in self.model.parameters() if p.requires_grad]
             return sum(p.sum() * 0.0 for p in trainable), {}  # on the parameters' device
@@ -58,13 +71,91 @@ class MicroBatchLoss(torch.nn.Module):
 
 
 def wrap(module: MicroBatchLoss) -> torch.nn.Module:
-    """``module`` under DDP where a process group of several processes is set up, else as it is."""
-    if world_size() == 1:
+    """``module`` under DDP where a process group of several processes is set up and the model is
+    not sharded (FSDP exchanges gradients itself), else as it is."""
+    if world_size() == 1 or is_sharded(module.model):
         return module
     from torch.nn.parallel import DistributedDataParallel
 
     device = next(module.model.parameters()).device
     return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def shard(model) -> None:
+    """Shard ``model`` over the processes with FSDP2 (``fully_shard``), in place: each decoder layer
+    (the classes a Hugging Face model lists in ``_no_split_modules``) one unit, whose weights are
+    gathered for its forward and backward and freed after; the rest (embeddings, final norm, output
+    layer) the root unit. Build the optimiser after this: it must hold the sharded parameters."""
+    from torch.distributed.fsdp import fully_shard
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layer_classes = set(getattr(base, "_no_split_modules", None) or ())
+    for module in [m for m in model.modules() if type(m).__name__ in layer_classes]:
+        fully_shard(module)
+    fully_shard(model)
+
+
+def is_sharded(model) -> bool:
+    """Whether ``model`` is sharded by :func:`shard` (outside its forward it holds only this process's share)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def whole(tensor: torch.Tensor) -> torch.Tensor:
+    """A sharded tensor (DTensor) gathered whole (collective: every process calls it); any other as it is."""
+    from torch.distributed.tensor import DTensor
+
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+
+
+def max_over_processes(value: int) -> int:
+    if world_size() == 1:
+        return value
+    largest = torch.tensor([value], dtype=torch.long)
+    dist.all_reduce(largest, op=dist.ReduceOp.MAX)
+    return int(largest)
+
+
+class WholeCopy:
+    """A whole copy of a model about to be sharded, for what needs every weight at once outside the
+    learner's forward: sampling with the ``hf`` engine, held-out evaluation, the checkpoint's model
+    folder. :meth:`refresh` gathers the trained weights into it (collective). It costs one model's
+    memory on each process, beside the learner's share."""
+
+    def __init__(self, model):
+        self.model = copy.deepcopy(model)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.version = 0
+
+    @torch.no_grad()
+    def refresh(self, sharded, version: int) -> None:
+        """Copy ``sharded``'s trained parameters in, unless this copy holds ``version`` already."""
+        if version == self.version:
+            return
+        mine = dict(self.model.named_parameters())
+        for name, p in sharded.named_parameters():
+            if p.requires_grad:
+                mine[name].copy_(whole(p.detach()))
+        self.version = version
+
+
+def sharded_optimizer_state(model, optimizer) -> dict[str, Any]:
+    """This process's share of a sharded model's optimiser state, for torch.distributed.checkpoint."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    return {"optimizer": get_optimizer_state_dict(model, optimizer)}
+
+
+def load_sharded_optimizer_state(model, optimizer, path) -> None:
+    """Load the optimiser state :func:`sharded_optimizer_state` saved at ``path``, each process its share."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+    state = sharded_optimizer_state(model, optimizer)
+    dcp.load(state, checkpoint_id=path)
+    set_optimizer_state_dict(model, optimizer, state["optimizer"])
 
 
 def reduce_sums(sums: dict[str, float], maxima: tuple[str, ...]) -> dict[str, float]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from grpozoo.console import say
 from grpozoo.training import checkpoint as ckpt
+from grpozoo.training import distributed
 from grpozoo.training.trainer import Trainer
 
 
@@ -45,7 +46,9 @@ def checkpoint_on_failure(trainer: Trainer) -> Iterator[None]:
     """Around one training step: when the step raises before the optimiser changed the model, put
     back the selector, component state and random state it had advanced, save the checkpoint of the
     step before (what an uninterrupted run would have saved there) and let the exception go on.
-    Once an update ran, the state is half a step on and nothing is saved."""
+    Once an update ran, the state is half a step on and nothing is saved; nor is anything with
+    several learner processes, where a save needs every process and the others may be gone (the
+    last periodic checkpoint stands)."""
     step, state, rng = trainer.step, copy.deepcopy(trainer.state), ckpt.rng_state()
     selector = copy.deepcopy(trainer.rollouts.selector.state_dict())
     updates: list[bool] = []
@@ -53,7 +56,7 @@ def checkpoint_on_failure(trainer: Trainer) -> Iterator[None]:
     try:
         yield
     except Exception:
-        if step > 0 and not updates:
+        if step > 0 and not updates and distributed.world_size() == 1:
             path = ckpt.checkpoint_dir(trainer.run_dir, step)
             if ckpt.latest_checkpoint(trainer.run_dir) != path:
                 trainer.step = step

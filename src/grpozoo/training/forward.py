@@ -8,6 +8,7 @@ import torch
 
 from grpozoo.modeling import head_is_plain
 from grpozoo.rollouts import Rollouts
+from grpozoo.training.distributed import is_sharded
 from grpozoo.training.fused_head import head_logprobs
 from grpozoo.training.prefix_attention import pack_groups, prefix_attention
 
@@ -126,11 +127,17 @@ def shared_prefix_logprobs(
                               entropy_grad)
 
 
+def fused_head_applies(model) -> bool:
+    """Whether the output layer runs by hand, on completion tokens only (:mod:`grpozoo.training.fused_head`):
+    for a plain head, outside a model sharded with FSDP (whose weights are whole only inside the
+    model's own forward)."""
+    return head_is_plain(model) and not is_sharded(model)
+
+
 def last_states(model, keep: int, **inputs) -> tuple[torch.Tensor, Any]:
     """``[b, keep, ·]`` for the last ``keep`` positions, and the model's output: the decoder's last
-    hidden states when the output layer is plain (the fused head applies it to completion tokens
-    only), else the logits."""
-    if head_is_plain(model):
+    hidden states when :func:`fused_head_applies`, else the logits."""
+    if fused_head_applies(model):
         out = model.get_decoder()(**inputs)
         return out.last_hidden_state[:, -keep:], out
     out = model(**inputs, logits_to_keep=keep)
@@ -142,7 +149,7 @@ def completion_outputs(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs and entropies ``[b, T]`` (0 on padding) from :func:`last_states`' ``states
     [b, T, ·]`` at the positions that predict the completion tokens."""
-    if not head_is_plain(model):
+    if not fused_head_applies(model):
         return token_logprobs(states, batch, temperature, with_entropy, entropy_grad)
     mask = batch.completion_mask.to(states.device).bool()
     targets = batch.completion_ids.to(states.device)[mask]

@@ -174,7 +174,7 @@ class Learner:
             sums = distributed.reduce_sums(sums, maxima=(GAP_MAX,))
             if iteration == 0:  # the policy that sampled, before any update
                 gap = {name: sums.pop(name) for name in (GAP_SUM, GAP_TOKENS, GAP_MAX)}
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, self.train.max_grad_norm)
+            grad_norm = distributed.whole(torch.nn.utils.clip_grad_norm_(trainable, self.train.max_grad_norm))
             self.optimizer.step()
             # the fused step writes the weights without counting it in their version counters, which
             # caches of values derived from weights (the sampler's packed layers) check
@@ -250,6 +250,8 @@ class Learner:
         scale = distributed.world_size()  # DDP averages the processes' gradients; they must add up
         # a process without rows this step still joins the gradient exchange, with a zero loss
         items: list[tuple[int, Rollouts | None]] = list(enumerate(chunks)) or [(0, None)]
+        if distributed.is_sharded(self.model):  # each forward gathers weights: every process runs as many
+            items += [(0, None)] * (distributed.max_over_processes(len(items)) - len(items))
         no_sync = getattr(self.loss_module, "no_sync", None)  # DDP: exchange once, after the last
         for k, (i, mb) in enumerate(items):
             last = k == len(items) - 1

@@ -10,7 +10,9 @@ low-rank product added by the matmul itself (``addmm``), and a hand-written back
 
 Only the case it is written for takes it: one active adapter, a frozen plain linear base, no
 dropout in effect, no weight variant (DoRA), one dtype throughout. Every other call (adapters
-disabled or merged, as for the reference log-probs) runs PEFT's own forward.
+disabled or merged, as for the reference log-probs) runs PEFT's own forward, and so does every
+layer of a model sharded with FSDP (it gathers a layer's weights in hooks around the forward it
+knows, and a layer of its own computing from them is not a case to trust untested on GPUs).
 """
 
 from __future__ import annotations
@@ -81,7 +83,13 @@ def _fused_forward(self, x, *args, **kwargs):
 @contextmanager
 def fused_lora(model):
     """Within the block, the LoRA linear layers of ``model`` compute through :class:`_LoraLinear`
-    where it applies (the same values and gradients as PEFT's forward). No effect without PEFT."""
+    where it applies (the same values and gradients as PEFT's forward). No effect without PEFT or
+    on a sharded model."""
+    from grpozoo.training.distributed import is_sharded
+
+    if is_sharded(model):
+        yield
+        return
     try:
         from peft.tuners.lora import Linear as LoraLinear
     except ImportError:

@@ -102,22 +102,28 @@ class Trainer:
             cfg.model, cfg.train.device, init_from=checkpoint / "model" if checkpoint else None
         )
         wants_reference = "ref_logprobs" in needs and not cfg.model.lora.enabled
+        reference = frozen_copy(self.model) if wants_reference else None
+        processes = distributed.world_size()
+        # FSDP: the learner keeps a share of the model; sampling, evaluation and saving read a whole copy
+        self.whole = None
+        if processes > 1 and cfg.train.distributed == "fsdp":
+            self.whole = distributed.WholeCopy(self.model)
+            distributed.shard(self.model)
         owner = weakref.proxy(self)  # no reference cycle: a dropped trainer frees its model at once
         self.learner = Learner(
-            self.model, algo, cfg.train, cfg.rollout, components, needs, self.state,
-            reference=frozen_copy(self.model) if wants_reference else None,
+            self.model, algo, cfg.train, cfg.rollout, components, needs, self.state, reference=reference,
             warn=lambda message: owner.warn(message),
         )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         r = cfg.rollout
         sampling = SamplingParams(r.max_new_tokens, r.temperature, r.top_p, r.top_k, r.min_new_tokens)
-        processes = distributed.world_size()
         if processes > 1 and cfg.generation.engine != "hf":
             raise ConfigError(
                 f"generation.engine={cfg.generation.engine} with {processes} learner processes: several "
                 f"processes sample with generation.engine=hf only; train against a vLLM engine with one"
             )
-        self.engine = make_engine(cfg.generation, sampling, self.model, self.tokenizer, self.run_dir / "engine_weights")
+        self.engine = make_engine(cfg.generation, sampling, self.whole_model(), self.tokenizer,
+                                  self.run_dir / "engine_weights")
         if processes > 1:  # each process samples its share of every call's prompts
             self.engine = distributed.GatheringEngine(self.engine)
         self.rollouts = RolloutSide(
@@ -135,7 +141,17 @@ class Trainer:
     # ----------------------------------------------------------------------------- set-up helpers
     def _restore(self, checkpoint: Path) -> None:
         state = ckpt.load_trainer_state(checkpoint)
-        self.learner.optimizer.load_state_dict(state["optimizer"])
+        sharded = (checkpoint / ckpt.SHARDED_DIR).exists()
+        if sharded != (self.whole is not None):
+            raise ConfigError(
+                f"{checkpoint} was saved by a {'sharded (FSDP)' if sharded else 'whole-model'} learner and this "
+                f"run's learner is {'sharded' if self.whole is not None else 'whole'}: resume with the "
+                f"train.distributed and --processes it was saved with"
+            )
+        if sharded:
+            distributed.load_sharded_optimizer_state(self.model, self.learner.optimizer, checkpoint / ckpt.SHARDED_DIR)
+        else:
+            self.learner.optimizer.load_state_dict(state["optimizer"])
         self.learner.scheduler.load_state_dict(state["scheduler"])
         self.rollouts.selector.load_state_dict(state["selector"])
         if "components" in state:
@@ -154,18 +170,29 @@ class Trainer:
         self.state.clear()
         self.state.update(components)
 
+    def whole_model(self):
+        """The model with every weight whole and current: the learner's own, or under FSDP its whole
+        copy, refreshed (collective: every process calls this at the same point)."""
+        if self.whole is None:
+            return self.model
+        self.whole.refresh(self.model, self.step)
+        return self.whole.model
+
     def save(self) -> Path:
+        """The checkpoint of this step (every process calls this; the first writes the model and state)."""
+        model = self.whole_model()
         state = {
-            "optimizer": self.learner.optimizer.state_dict(),
             "scheduler": self.learner.scheduler.state_dict(),
             "selector": self.rollouts.selector.state_dict(),
             "components": self.state,
         }
-        if not self.main:  # every process holds the same weights and state
-            return ckpt.checkpoint_dir(self.run_dir, self.step)
-        return ckpt.save_checkpoint(
-            self.run_dir, self.step, self.model, self.tokenizer, state, self.cfg.train.keep_checkpoints
-        )
+        sharded = None
+        if self.whole is not None:  # each process saves its share of the optimiser state
+            sharded = distributed.sharded_optimizer_state(self.model, self.learner.optimizer)
+        elif self.main:  # every process holds the same state
+            state["optimizer"] = self.learner.optimizer.state_dict()
+        return ckpt.save_checkpoint(self.run_dir, self.step, model, self.tokenizer, state,
+                                    self.cfg.train.keep_checkpoints, sharded)
 
     def warn(self, message: str) -> None:
         if not self.main:  # said once, by the process that writes
@@ -183,9 +210,9 @@ class Trainer:
         The sync opens the step rather than closing the last one: an engine that fails then (a server
         gone) fails before this step changed anything, so the last step's checkpoint stands
         (:func:`~grpozoo.training.fit.checkpoint_on_failure`)."""
-        self.step += 1
         start = time.perf_counter()
-        self.engine.sync(self.model, self.step - 1)  # nothing to do when the engine has these weights
+        self.engine.sync(self.whole_model(), self.step)  # nothing to do when the engine has these weights
+        self.step += 1
         synced = time.perf_counter()
         collected = self.rollouts.collect(self.step)
         batch = collected.batch
@@ -231,7 +258,7 @@ class Trainer:
     def evaluate(self) -> dict[str, Any]:
         from grpozoo.evaluation import evaluate_held_out
 
-        record = {"step": self.step, **evaluate_held_out(self.model, self.tokenizer, self.task, self.cfg)}
+        record = {"step": self.step, **evaluate_held_out(self.whole_model(), self.tokenizer, self.task, self.cfg)}
         self.evals.append(record)
         if self.main:
             append_jsonl(self.run_dir / "eval.jsonl", record)
