@@ -184,8 +184,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg = resolve_config(args.config, args.overrides, recipe=args.recipe, model=args.model,
                                  task=args.task, steps=args.steps, output_dir=args.output)
             trainer = Trainer(cfg, console=console)
+            from grpozoo.training.distributed import world_size
+
+            processes = f" processes={world_size()} ({cfg.train.distributed})" if world_size() > 1 else ""
             say(trainer.console, f"[bold]grpozoo train[/] recipe={cfg.recipe} model={cfg.model.name} "
-                                 f"task={cfg.task.name} steps={cfg.train.steps} → {trainer.run_dir}")
+                                 f"task={cfg.task.name} steps={cfg.train.steps}{processes} → {trainer.run_dir}")
     try:
         fit(trainer, show_progress=not args.no_progress and trainer.main)
     except KeyboardInterrupt:

@@ -228,16 +228,27 @@ def test_a_killed_process_stops_the_run_and_a_resume_continues_it_exactly(tiny_o
     assert resumed == straight
 
 
-def test_processes_share_one_default_run_directory(tiny_overrides, tmp_path):
+LAUNCHERS = {
+    "grpozoo": ["-m", "grpozoo.cli", "train", "--processes", "2"],
+    # accelerate's launcher (torchrun's underneath); --multi_gpu is its flag for several processes
+    # of one machine, CPUs included
+    "accelerate": ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                   "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "grpozoo.cli", "train"],
+}
+
+
+@pytest.mark.parametrize("launcher", list(LAUNCHERS))
+def test_processes_share_one_default_run_directory(tiny_overrides, tmp_path, launcher):
     import subprocess
     import sys
 
     sets = [arg for o in tiny_overrides if not o.startswith("output_dir=") for arg in ("--set", o)]
     run = subprocess.run(
-        [sys.executable, "-m", "grpozoo.cli", "train", "--processes", "2", "--no-progress", "--steps", "1", *sets,
+        [sys.executable, *LAUNCHERS[launcher], "--no-progress", "--steps", "1", *sets,
          "--set", "rollout.prompts_per_step=4", "--set", "eval.at_start=false", "--set", "eval.at_end=false"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "processes=2 (ddp)" in run.stdout
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and len((runs[0] / "metrics.jsonl").read_text().splitlines()) == 1

@@ -182,6 +182,16 @@ def init_from_environment(device: str) -> None:
     dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
 
 
+def from_first(value: Any) -> Any:
+    """The first process's ``value``, in every process (for what each would otherwise choose alone,
+    such as a run directory named after the clock)."""
+    if world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()

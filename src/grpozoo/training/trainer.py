@@ -68,7 +68,8 @@ class Trainer:
         distributed.init_from_environment(cfg.train.device)
         self.main = distributed.rank() == 0  # with several learner processes, the one that writes
         self.console = console if self.main else None
-        self.run_dir = Path(run_dir or cfg.output_dir or default_run_dir(cfg))
+        # a default run directory is named after the clock: the first process names it for all
+        self.run_dir = Path(run_dir or cfg.output_dir or distributed.from_first(default_run_dir(cfg)))
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         if cfg.train.keep_freed_memory and cfg.train.device == "cpu":
