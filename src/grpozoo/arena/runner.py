@@ -4,13 +4,16 @@ Re-running an arena continues where it stopped: a finished run (its final held-o
 in ``eval.jsonl``; or, with ``eval.at_end`` off, its last step is checkpointed) is not repeated;
 an interrupted run resumes from its latest checkpoint (``Trainer(resume=True)``); a run that
 stopped before its first checkpoint starts again.
+
+Runs trained at once on GPUs (``train.device=cuda``) get one GPU each: the run in worker slot ``k``
+trains on ``cuda:k``, so no two share a GPU; a pinned ``cuda:N`` trains one run at a time.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,13 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: data}
 
 
+def _same_setting(key: str, saved: Any, wanted: Any) -> bool:
+    if key == "train.device" and isinstance(saved, str) and isinstance(wanted, str):
+        # which GPU a run trained on is placement, not a setting: cuda:1 continues as cuda or cuda:0
+        return saved.split(":")[0] == wanted.split(":")[0]
+    return bool(saved == wanted)
+
+
 def check_compatible(run: ArenaRun) -> None:
     """A run directory already on disk must have been trained with the configuration the arena
     asks for now (apart from the step count, which may grow, and where the logs go). A run without
@@ -66,7 +76,7 @@ def check_compatible(run: ArenaRun) -> None:
     for key in sorted(set(saved) | set(wanted)):
         if key.startswith(IGNORED_DIFFERENCES):
             continue
-        if saved.get(key) != wanted.get(key):
+        if not _same_setting(key, saved.get(key), wanted.get(key)):
             raise ConfigError(
                 f"{str(run.run_dir)!r} was trained with {key}={saved.get(key)!r}, but this arena asks for "
                 f"{key}={wanted.get(key)!r}: run the arena with another --output, or delete that run directory "
@@ -91,16 +101,75 @@ def train_one(run: ArenaRun, state: str, console=None, show_progress: bool = Tru
     return fit(trainer, show_progress=show_progress)
 
 
+def devices_for(device: str, parallel: int, gpu_count: int) -> list[str]:
+    """The device of each worker slot when up to ``parallel`` runs asking for ``device`` train at
+    once on a machine with ``gpu_count`` CUDA devices; as many slots as may run at once.
+
+    ``cuda``: one GPU per slot, ``cuda:0`` … (at most ``gpu_count`` slots); a pinned ``cuda:N``:
+    one slot on that GPU; any other device (``cpu``): ``parallel`` slots, all on it.
+    """
+    if not device.startswith("cuda"):
+        return [device] * parallel
+    kind, _, index = device.partition(":")
+    if gpu_count < 1:
+        raise ConfigError(f"train.device={device}, but torch sees no CUDA device here")
+    if index:
+        if index.isdigit() and int(index) >= gpu_count:
+            raise ConfigError(
+                f"train.device={device}, but torch sees {gpu_count} CUDA device(s) here: "
+                f"cuda:0 … cuda:{gpu_count - 1}"
+            )
+        return [device]
+    return [f"{kind}:{slot}" for slot in range(min(parallel, gpu_count))]
+
+
+def _slot_devices(runs: list[ArenaRun], parallel: int, console) -> dict[str, list[str]]:
+    """Each asked-for device's slot devices (:func:`devices_for`), cut to the runs that fit at once
+    on every one of them, with a note when that is fewer than ``parallel``."""
+    asked = sorted({run.cfg.train.device for run in runs})
+    gpus = 0
+    if any(device.startswith("cuda") for device in asked):
+        import torch
+
+        gpus = torch.cuda.device_count()
+    slots = {device: devices_for(device, parallel, gpus) for device in asked}
+    fits = min(len(devices) for devices in slots.values())
+    if fits < parallel:
+        pinned = [device for device in asked if len(slots[device]) == 1 and ":" in device]
+        if pinned:
+            say(
+                console, f"--parallel {parallel} with train.device={pinned[0]} (one GPU): running 1 at a time"
+            )
+        else:
+            plural = "" if gpus == 1 else "s"
+            say(
+                console,
+                f"--parallel {parallel} is more than the {gpus} GPU{plural} here: "
+                f"running {fits} at a time, one per GPU",
+            )
+    return {device: devices[:fits] for device, devices in slots.items()}
+
+
 def _train_in_worker(cfg_data: dict[str, Any], run_dir: str, state: str, threads: int) -> str:
-    """A worker process's job: quiet libraries, share the cores, train one run."""
+    """A worker process's job: quiet libraries, share the cores, train one run (on its slot's GPU,
+    ``train.device``, whose cached memory it frees afterwards for the next run on that GPU)."""
+    import gc
+
     import torch
 
     quiet_libraries()
     cfg = validate(cfg_data)
     if cfg.train.threads is None:
         torch.set_num_threads(threads)
+    if cfg.train.device.startswith("cuda:"):
+        torch.cuda.set_device(cfg.train.device)
     run = ArenaRun(entry=None, seed=cfg.train.seed, run_dir=Path(run_dir), cfg=cfg)  # type: ignore[arg-type]
-    train_one(run, state, console=None, show_progress=False)
+    try:
+        train_one(run, state, console=None, show_progress=False)
+    finally:
+        # this process may train its next run on another GPU
+        gc.collect()
+        torch.cuda.empty_cache()
     return run_dir
 
 
@@ -137,12 +206,16 @@ def run_arena(arena: Arena, console=None, show_progress: bool = True, report: bo
         f"{arena.directory}  ({len(skipped)} finished, {len(to_train)} to train)",
     )
     parallel = min(arena.parallel, len(to_train) or 1)
+    devices: dict[str, list[str]] = {}
+    if parallel > 1:
+        devices = _slot_devices(to_train, parallel, console)
+        parallel = min(len(slots) for slots in devices.values())
     cores = os.cpu_count() or 1
     if parallel > cores:
         say(console, f"--parallel {parallel} is more than the {cores} cores here: running {cores} at a time")
         parallel = cores
     if parallel > 1:
-        _run_parallel(to_train, states, parallel, cores, console, show_progress)
+        _run_parallel(to_train, states, parallel, devices, cores, console, show_progress)
     else:
         for i, run in enumerate(to_train, 1):
             verb = "resuming" if states[run.label] == RESUME else "training"
@@ -179,8 +252,17 @@ def scores_table(arena: Arena):
 
 
 def _run_parallel(
-    to_train: list[ArenaRun], states: dict[str, str], parallel: int, cores: int, console, show_progress: bool
+    to_train: list[ArenaRun],
+    states: dict[str, str],
+    parallel: int,
+    devices: dict[str, list[str]],
+    cores: int,
+    console,
+    show_progress: bool,
 ) -> None:
+    """Train ``to_train`` in ``parallel`` worker processes: a run goes to the lowest free slot and
+    trains on that slot's device (``devices``: each asked-for device's slot devices, as
+    :func:`_slot_devices` gives them), so that two runs never share a GPU at the same time."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     threads = max(1, cores // parallel)
@@ -199,30 +281,39 @@ def _run_parallel(
         )
         for run in to_train
     }
+    waiting = list(to_train)
+    free = list(range(parallel))
+    futures: dict[Future[str], tuple[ArenaRun, int]] = {}
     executor = ProcessPoolExecutor(max_workers=parallel, mp_context=get_context("spawn"))
+
+    def start_next() -> set[Future[str]]:
+        """Give free slots their next runs."""
+        started = set()
+        while free and waiting:
+            slot, run = min(free), waiting.pop(0)
+            free.remove(slot)
+            cfg = run.cfg.model_dump(mode="json")
+            cfg["train"]["device"] = devices[run.cfg.train.device][slot]
+            future = executor.submit(_train_in_worker, cfg, str(run.run_dir), states[run.label], threads)
+            futures[future] = (run, slot)
+            started.add(future)
+        return started
+
     try:
         with progress:
-            futures = {
-                executor.submit(
-                    _train_in_worker,
-                    run.cfg.model_dump(mode="json"),
-                    str(run.run_dir),
-                    states[run.label],
-                    threads,
-                ): run
-                for run in to_train
-            }
-            pending = set(futures)
+            pending = start_next()
             while pending:
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
-                    run = futures[future]
+                    run, slot = futures[future]
                     if future.exception() is not None:
                         say(console, f"[bold red]{run.label} failed[/] ({run.run_dir})")
                         future.result()  # raises the run's error: the arena stops
                     progress.update(bars[run.label], completed=run.cfg.train.steps, status="[green]finished")
+                    free.append(slot)
+                pending |= start_next()
                 for future in pending:
-                    run = futures[future]
+                    run, _ = futures[future]
                     steps = _steps_logged(run.run_dir)
                     status = "running" if future.running() else "waiting"
                     progress.update(bars[run.label], completed=steps, status=status)

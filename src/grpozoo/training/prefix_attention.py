@@ -15,19 +15,58 @@ implementation that reads the layout from the forward's keyword arguments:
 
 Keys and values are gathered per row from the packed sequence, so gradients flow back to the
 shared prompt from every completion of its group.
+
+A second path computes the same attention with PyTorch's flex attention
+(:func:`torch.nn.attention.flex_attention.flex_attention`): one call over the whole packed
+sequence, with a :class:`~torch.nn.attention.flex_attention.BlockMask` whose mask function reads
+each packed token's group, row and step (:attr:`PackedGroups.token_group` and the fields after
+it), so keys and values are neither gathered per row nor repeated per query head. It exists for
+GPUs, where ``torch.compile(flex_attention)`` becomes a fused kernel that skips the masked-out
+blocks, while the split path takes SDPA's masked kernels over per-row copies of the keys and
+values. Its speed on a GPU has not been measured on the machine this was written on (it had no
+GPU): it is chosen on CUDA devices (for heads of at least 16 dimensions) because of what flex
+attention is built for, not because of a timing. Its block mask is built once per forward by
+evaluating the mask function on every (query, key) pair, ``N²`` booleans for ``N`` packed tokens.
+On the CPU the SDPA path runs (and is the reference the flex path is tested against);
+:func:`attention_kernel` chooses a path by hand.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 
 from grpozoo.rollouts import Rollouts
 
 ATTENTION_NAME = "grpozoo_shared_prefix"
+
+Kernel = Literal["auto", "sdpa", "flex"]
+_kernel: Kernel = "auto"
+
+
+@contextmanager
+def attention_kernel(kernel: Kernel) -> Iterator[None]:
+    """Within the block, :func:`shared_prefix_attention` takes the given path: ``"sdpa"`` (the
+    split attention, two SDPA calls), ``"flex"`` (one flex attention call: compiled on CUDA,
+    eager elsewhere, where it materialises the scores and serves to check the mask; PyTorch's eager
+    flex attention refuses inputs that require gradients on the CPU) or ``"auto"`` (the default:
+    flex on CUDA devices for heads of at least 16 dimensions, which the compiled kernel needs, SDPA
+    elsewhere). Attention with dropout always takes the SDPA path: flex attention has no dropout."""
+    global _kernel
+    if kernel not in ("auto", "sdpa", "flex"):
+        raise ValueError(f"attention kernel must be 'auto', 'sdpa' or 'flex', not {kernel!r}")
+    previous, _kernel = _kernel, kernel
+    try:
+        yield
+    finally:
+        _kernel = previous
 
 
 @dataclass
@@ -38,7 +77,9 @@ class PackedGroups:
     ``group_of_row [b]``; ``row_keys [b, P + T]``: each row's keys, its group's prompt then its own inputs; the two
     attention patterns ``prompt_allowed [g, P, P]`` and ``row_allowed [b, T, P + T]`` (query,
     key), the same for every layer; ``predictors [b, T]``: the packed index of the token whose
-    state predicts each completion token (0 on padding)."""
+    state predicts each completion token (0 on padding). For the flex path, per packed token
+    ``[N]``: ``token_group``, its group; ``token_row``, its row (-1 for a prompt token);
+    ``token_step``, its index within its prompt or its row's inputs."""
 
     ids: torch.Tensor
     positions: torch.Tensor
@@ -51,9 +92,14 @@ class PackedGroups:
     prompt_allowed: torch.Tensor
     row_allowed: torch.Tensor
     predictors: torch.Tensor
+    token_group: torch.Tensor
+    token_row: torch.Tensor
+    token_step: torch.Tensor
+    # the flex path's block mask, built on first use and shared by every layer
+    block_mask: BlockMask | None = field(default=None, init=False, repr=False, compare=False)
 
     def to(self, device) -> PackedGroups:
-        return PackedGroups(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return PackedGroups(**{f.name: getattr(self, f.name).to(device) for f in fields(self) if f.init})
 
 
 def pack_groups(batch: Rollouts) -> PackedGroups:
@@ -110,12 +156,71 @@ def pack_groups(batch: Rollouts) -> PackedGroups:
     row_allowed = torch.cat([prompt_valid[group_of_row][:, None, :].expand(-1, len(steps), -1), own], dim=2)
     row_keys = torch.cat([prompt_tokens[group_of_row], row_tokens], dim=1)
 
+    token_group = torch.empty(cursor, dtype=torch.long)
+    token_row = torch.full((cursor,), -1, dtype=torch.long)
+    token_step = torch.empty(cursor, dtype=torch.long)
+    groups = torch.arange(len(first_row))
+    token_group[prompt_tokens[prompt_valid]] = groups[:, None].expand_as(prompt_valid)[prompt_valid]
+    token_step[prompt_tokens[prompt_valid]] = slots[None].expand_as(prompt_valid)[prompt_valid]
+    token_group[row_tokens[row_valid]] = group_of_row[:, None].expand_as(row_valid)[row_valid]
+    token_row[row_tokens[row_valid]] = torch.arange(rows)[:, None].expand_as(row_valid)[row_valid]
+    token_step[row_tokens[row_valid]] = steps[None].expand_as(row_valid)[row_valid]
+
     t = torch.arange(length)
     last_prompt_token = (prompt_start + prompt_lengths - 1)[group_of_row]
     predictors = torch.where(t[None] == 0, last_prompt_token[:, None], row_start[:, None] + t[None] - 1)
     predictors = predictors.masked_fill(t[None] >= completion_lengths[:, None], 0)
     return PackedGroups(ids, positions, prompt_tokens, prompt_valid, row_tokens, row_valid, group_of_row, row_keys,
-                        prompt_allowed, row_allowed, predictors)
+                        prompt_allowed, row_allowed, predictors, token_group, token_row, token_step)
+
+
+def flex_mask_mod(layout: PackedGroups):
+    """The flex attention mask function of ``layout``: query token ``q`` may attend to key token
+    ``kv`` (packed indices) when both are of one group and either ``kv`` is a prompt token and ``q``
+    one of the group's rows, or both are of the same prompt or row and ``kv`` comes no later than
+    ``q`` — the rule of ``prompt_allowed`` and ``row_allowed``."""
+    group, row, step = layout.token_group, layout.token_row, layout.token_step
+
+    def mask_mod(b, h, q, kv):
+        prompt_for_row = (row[kv] == -1) & (row[q] != -1)
+        causal_within = (row[q] == row[kv]) & (step[kv] <= step[q])
+        return (group[q] == group[kv]) & (prompt_for_row | causal_within)
+
+    return mask_mod
+
+
+def flex_block_mask(layout: PackedGroups, device) -> BlockMask:
+    """The :class:`BlockMask` of :func:`flex_mask_mod` over the packed sequence on ``device``,
+    built once per layout (every layer reuses it)."""
+    cached = layout.block_mask
+    if cached is None or cached.kv_num_blocks.device != torch.device(device):
+        n = len(layout.token_group)
+        cached = create_block_mask(flex_mask_mod(layout), None, None, n, n, device=device)
+        layout.block_mask = cached
+    return cached
+
+
+@functools.cache
+def _compiled_flex_attention():
+    """``torch.compile(flex_attention)``, compiled once for the process, as PyTorch documents for a
+    fused kernel."""
+    return torch.compile(flex_attention)
+
+
+def _uses_flex(query: torch.Tensor, value: torch.Tensor, dropout: float) -> bool:
+    if dropout > 0 or _kernel == "sdpa":
+        return False
+    # the compiled CUDA kernel needs heads of at least 16 dimensions (a limit of its tl.dot)
+    return _kernel == "flex" or (query.device.type == "cuda" and min(query.shape[-1], value.shape[-1]) >= 16)
+
+
+def _flex_attend(query, key, value, layout: PackedGroups, scaling):
+    """One flex attention call over the packed sequence (``query [1, H, N, d]``, ``key``/``value``
+    ``[1, H_kv, N, d]``, grouped-query heads broadcast by flex); returns ``[1, N, H, d]``."""
+    attend = _compiled_flex_attention() if query.device.type == "cuda" else flex_attention
+    out = attend(query, key, value, block_mask=flex_block_mask(layout, query.device), scale=scaling,
+                 enable_gqa=True)
+    return out.transpose(1, 2)
 
 
 def _attend(query, key, value, allowed, scaling, dropout):
@@ -129,14 +234,19 @@ def _attend(query, key, value, allowed, scaling, dropout):
 
 def shared_prefix_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
                             shared_prefix: PackedGroups | None = None, **kwargs):
-    """The split attention over :class:`PackedGroups` (``query [1, H, N, d]``, ``key``/``value``
-    ``[1, H_kv, N, d]``); returns ``[1, N, H, d]`` as Hugging Face's attention functions do."""
+    """The attention over :class:`PackedGroups` (``query [1, H, N, d]``, ``key``/``value``
+    ``[1, H_kv, N, d]``); returns ``[1, N, H, d]`` as Hugging Face's attention functions do. The
+    split SDPA attention, or the flex path (one call with a block mask) where
+    :func:`attention_kernel` chooses it: by default on CUDA devices (heads of at least 16
+    dimensions), never with dropout."""
     if shared_prefix is None:
         raise ValueError(
             "shared_prefix_attention needs the packed layout: call the model with "
             "shared_prefix=pack_groups(batch)"
         )
     layout = shared_prefix
+    if _uses_flex(query, value, dropout):
+        return _flex_attend(query, key, value, layout, scaling), None
     q, k, v = query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1)  # [N, heads, d]
 
     def gather(x, index):  # [N, heads, d] at index [n, m] -> [n, heads, m, d]
