@@ -87,4 +87,6 @@ def save_checkpoint(
 
 
 def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
-    return torch.load(checkpoint / STATE_FILE, weights_only=False)
+    # on the CPU: the optimiser's load_state_dict moves each state to its parameter's device, and a run
+    # resumed on another GPU never touches the one it was saved from
+    return torch.load(checkpoint / STATE_FILE, weights_only=False, map_location="cpu")

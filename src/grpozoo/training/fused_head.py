@@ -118,7 +118,19 @@ def head_logprobs(
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs ``[N]`` of ``targets [N]`` under the logits ``hidden [N, H] @ weight [V, H].T /
-    temperature`` (and entropies ``[N]``: detached, or differentiable with ``entropy_grad``)."""
+    temperature`` (and entropies ``[N]``: detached, or differentiable with ``entropy_grad``).
+
+    Under autocast (``train.compute_dtype=bfloat16``) the layer runs in float32 with autocast off,
+    ``hidden`` (and a half-precision ``weight``) cast to float32, rather than stepping aside to the
+    model's own head: autocast would run the forward's matmul in bfloat16 while the hand-written
+    backward, which autocast does not reach, reads the float32 weight (mixed dtypes), and bfloat16
+    logits (8 significant bits) would blur the log-softmax and its gradient. It runs on completion
+    tokens only, so float32 costs little here, and the chunking's memory saving stays."""
+    device = hidden.device.type
+    if torch.is_autocast_enabled(device):
+        with torch.autocast(device_type=device, enabled=False):
+            return head_logprobs(hidden.float(), weight.float(), targets, temperature, with_entropy, entropy_grad,
+                                 chunk_tokens)
     logp, entropy = _HeadLogprobs.apply(hidden, weight, targets, 1.0 / temperature, chunk_tokens, with_entropy,
                                         with_entropy and entropy_grad)
     if not with_entropy:

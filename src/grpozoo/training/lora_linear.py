@@ -73,6 +73,13 @@ def _single_adapter(layer, x: torch.Tensor):
 
 
 def _fused_forward(self, x, *args, **kwargs):
+    """The LoRA layer's forward within :func:`fused_lora`: :class:`_LoraLinear` where
+    :func:`_single_adapter` allows, else PEFT's own forward. Under autocast (the learner's
+    ``train.compute_dtype=bfloat16``) PEFT's forward runs too: autocast would run the function's
+    forward matmuls in bfloat16, while its hand-written backward, which autocast does not reach,
+    would multiply bfloat16 gradients by the float32 weights (mixed dtypes)."""
+    if torch.is_autocast_enabled(x.device.type):
+        return type(self).forward(self, x, *args, **kwargs)
     parts = None if args or kwargs else _single_adapter(self, x)
     if parts is None:
         return type(self).forward(self, x, *args, **kwargs)

@@ -118,13 +118,16 @@ def check_trainable_dtype(cfg: ModelConfig) -> None:
     """Refuse full fine-tuning of half-precision weights: an optimiser step updates a bfloat16 weight
     only when the change reaches its resolution (about 1/128 of the weight's size for bfloat16), so
     most small updates are silently lost, and the optimiser's state is as coarse. LoRA keeps its
-    adapters (the trained weights) in float32 over a half-precision base, which is sound."""
+    adapters (the trained weights) in float32 over a half-precision base, which is sound. For
+    half-precision speed in full fine-tuning, ``train.compute_dtype=bfloat16`` computes the learner's
+    forwards in bfloat16 over float32 weights (mixed precision)."""
     if cfg.dtype != "float32" and not cfg.lora.enabled:
         raise ConfigError(
             f"model.dtype={cfg.dtype} with model.lora.enabled=false would train {cfg.dtype} weights directly: "
-            f"updates below their resolution (about 1/128 of a weight for bfloat16) are lost. Use "
-            f"model.dtype=float32 for full fine-tuning, or LoRA (model.lora.enabled=true), whose adapters "
-            f"stay float32 over a {cfg.dtype} base"
+            f"updates below their resolution (about 1/128 of a weight for bfloat16) are lost. For bfloat16 "
+            f"compute in full fine-tuning, use model.dtype=float32 train.compute_dtype=bfloat16 (bfloat16 "
+            f"forwards, float32 weights, gradients and optimiser state); or LoRA (model.lora.enabled=true), "
+            f"whose adapters stay float32 over a {cfg.dtype} base"
         )
 
 
