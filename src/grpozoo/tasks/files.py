@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 from typing import Any
 
-from grpozoo.errors import DataError
-from grpozoo.rewards.math import math_equal
-from grpozoo.tasks.base import Task, split_disjoint
+from grpozoo.errors import ConfigError, DataError
+from grpozoo.tasks.dataset_task import DatasetTask
 
 FILE_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
@@ -22,14 +20,10 @@ EXPECTED = {
 }
 
 
-class FileTask(Task):
-    """A file with a ``prompt`` (text) or ``messages`` (chat) column and an ``answer`` column.
-
-    Rows are shuffled with ``task.seed``; the first ``eval_size`` are held out, and train rows
-    with the same prompt as a held-out row are dropped. Every other column reaches the reward
-    functions; a ``hints`` column (a list of hints, or a solution text) feeds guided rollouts
-    (see :mod:`grpozoo.tasks.hints`).
-    """
+class FileTask(DatasetTask):
+    """A file with a ``prompt`` (text) or ``messages`` (chat) column and an ``answer`` column (after
+    ``task.columns``); see :class:`~grpozoo.tasks.dataset_task.DatasetTask` for the held-out rows,
+    the reference answers and the scoring."""
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -40,22 +34,13 @@ class FileTask(Task):
             raise DataError(
                 f"task file {cfg.name!r}: unsupported suffix; use one of {', '.join(FILE_SUFFIXES)}"
             )
-        rows = read_rows(path)
-        for index, row in enumerate(rows):
-            check_row(row, index, cfg.name)
-        random.Random(cfg.seed).shuffle(rows)
-        if len(rows) <= cfg.eval_size:
-            raise DataError(
-                f"task file {cfg.name!r} has {len(rows)} rows, not more than task.eval_size={cfg.eval_size}: "
-                f"lower task.eval_size or add rows"
+        if cfg.split != "train" or cfg.subset is not None:
+            raise ConfigError(
+                f"task file {cfg.name!r} holds one table: task.split and task.subset pick a split or a "
+                f"configuration of a saved dataset directory or a hub dataset; leave them unset"
             )
         self.name = path.stem
-        self.train_rows, self.eval_rows = split_disjoint(rows, cfg.eval_size)
-        self.train_rows = self.train_rows[: cfg.train_size]
-
-    def score(self, completion: str, row: dict[str, Any]) -> float:
-        answer = self.extract(completion)
-        return 0.0 if answer is None else float(math_equal(answer, str(row["answer"])))
+        self._set_rows(f"task file {cfg.name!r}", read_rows(path))
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -106,14 +91,3 @@ def root_cause(error: BaseException) -> str:
     while error.__cause__ is not None:
         error = error.__cause__
     return str(error).rstrip(".")
-
-
-def check_row(row: dict[str, Any], index: int, source: str) -> None:
-    """A row needs a non-empty ``prompt`` or ``messages`` and an ``answer``; say which row lacks it."""
-    if not row.get("prompt") and not row.get("messages"):
-        raise DataError(
-            f"{source}: row {index} has no 'prompt' (text) or 'messages' (chat) column value; "
-            f"its columns: {', '.join(row)}"
-        )
-    if row.get("answer") is None or str(row["answer"]).strip() == "":
-        raise DataError(f"{source}: row {index} has no 'answer' value; its columns: {', '.join(row)}")
