@@ -1,4 +1,4 @@
-"""``grpozoo train | recipes | docs | eval | arena | serve``."""
+"""``grpozoo train | recipes | docs | eval | arena | serve | export``."""
 
 from __future__ import annotations
 
@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--samples", type=int, help="samples per prompt (eval.samples)")
     ev.add_argument("--temperature", type=float, help="sampling temperature; 0 is greedy (eval.temperature)")
     ev.add_argument("--seed", type=int, help="sampling seed (eval.seed)")
+    ev.add_argument("--benchmark", metavar="NAME",
+                    help="a fixed benchmark instead of the task's held-out split: humaneval (pass@k of its 164 "
+                         "problems, run in the code sandbox) or rg-arithmetic (five reasoning-gym tasks); one "
+                         "sample is greedy, several are sampled unless --temperature is given")
+    ev.add_argument("--limit", type=int, metavar="M", help="with --benchmark: only the first M problems (of each task)")
+    ev.add_argument("--max-new-tokens", type=int, metavar="N",
+                    help="with --benchmark: tokens per completion (default: the benchmark's, 512 for humaneval)")
     ev.add_argument("--output", help="write the result as JSON here")
     ev.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -75,7 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     arena.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override one value of every run's configuration (repeatable)")
     arena.add_argument("--output", help="arena directory (default arenas/<task>-<steps>steps)")
-    arena.add_argument("--parallel", type=int, help="runs trained at once, each in its own process (default 1)")
+    arena.add_argument(
+        "--parallel",
+        type=int,
+        help="runs trained at once, each in its own process (default 1); with train.device=cuda each "
+        "gets its own GPU (at most one run per GPU), a pinned cuda:N trains one at a time",
+    )
     arena.add_argument("--report-only", action="store_true", help="only rewrite the report from the runs so far")
     arena.add_argument("--no-progress", action="store_true", help="no progress bars")
     serve = sub.add_parser(
@@ -94,6 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--device", choices=["cpu", "gpu"], default=None,
                        help="default: gpu where nvidia-smi is found, else cpu")
     serve.add_argument("--print", action="store_true", help="print the command instead of running it")
+
+    export = sub.add_parser(
+        "export", help="write a run's checkpoint as a plain transformers checkpoint, with tokenizer and model card",
+        description="Export a checkpoint of a run (the latest by default) into DIR: LoRA runs as the adapter "
+                    "alone, or merged into the base weights with --merge; full fine-tuning runs as their "
+                    "weights. The tokenizer (with its chat template) and a model card README.md go beside it.",
+    )
+    export.add_argument("run", metavar="RUN", help="a run directory")
+    export.add_argument("--checkpoint", metavar="NAME_OR_PATH",
+                        help="step-N (or N) of the run, or a checkpoint directory (default: the latest)")
+    export.add_argument("--output", required=True, metavar="DIR", help="the folder to write")
+    export.add_argument("--merge", action="store_true",
+                        help="LoRA runs: merge the adapter into the base weights (default: the adapter alone)")
+    export.add_argument("--force", action="store_true", help="replace what a non-empty DIR holds")
     return parser
 
 
@@ -115,6 +141,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     console.print(f"starting vLLM at http://{args.host}:{args.port} (train with --set generation.engine=vllm_server "
                   f"--set generation.url=http://{args.host}:{args.port})")
     os.execvpe(argv[0], argv, {**os.environ, **env})  # the server replaces this process
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from grpozoo.export import export_run
+
+    with checking_input():
+        done = export_run(args.run, args.output, checkpoint=args.checkpoint, merge=args.merge, force=args.force)
+    for note in done.notes:
+        console.print(f"[bold]note:[/] {note}", soft_wrap=True)
+    what = {"merged": "merged model", "adapter": "LoRA adapter", "full": "full weights"}[done.kind]
+    console.print(f"exported the {what} of {done.checkpoint.name} (step {done.step}) to {done.output}",
+                  soft_wrap=True)
+    return 0
 
 
 def without_processes(argv: list[str]) -> list[str]:
@@ -222,6 +261,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from grpozoo.evaluation import evaluate_held_out
     from grpozoo.evaluation.table import dumps, eval_table
 
+    if args.benchmark or args.limit is not None or args.max_new_tokens is not None:
+        return _eval_benchmark(args)
     with checking_input():
         cfg, model, tokenizer, source, task = _eval_inputs(args)
     progress = Progress(TextColumn("[bold]evaluating"), BarColumn(), TextColumn("{task.completed}/{task.total} prompts"),
@@ -237,6 +278,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         console.print(eval_table(result, f"{source} on {cfg.task.name} (held-out; temperature {e.temperature:g}, "
                                          f"seed {e.seed}, at most {cfg.rollout.max_new_tokens} new tokens)"))
+    if args.output:
+        Path(args.output).write_text(dumps(result) + "\n")
+    return 0
+
+
+def _eval_benchmark(args: argparse.Namespace) -> int:
+    """``grpozoo eval --benchmark NAME``: a fixed benchmark (``grpozoo.evaluation.benchmarks``)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from grpozoo.evaluation.benchmarks import benchmark_report, evaluate_benchmark, get_benchmark
+    from grpozoo.evaluation.table import dumps
+
+    if not args.benchmark:
+        raise UserInputError("--limit and --max-new-tokens go with --benchmark NAME")
+    with checking_input():
+        benchmark = get_benchmark(args.benchmark)
+        for option, value in (("--samples", args.samples), ("--limit", args.limit),
+                              ("--max-new-tokens", args.max_new_tokens)):
+            if value is not None and value < 1:
+                raise UserInputError(f"{option} {value}: give 1 or more")
+        cfg, model, tokenizer, source, _ = _eval_inputs(args)
+        tasks = benchmark.tasks(tokenizer, cfg.task, args.limit)
+    progress = Progress(TextColumn(f"[bold]{benchmark.name}"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total} prompts"), TimeElapsedColumn(), console=console,
+                        disable=args.no_progress or args.json, transient=True)
+    with progress:
+        bar = progress.add_task("eval", total=sum(len(t.eval_rows) for t in tasks))
+        result = evaluate_benchmark(model, tokenizer, benchmark, tasks, samples=args.samples or 1,
+                                    temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+                                    seed=cfg.eval.seed, progress=lambda n: progress.advance(bar, n))
+    result = {"model": source, **result}
+    if args.json:
+        print(dumps(result))
+    else:
+        console.print(benchmark_report(result, f"{source} on {benchmark.name} ({result['prompts']} problems; "
+                                               f"temperature {result['temperature']:g}, seed {result['seed']}, at "
+                                               f"most {result['max_new_tokens']} new tokens)"))
     if args.output:
         Path(args.output).write_text(dumps(result) + "\n")
     return 0
@@ -309,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     quiet_libraries()
     command = {"train": cmd_train, "recipes": cmd_recipes, "docs": cmd_docs, "eval": cmd_eval,
-               "arena": cmd_arena, "serve": cmd_serve}[args.command]
+               "arena": cmd_arena, "serve": cmd_serve, "export": cmd_export}[args.command]
     try:
         return command(args)
     except INPUT_ERRORS as error:

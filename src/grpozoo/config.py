@@ -61,14 +61,39 @@ DEFAULT_TASK_PARAMS = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_dig
 
 
 class TaskConfig(Section):
-    name: str = DEFAULT_TASK  # a reasoning-gym task name, or a .jsonl/.json/.parquet/.csv file
+    # a reasoning-gym task name, a .jsonl/.json/.parquet/.csv file, a directory written by
+    # datasets' save_to_disk, or a Hugging Face Hub dataset id ("org/name") in the local datasets cache
+    name: str = DEFAULT_TASK
     params: dict[str, Any] = Field(default_factory=dict)  # the task's own (reasoning-gym) parameters
     train_size: int = Field(1000, gt=0)
     eval_size: int = Field(50, gt=0)
     seed: int = 0
     system_prompt: str | None = "Answer with just the final number."
+    # how the answer is read from a completion (from the dataset's reference answer: reference_format)
     answer_format: Literal["last_number", "boxed", "answer_tag", "full"] = "last_number"
     instruction: str = ""  # appended to every question, e.g. "Put the answer in \\boxed{}."
+    # datasets (files, save_to_disk directories, hub ids) only:
+    # grpozoo column -> the dataset's column, e.g. {prompt: question, answer: final}
+    columns: dict[str, str] = Field(default_factory=dict)
+    split: str = "train"  # the split trained on (save_to_disk DatasetDict or hub id)
+    subset: str | None = None  # a hub dataset's configuration (subset), e.g. "main" for openai/gsm8k
+    # how the reference answer is written: auto (as is), gsm8k ("… #### 42"), boxed (last \boxed{…}),
+    # last_line; the final answer becomes `answer`, the worked text before it `solution`
+    reference_format: Literal["auto", "gsm8k", "boxed", "last_line"] = "auto"
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        known = ["prompt", "messages", "answer", "hints", "solution"]
+        for key, column in value.items():
+            if key not in known:
+                raise ValueError(
+                    f"task.columns maps grpozoo's own columns ({', '.join(known)}) to the dataset's; "
+                    f"{key!r} is not one of them.{did_you_mean(key, known)}"
+                )
+            if not isinstance(column, str) or not column.strip():
+                raise ValueError(f"task.columns.{key} must name a column of the dataset, not {column!r}")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -100,6 +125,27 @@ class RolloutConfig(Section):
     # in one step when fewer than prompts_per_step groups survive it; past them the step learns from
     # what it has, or stops with an error when no group survived
     max_refill_rounds: int = Field(3, ge=0)
+    # multi-turn rollouts with tools (grpozoo.environments.tools): the model may call these ("python",
+    # "calculator") and read their output, for up to max_turns turns; max_new_tokens bounds the whole
+    # trajectory, tool output included (which never gets loss)
+    tools: list[str] = Field(default_factory=list)
+    max_turns: int = Field(1, ge=1)
+    tool_timeout_s: float = Field(5.0, gt=0.0)  # one python call's wall and CPU time
+
+    @model_validator(mode="after")
+    def _tools_need_turns(self):
+        from grpozoo.environments.tools import TOOLS
+
+        unknown = [t for t in self.tools if t not in TOOLS]
+        if unknown:
+            raise ValueError(f"rollout.tools: unknown tool(s) {unknown}; choose among {', '.join(TOOLS)}")
+        if self.tools and self.max_turns < 2:
+            raise ValueError(f"rollout.tools={self.tools} with rollout.max_turns={self.max_turns}: a tool's output "
+                             f"would never be read; set rollout.max_turns to 2 or more")
+        if self.max_turns > 1 and not self.tools:
+            raise ValueError(f"rollout.max_turns={self.max_turns} without rollout.tools: nothing answers the model "
+                             f"between turns; name the tools (e.g. rollout.tools=[python])")
+        return self
 
 
 class GenerationConfig(Section):
@@ -213,6 +259,11 @@ class TrainConfig(Section):
     lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant"
     warmup_steps: int = Field(0, ge=0)
     micro_batch_tokens: int = Field(4096, gt=0)
+    # the learner's forwards: float32, or bfloat16 under autocast with float32 weights, gradients and
+    # AdamW state (load with model.dtype=float32; log-probs stay float32, from a float32 output layer
+    # where the learner runs it itself). The sampler is unchanged, computing with the float32 weights,
+    # so sampler/logprob_diff_mean then shows the bf16/fp32 gap
+    compute_dtype: Literal["float32", "bfloat16"] = "float32"
     shared_prefix: bool = True  # run each group's prompt once in the learning forward (same result)
     seed: int = 0
     checkpoint_every: int = Field(8, gt=0)
@@ -234,20 +285,23 @@ class EvalConfig(Section):
 
 
 class LogConfig(Section):
-    """Where metrics go besides ``metrics.jsonl`` (always written). Both off by default."""
+    """Where metrics go besides ``metrics.jsonl`` (always written). All off by default."""
 
     tensorboard: bool = False  # TensorBoard event files in RUN/tensorboard (pip install 'grpozoo[tensorboard]')
     trackio: bool = False  # a local trackio project "grpozoo", one run per run directory ('grpozoo[trackio]')
+    # a Weights & Biases run per run directory (resumed runs continue it), its files in RUN/wandb;
+    # project $WANDB_PROJECT or "grpozoo", WANDB_MODE=offline without an account ('grpozoo[wandb]')
+    wandb: bool = False
     completions_every: int = Field(0, ge=0)  # a table of prompts, completions, rewards and advantages every
     #   N steps into the enabled loggers (0: never; samples.jsonl holds every completion regardless)
 
     @model_validator(mode="after")
     def _completions_need_a_logger(self) -> LogConfig:
-        if self.completions_every and not (self.tensorboard or self.trackio):
+        if self.completions_every and not (self.tensorboard or self.trackio or self.wandb):
             raise ValueError(
-                f"log.completions_every={self.completions_every} logs a completion table to TensorBoard or "
-                f"trackio, but both are off: set log.tensorboard=true or log.trackio=true "
-                f"(samples.jsonl already holds every completion)"
+                f"log.completions_every={self.completions_every} logs a completion table to TensorBoard, "
+                f"trackio or wandb, but all are off: set log.tensorboard=true, log.trackio=true or "
+                f"log.wandb=true (samples.jsonl already holds every completion)"
             )
         return self
 

@@ -56,6 +56,10 @@ class Rollouts:
     off_policy: torch.Tensor | None = field(default=None, metadata={"fill": False})  # [B] bool: sampled
     #   under another context than the learner's prompt (a hint); the loss's old log-probs there are
     #   the sampler's ``sampling_logprobs`` (Guide-GRPO's off-policy ratio)
+    tool_mask: torch.Tensor | None = field(default=None, metadata={"fill": 0})  # [B, T] 1 on the tokens
+    #   an environment wrote into a multi-turn completion (tool output): in the sequence, never learned
+    environment_parts: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [B] what the
+    #   environment of a multi-turn rollout reports (tool calls, why the episode ended), logged as reward parts
     weight_version: torch.Tensor | None = None  # [B] long: the policy version that sampled each row
     #   (the number of optimiser steps whose weights the engine had when it sampled)
     step: int = 0  # the training step this batch belongs to (1-based)
@@ -69,6 +73,13 @@ class Rollouts:
     @property
     def completion_lengths(self) -> torch.Tensor:
         return self.completion_mask.sum(dim=1)
+
+    @property
+    def action_mask(self) -> torch.Tensor:
+        """``[B, T]`` 1 on the tokens the policy chose: the completion mask without tool output."""
+        if self.tool_mask is None:
+            return self.completion_mask
+        return self.completion_mask * (1 - self.tool_mask.to(self.completion_mask.dtype))
 
     def select(self, rows: torch.Tensor | list[int] | slice) -> Rollouts:
         """The sub-batch of the given rows (indices, a boolean mask ``[B]`` or a slice),
@@ -129,8 +140,9 @@ class Rollouts:
                         f"set it in every batch or in none"
                     )
                 like = next(v for v in values if v is not None)
-                values = [
-                    torch.full((b.batch_size,), f.metadata["fill"], dtype=like.dtype) if v is None else v
+                values = [  # per row [b], or per token [b, T]
+                    torch.full((b.batch_size, *([b.completion_ids.shape[1]] if like.dim() == 2 else [])),
+                               f.metadata["fill"], dtype=like.dtype) if v is None else v
                     for b, v in zip(batches, values, strict=True)
                 ]
             if isinstance(values[0], torch.Tensor):

@@ -19,6 +19,7 @@ from grpozoo.evaluation.metrics import (
     powers_of_two_up_to,
 )
 from grpozoo.generation import HFGenerator, SamplingParams
+from grpozoo.generation.episodes import with_tools
 from grpozoo.rollouts import Rollouts
 from grpozoo.tasks.base import Task, render_prompt
 
@@ -48,15 +49,27 @@ class EvalSamples:
         """Append a generated, not yet scored batch."""
         mask = batch.completion_mask.float()
         lengths = mask.sum(dim=1)
-        self.correct += [
-            task.score(c, r) >= 1.0 for c, r in zip(batch.completions, batch.examples, strict=True)
-        ]
+        # a task may score a batch at once (e.g. programs run in parallel): ``score_many``
+        score_many = getattr(task, "score_many", None)
+        if score_many is not None:
+            scores = score_many(batch.completions, batch.examples)
+        else:
+            scores = [task.score(c, r) for c, r in zip(batch.completions, batch.examples, strict=True)]
+        self.correct += [score >= 1.0 for score in scores]
         self.answers += [task.extract(c) for c in batch.completions]
         self.lengths += [int(n) for n in lengths.tolist()]
         self.truncated += [bool(t) for t in batch.truncated.tolist()]
         self.mean_logprobs += ((batch.sampling_logprobs * mask).sum(dim=1) / lengths.clamp(min=1)).tolist()
         entropies = batch.entropies if batch.entropies is not None else torch.full_like(mask, float("nan"))
         self.entropy_sums += (entropies * mask).sum(dim=1).tolist()
+
+    def extend(self, other: EvalSamples) -> None:
+        """Append another evaluation's samples (same samples per prompt), e.g. of another task."""
+        if other.samples != self.samples:
+            raise ValueError(f"cannot join {other.samples} samples per prompt to {self.samples}")
+        self.max_new_tokens = max(self.max_new_tokens, other.max_new_tokens)
+        for name in ("correct", "answers", "lengths", "truncated", "mean_logprobs", "entropy_sums"):
+            getattr(self, name).extend(getattr(other, name))
 
 
 def summarize(s: EvalSamples) -> dict[str, Any]:
@@ -113,8 +126,10 @@ def evaluate(
     seed: int = 1234,
     batch_size: int = 32,
     progress=None,
+    rollout=None,
 ) -> dict[str, Any]:
-    """Sample ``samples`` completions of every held-out prompt and measure them.
+    """Sample ``samples`` completions of every held-out prompt and measure them (multi-turn episodes
+    with the tools a run's ``rollout`` section names, if given).
 
     Keys (k = 1, 2, 4, … ≤ ``samples``, and ``samples`` itself):
 
@@ -137,7 +152,29 @@ def evaluate(
     Sampling is seeded with ``seed`` inside a forked RNG, so the same model gives the same numbers
     and the caller's random state is untouched.
     """
+    return summarize(
+        collect(model, tokenizer, task, samples, temperature, max_new_tokens, seed, batch_size, progress, rollout)
+    )
+
+
+@torch.no_grad()
+def collect(
+    model,
+    tokenizer,
+    task: Task,
+    samples: int = 4,
+    temperature: float = 1.0,
+    max_new_tokens: int = 32,
+    seed: int = 1234,
+    batch_size: int = 32,
+    progress=None,
+    rollout=None,
+) -> EvalSamples:
+    """The samples :func:`evaluate` measures, scored by the task, before they are summarized. With
+    ``rollout`` (a run's section naming tools) the samples are multi-turn episodes, as in training."""
     generator = HFGenerator(model, tokenizer)
+    if rollout is not None:
+        generator = with_tools(generator, tokenizer, rollout)
     params = SamplingParams(max_new_tokens, temperature)
     rows = task.eval_rows
     per_chunk = max(1, batch_size // samples)
@@ -152,7 +189,7 @@ def evaluate(
             collected.add(generator.generate(prompts, chunk, samples, params), task)
             if progress is not None:
                 progress(len(chunk))
-    return summarize(collected)
+    return collected
 
 
 def evaluate_held_out(model, tokenizer, task: Task, cfg, progress=None) -> dict[str, Any]:
@@ -168,4 +205,5 @@ def evaluate_held_out(model, tokenizer, task: Task, cfg, progress=None) -> dict[
         max_new_tokens=cfg.rollout.max_new_tokens,
         seed=e.seed,
         progress=progress,
+        rollout=cfg.rollout,
     )

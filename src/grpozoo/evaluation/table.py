@@ -112,3 +112,17 @@ def eval_table(result: dict[str, Any], title: str) -> Group:
     for k in ks_of(result):
         by_k.add_row(str(k), *(_num(result.get(f"{m}{k}")) for m in ("pass@", "maj@", "pass^")))
     return Group(table, by_k)
+
+
+def tasks_table(tasks: dict[str, dict[str, Any]]) -> Table:
+    """One row per task of a benchmark: its prompts, accuracy and pass@n, length and truncation."""
+    table = Table(title="per task", title_justify="left")
+    for column in ("task", "prompts × samples", "accuracy", "pass@n", "length (tokens)", "truncated"):
+        table.add_column(column, justify="left" if column == "task" else "right")
+    for name, r in tasks.items():
+        n = r["samples_per_prompt"]
+        table.add_row(
+            name, f"{r['prompts']} × {n}", f"{_num(r['accuracy'])} ± {_num(r['accuracy_stderr'])}",
+            _num(r.get(f"pass@{n}")), _num(r["mean_length"], 1), _num(r["truncation_rate"]),
+        )  # fmt: skip
+    return table

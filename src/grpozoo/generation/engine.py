@@ -7,12 +7,14 @@ model distribution before top-k/top-p truncation, an EOS ends a completion and i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from grpozoo.config import GenerationConfig
 from grpozoo.errors import ConfigError
 from grpozoo.generation.hf import HFGenerator, SamplingParams
+from grpozoo.generation.samples import Prompt
 from grpozoo.rollouts import Rollouts
 
 
@@ -23,8 +25,10 @@ class Engine(Protocol):
         ...
 
     def generate(
-        self, prompts: list[str], examples: list[dict[str, Any]], n: int | list[int], params: SamplingParams
-    ) -> Rollouts: ...
+        self, prompts: Sequence[Prompt], examples: list[dict[str, Any]], n: int | list[int], params: SamplingParams
+    ) -> Rollouts:
+        """``n`` completions (or ``n[i]``) of each prompt: rendered text, or token ids to continue."""
+        ...
 
     def sync(self, model, version: int) -> None: ...
 

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from grpozoo.generation.decoders import decoding_linears
+from grpozoo.generation.samples import Prompt, left_padded, prompt_texts, prompt_token_ids
 from grpozoo.generation.sampling import sample_tokens
 from grpozoo.modeling import adapters_folded
 from grpozoo.rollouts import Rollouts
@@ -74,15 +76,16 @@ class HFGenerator:
 
     @torch.no_grad()
     def generate(
-        self, prompts: list[str], examples: list[dict[str, Any]], n: int | list[int], params: SamplingParams
+        self, prompts: Sequence[Prompt], examples: list[dict[str, Any]], n: int | list[int], params: SamplingParams
     ) -> Rollouts:
-        """``prompts`` are rendered text (chat template applied); prompt ``i`` gets ``n`` completions,
+        """``prompts`` are rendered text (chat template applied) or token ids; prompt ``i`` gets ``n`` completions,
         or ``n[i]`` when ``n`` is a list of per-prompt counts (a selector's allocation), all with
         group id ``i``."""
         counts = per_prompt_counts(n, len(prompts))
         repeats = torch.tensor(counts, dtype=torch.long)
         device = next(self.model.parameters()).device
-        encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        prompt_ids, prompt_mask = left_padded(prompt_token_ids(self.tokenizer, prompts), self.tokenizer.pad_token_id)
+        encoded = {"input_ids": prompt_ids, "attention_mask": prompt_mask}
         was_training = self.model.training
         self.model.eval()
         # LoRA: one matmul a layer while sampling; decoding steps' few rows: a faster weight layout
@@ -116,7 +119,7 @@ class HFGenerator:
             group_ids=torch.arange(len(prompts)).repeat_interleave(repeats),
             sampling_logprobs=(sampled.logprobs * mask).cpu(),
             truncated=truncated.cpu(),
-            prompts=[p for p, c in zip(prompts, counts, strict=True) for _ in range(c)],
+            prompts=[p for p, c in zip(prompt_texts(self.tokenizer, prompts), counts, strict=True) for _ in range(c)],
             completions=texts,
             examples=[e for e, c in zip(examples, counts, strict=True) for _ in range(c)],
             entropies=(sampled.entropies * mask).cpu(),

@@ -1,10 +1,14 @@
 """What the inference engines share: prompts as token ids, a :class:`~grpozoo.rollouts.Rollouts`
 from their samples (token ids and log-probs per completion, as vLLM returns them), and the
-learner's weights saved as a numbered version for an engine to load."""
+learner's weights saved as a numbered version for an engine to load.
+
+A prompt is rendered text (chat template applied), or token ids: a multi-turn episode continues
+from the exact tokens sampled so far, which decoding and tokenising again could change."""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +16,12 @@ import torch
 
 from grpozoo.rollouts import Rollouts
 
+Prompt = str | list[int]
+
 
 def rollouts_from_samples(
     tokenizer,
-    prompts: list[str],
+    prompts: Sequence[Prompt],
     prompt_ids: list[list[int]],
     examples: list[dict[str, Any]],
     counts: list[int],
@@ -42,13 +48,7 @@ def rollouts_from_samples(
         logprobs[i, :cut] = torch.tensor(lps[:cut])
         mask[i, :cut] = 1
         truncated[i] = not (cut and ids[cut - 1] in eos_ids)  # the budget ran out before an EOS
-    longest_prompt = max(len(p) for p in prompt_ids)
-    prompt_tensor = torch.full((len(prompt_ids), longest_prompt), pad, dtype=torch.long)
-    prompt_mask = torch.zeros_like(prompt_tensor)
-    for i, ids in enumerate(prompt_ids):
-        if ids:
-            prompt_tensor[i, -len(ids):] = torch.tensor(ids, dtype=torch.long)
-            prompt_mask[i, -len(ids):] = 1
+    prompt_tensor, prompt_mask = left_padded(prompt_ids, pad)
     repeats = torch.tensor(counts, dtype=torch.long)
     lengths = mask.sum(dim=1).tolist()
     return Rollouts(
@@ -59,7 +59,7 @@ def rollouts_from_samples(
         group_ids=torch.arange(len(prompts)).repeat_interleave(repeats),
         sampling_logprobs=logprobs,
         truncated=truncated,
-        prompts=[p for p, c in zip(prompts, counts, strict=True) for _ in range(c)],
+        prompts=[p for p, c in zip(prompt_texts(tokenizer, prompts), counts, strict=True) for _ in range(c)],
         completions=tokenizer.batch_decode(completion_ids.masked_fill(mask == 0, pad), skip_special_tokens=True),
         examples=[e for e, c in zip(examples, counts, strict=True) for _ in range(c)],
         completion_token_texts=[
@@ -69,9 +69,27 @@ def rollouts_from_samples(
     )
 
 
-def prompt_token_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
-    """Each rendered prompt's token ids, as the learner tokenises it (no special tokens added)."""
-    return [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+def prompt_token_ids(tokenizer, prompts: Sequence[Prompt]) -> list[list[int]]:
+    """Each prompt's token ids: a rendered prompt tokenised as the learner does (no special tokens
+    added), token ids as they are."""
+    return [list(p) if isinstance(p, list) else tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+
+
+def prompt_texts(tokenizer, prompts: Sequence[Prompt]) -> list[str]:
+    """Each prompt as text (token ids decoded, special tokens kept: the text the model saw)."""
+    return [p if isinstance(p, str) else tokenizer.decode(p) for p in prompts]
+
+
+def left_padded(prompt_ids: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, P]`` token ids left-padded with ``pad`` to the longest, and their mask (1 on real tokens)."""
+    longest = max(1, max(len(p) for p in prompt_ids))
+    ids = torch.full((len(prompt_ids), longest), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(prompt_ids):
+        if row:
+            ids[i, -len(row):] = torch.tensor(row, dtype=torch.long)
+            mask[i, -len(row):] = 1
+    return ids, mask
 
 
 def save_version(model, directory: Path, version: int) -> Path:

@@ -13,13 +13,14 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from grpozoo.config import GenerationConfig
 from grpozoo.errors import MachineSetupError
 from grpozoo.generation.hf import SamplingParams, eos_token_ids, per_prompt_counts
-from grpozoo.generation.samples import prompt_token_ids, rollouts_from_samples, save_version
+from grpozoo.generation.samples import Prompt, prompt_token_ids, rollouts_from_samples, save_version
 from grpozoo.generation.vllm_server import WORKER_EXTENSION
 from grpozoo.modeling import is_lora_model
 from grpozoo.rollouts import Rollouts
@@ -58,7 +59,7 @@ class VLLMEngine:
         self.version = -1
 
     def generate(
-        self, prompts: list[str], examples: list[dict[str, Any]], n: int | list[int], params: SamplingParams
+        self, prompts: Sequence[Prompt], examples: list[dict[str, Any]], n: int | list[int], params: SamplingParams
     ) -> Rollouts:
         counts = per_prompt_counts(n, len(prompts))
         prompt_ids = prompt_token_ids(self.tokenizer, prompts)

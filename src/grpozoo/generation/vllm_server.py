@@ -25,6 +25,7 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from typing import Any
 from grpozoo.config import GenerationConfig
 from grpozoo.errors import EngineError
 from grpozoo.generation.hf import SamplingParams, eos_token_ids, per_prompt_counts
-from grpozoo.generation.samples import prompt_token_ids, rollouts_from_samples, save_version
+from grpozoo.generation.samples import Prompt, prompt_token_ids, rollouts_from_samples, save_version
 from grpozoo.modeling import is_lora_model
 from grpozoo.rollouts import Rollouts
 
@@ -126,7 +127,7 @@ class VLLMServerEngine:
         self.pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="vllm-request")
 
     def generate(
-        self, prompts: list[str], examples: list[dict[str, Any]], n: int | list[int], params: SamplingParams
+        self, prompts: Sequence[Prompt], examples: list[dict[str, Any]], n: int | list[int], params: SamplingParams
     ) -> Rollouts:
         counts = per_prompt_counts(n, len(prompts))
         prompt_ids = prompt_token_ids(self.tokenizer, prompts)

@@ -96,7 +96,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -164,6 +164,17 @@ class _Run:
     """One test case's process: how it ended."""
 
     status: str  # passed | failed | timeout | memory | killed | error
+    stderr: str
+    stdout: str = ""
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One program run once (:meth:`Sandbox.execute`): how it ended (``ok``, ``error``, ``timeout``,
+    ``memory`` or ``killed``), its stdout (at most ``Limits.output_bytes``) and the tail of its stderr."""
+
+    status: str
+    stdout: str
     stderr: str
 
 
@@ -261,6 +272,13 @@ class Sandbox:
             if status == "timeout":
                 break  # the score is missing whatever the other tests say
         return SandboxResult(passed, len(cases), worst, stderr or "", self.isolation)
+
+    def execute(self, program: str, stdin: str = "") -> Execution:
+        """Runs ``program`` once with ``stdin``, under the same isolation and limits, for what it
+        prints (a tool call's result) rather than against tests."""
+        run = self._run_case(program, TestCase(stdin=stdin, expected=""))
+        status = "ok" if run.status in ("passed", "failed") else run.status
+        return Execution(status, run.stdout, run.stderr)
 
     def run_many(self, programs: Sequence[str], tests: Sequence[Any]) -> list[SandboxResult]:
         """``run`` for every (program, tests) pair, ``workers`` at a time, in input order."""
@@ -371,26 +389,33 @@ class Sandbox:
             for pipe in (process.stdout, process.stderr):
                 if pipe is not None:
                     pipe.close()
-        stderr = err.decode("utf-8", "replace")[-limits.stderr_chars :]
-        # the bootstrap reports a program killed by signal s as 128 + s; a negative code is a
-        # signal to the bootstrap itself (the group kill)
-        died_of = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else None
-        if timed_out or died_of == signal.SIGXCPU:
-            return _Run("timeout", stderr)
-        if overflow:
-            return _Run("killed", stderr + f"\nsandbox: stdout passed {limits.output_bytes} bytes; killed")
-        if returncode == _EXIT_MEMORY or (returncode != 0 and "MemoryError" in stderr):
-            return _Run("memory", stderr)
-        if died_of is not None:
-            return _Run("killed", stderr + f"\nsandbox: killed by {sandbox_process.signal_name(died_of)}")
-        if returncode == 0 and case.expected is not None:  # a script may end itself; its output counts
-            text = out.decode("utf-8", "replace")
-            return _Run("passed" if same_output(text, case.expected) else "failed", stderr)
-        if returncode == 0:
-            return _verdict(case.probes, _probe_values(out, marker), stderr)
-        if returncode == _EXIT_ASSERTION:
-            return _Run("failed", stderr)
-        return _Run("error", stderr)
+        ending = _ending(returncode, timed_out, overflow, err.decode("utf-8", "replace")[-limits.stderr_chars :],
+                         out, marker, case, limits)
+        return replace(ending, stdout=out.decode("utf-8", "replace"))
+
+
+def _ending(returncode: int, timed_out: bool, overflow: bool, stderr: str, out: bytes, marker: str, case: TestCase,
+            limits: Limits) -> _Run:
+    """How a test case's process ended, from its exit status and output."""
+    # the bootstrap reports a program killed by signal s as 128 + s; a negative code is a
+    # signal to the bootstrap itself (the group kill)
+    died_of = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else None
+    if timed_out or died_of == signal.SIGXCPU:
+        return _Run("timeout", stderr)
+    if overflow:
+        return _Run("killed", stderr + f"\nsandbox: stdout passed {limits.output_bytes} bytes; killed")
+    if returncode == _EXIT_MEMORY or (returncode != 0 and "MemoryError" in stderr):
+        return _Run("memory", stderr)
+    if died_of is not None:
+        return _Run("killed", stderr + f"\nsandbox: killed by {sandbox_process.signal_name(died_of)}")
+    if returncode == 0 and case.expected is not None:  # a script may end itself; its output counts
+        text = out.decode("utf-8", "replace")
+        return _Run("passed" if same_output(text, case.expected) else "failed", stderr)
+    if returncode == 0:
+        return _verdict(case.probes, _probe_values(out, marker), stderr)
+    if returncode == _EXIT_ASSERTION:
+        return _Run("failed", stderr)
+    return _Run("error", stderr)
 
 
 def _child_step(step: str | Probe) -> list[str]:

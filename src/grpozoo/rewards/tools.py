@@ -40,8 +40,9 @@ def otc_reward(
     arXiv:2504.14870).
 
     ``[B]``: ``correct · otc_factor(m, n)``: 0 for a wrong answer whatever its calls; for a right
-    one, 1 when its number of tool calls ``m`` (matches of ``pattern``) equals the optimum ``n`` and
-    less the further ``m`` is from ``n``. ``n`` is the fewest calls among the group's right
+    one, 1 when its number of tool calls ``m`` equals the optimum ``n`` and less the further ``m``
+    is from ``n``. ``m`` is the calls the environment of a multi-turn rollout ran (the ``tool_calls``
+    column), or else the matches of ``pattern`` in the completion. ``n`` is the fewest calls among the group's right
     completions, or the row's ``optimal_column`` value when the task has that column (the smaller
     of the two when both exist).
 
@@ -50,7 +51,9 @@ def otc_reward(
     """
     size = len(completions)
     correct = correct_flags("otc", task_score, size, correct_threshold)
-    calls = [count_tool_calls(text, pattern) for text in completions]
+    # a multi-turn rollout reports the calls its environment ran; a single-turn one is counted in its text
+    ran = columns.get("tool_calls")
+    calls = list(ran) if ran is not None else [count_tool_calls(text, pattern) for text in completions]
     known = columns.get(optimal_column)
     out = [0.0] * size
     for indices in groups_of(need_column("otc", "group_id", group_id, size)).values():

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -217,7 +217,7 @@ class GatheringEngine:
     def close(self) -> None:
         self.engine.close()
 
-    def generate(self, prompts: list[str], examples: list[dict[str, Any]], n, params):
+    def generate(self, prompts: Sequence, examples: list[dict[str, Any]], n, params):
         from grpozoo.generation.hf import per_prompt_counts
         from grpozoo.rollouts import Rollouts
 

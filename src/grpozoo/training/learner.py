@@ -10,7 +10,7 @@ import copy
 import weakref
 from collections import defaultdict
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -152,7 +152,7 @@ class Learner:
         if batch.batch_size == 0:
             self.warn("every completion was dropped before learning; no update this step")
             return {"loss": float("nan"), "grad_norm": 0.0, "entropy": float("nan")}
-        totals = BatchTotals.of(batch.completion_mask, self.rollout.max_new_tokens, batch.group_ids)
+        totals = BatchTotals.of(batch.action_mask, self.rollout.max_new_tokens, batch.group_ids)
         if rows is None and distributed.world_size() > 1:
             rows = distributed.own_rows(batch.batch_size, batch.group_ids, distributed.world_size(), distributed.rank())
         if rows is None:
@@ -229,7 +229,7 @@ class Learner:
             old = batch.old_logprobs if batch.old_logprobs is not None else logp
             old = guidance.behaviour_logprobs(old, batch.sampling_logprobs, batch.off_policy)
         values = batch_statistics(
-            algo.loss.name, algo.loss.params, batch.advantages, batch.completion_mask.float(), batch, logp, old
+            algo.loss.name, algo.loss.params, batch.advantages, batch.action_mask.float(), batch, logp, old
         )
         return [rows_of(values, rows, mb.completion_mask.shape[1]) for rows, mb in split]
 
@@ -272,12 +272,13 @@ class Learner:
         kl_coef, entropy_coef = self.state["kl_coef"], self.state["entropy_coef"]
         entropy_bonus = entropy_coef > 0 or algo.entropy.target is not None
         sums: dict[str, float] = {}
-        mask = mb.completion_mask.float()
-        logp, entropy = self.forward(
-            self.model, mb, self.rollout.temperature, with_entropy=True, entropy_grad=entropy_bonus
-        )
+        mask = mb.action_mask.float()  # tool output is in the sequence, never learned
+        with self.autocast(self.model):
+            logp, entropy = self.forward(
+                self.model, mb, self.rollout.temperature, with_entropy=True, entropy_grad=entropy_bonus
+            )
         assert entropy is not None  # asked for with with_entropy=True
-        on_policy = mb.completion_mask.bool().to(logp.device)
+        on_policy = mb.action_mask.bool().to(logp.device)
         if mb.off_policy is not None:  # a hinted row was sampled from another prompt
             on_policy &= ~mb.off_policy.to(logp.device).unsqueeze(1)
         gap = (logp.detach() - mb.sampling_logprobs.to(logp.device))[on_policy].abs()
@@ -308,12 +309,22 @@ class Learner:
             sums[name] = float((value * mask).sum())
         return loss, sums
 
+    def autocast(self, model) -> AbstractContextManager[Any]:
+        """The learner's forwards' precision: with ``train.compute_dtype=bfloat16``, autocast to
+        bfloat16 on the parameters' device (mixed precision: Micikevicius et al. 2017, "Mixed Precision
+        Training", arXiv:1710.03740), the weights, gradients and AdamW state staying float32. The
+        log-softmax is float32 either way: the fused output layer runs in float32
+        (:mod:`grpozoo.training.fused_head`), the model's own logits are cast before it."""
+        if self.train.compute_dtype == "float32":
+            return nullcontext()
+        return torch.autocast(device_type=next(model.parameters()).device.type, dtype=torch.bfloat16)
+
     @torch.no_grad()
     def logprobs_without_grad(self, batch: Rollouts, model, entropies: bool = False) -> torch.Tensor:
         """Log-probs ``[B, T]`` of the whole batch under ``model`` (or the token entropies, with
         ``entropies``), without building a graph."""
         out = torch.zeros_like(batch.sampling_logprobs)
-        with fused_lora(model):
+        with fused_lora(model), self.autocast(model):
             for rows, mb in micro_batches(batch, self.train.micro_batch_tokens, self.whole_groups):
                 logp, entropy = self.forward(model, mb, self.rollout.temperature, with_entropy=entropies)
                 value = entropy if entropy is not None else logp

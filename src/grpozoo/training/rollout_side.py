@@ -166,6 +166,7 @@ class RolloutSide:
     def score(self, batch: Rollouts) -> None:
         batch.answers = [self.task.extract(c) for c in batch.completions]
         batch.rewards, batch.reward_parts, batch.task_scores = self.reward_of(batch)
+        batch.reward_parts.update(batch.environment_parts)  # logged with the parts, not in the reward
 
     def reward_of(
         self, batch: Rollouts, completions: list[str] | None = None

@@ -59,6 +59,8 @@ def batch_metrics(batch: Rollouts, parts) -> dict[str, float]:
         values = batch.reward_parts[part.name]
         known = values[~values.isnan()]
         out[f"reward/{part.name}"] = float(known.mean()) if len(known) else float("nan")
+    for name, values in batch.environment_parts.items():  # multi-turn: tool calls, turns, how episodes ended
+        out[f"episode/{name}"] = float(values.float().mean())
     return out
 
 

@@ -30,6 +30,7 @@ import torch
 from grpozoo.config import LogConfig, RunConfig, save_config
 from grpozoo.errors import ConfigError
 from grpozoo.generation import SamplingParams, make_engine
+from grpozoo.generation.episodes import with_tools
 from grpozoo.reporting.loggers import RunLoggers
 from grpozoo.reporting.metrics import append_jsonl, read_jsonl, rewind_jsonl
 from grpozoo.reporting.plots import plot_reward_curve
@@ -125,6 +126,7 @@ class Trainer:
             )
         self.engine = make_engine(cfg.generation, sampling, self.whole_model(), self.tokenizer,
                                   self.run_dir / "engine_weights")
+        self.engine = with_tools(self.engine, self.tokenizer, r)  # multi-turn rollouts where tools are named
         if processes > 1:  # each process samples its share of every call's prompts
             self.engine = distributed.GatheringEngine(self.engine)
         self.rollouts = RolloutSide(
@@ -134,7 +136,7 @@ class Trainer:
             save_config(cfg, self.run_dir / "config.yaml")
         if checkpoint is not None:
             self._restore(checkpoint)
-        # TensorBoard / trackio, when the log section asks (a missing package fails here, before any
+        # TensorBoard / trackio / wandb, when the log section asks (a missing package fails here, before any
         # step); a resumed run's events restart after its step
         self.loggers = RunLoggers(cfg if self.main else cfg.model_copy(update={"log": LogConfig()}),
                                   self.run_dir, self.step)
