@@ -12,6 +12,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.nn.attention.flex_attention import create_mask
+from training.test_shared_prefix import _grads
 from training.test_trainer import make_trainer
 
 from grpozoo.training import prefix_attention
@@ -214,18 +215,6 @@ def test_attention_kernel_restores_the_previous_choice():
     assert prefix_attention._kernel == "auto"
 
 
-def _grads(model, batch):
-    model.zero_grad(set_to_none=True)
-    logp, entropy = shared_prefix_logprobs(model, batch, 0.7, with_entropy=True, entropy_grad=True)
-    weights = torch.linspace(0.5, 1.5, logp.numel()).view_as(logp)
-    ((logp * weights).sum() + 0.1 * entropy.sum()).backward()
-    return (
-        logp.detach(),
-        entropy.detach(),
-        {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None},
-    )
-
-
 @pytest.mark.parametrize("lora", [True, False])
 def test_flex_path_equals_the_sdpa_path_on_the_tiny_model(tiny_overrides, lora, flex_backward_on_cpu, monkeypatch):
     trainer = make_trainer(
@@ -253,10 +242,10 @@ def test_flex_path_equals_the_sdpa_path_on_the_tiny_model(tiny_overrides, lora, 
     original = prefix_attention._flex_attend
     monkeypatch.setattr(prefix_attention, "_flex_attend", lambda *a, **k: flex_calls.append(1) or original(*a, **k))
     with attention_kernel("sdpa"):
-        sdpa_logp, sdpa_entropy, sdpa = _grads(trainer.model, batch)
+        sdpa_logp, sdpa_entropy, sdpa = _grads(trainer.model, shared_prefix_logprobs, batch)
     assert not flex_calls
     with attention_kernel("flex"):
-        flex_logp, flex_entropy, flex = _grads(trainer.model, batch)
+        flex_logp, flex_entropy, flex = _grads(trainer.model, shared_prefix_logprobs, batch)
     assert len(flex_calls) == 2  # both layers took the flex path
     torch.testing.assert_close(flex_logp, sdpa_logp, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(flex_entropy, sdpa_entropy, rtol=1e-5, atol=1e-5)

@@ -35,6 +35,25 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+class EngineWrapper:
+    """An engine that changes how another one samples (:class:`~grpozoo.generation.episodes.EpisodeEngine`,
+    :class:`~grpozoo.training.distributed.GatheringEngine`): the weight version, syncs and release
+    are the wrapped ``engine``'s."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @property
+    def version(self) -> int:
+        return self.engine.version
+
+    def sync(self, model, version: int) -> None:
+        self.engine.sync(model, version)
+
+    def close(self) -> None:
+        self.engine.close()
+
+
 def make_engine(cfg: GenerationConfig, sampling: SamplingParams, model, tokenizer, weights_dir: Path) -> Engine:
     """The engine ``cfg`` names, sampling as ``model`` does with the run's ``sampling`` parameters
     (refused where the engine cannot honour them); a server engine exchanges weights through

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from grpozoo.environments import ANSWERED, BUDGET, MAX_TURNS, TOOL_CRASH, TOOL_TIMEOUT, Environment
+from grpozoo.generation.engine import EngineWrapper
 from grpozoo.generation.hf import SamplingParams, per_prompt_counts
 from grpozoo.generation.samples import Prompt
 from grpozoo.rollouts import Rollouts
@@ -52,25 +53,15 @@ def environment_text(tokenizer, message: dict[str, str]) -> str:
     return between + after[len(before):]
 
 
-class EpisodeEngine:
+class EpisodeEngine(EngineWrapper):
     """Episodes of up to ``max_turns`` model turns over ``engine``, each row with its own environment
     from ``make_environment()``."""
 
     def __init__(self, engine, tokenizer, make_environment: Callable[[], Environment], max_turns: int):
         if max_turns < 1:
             raise ValueError(f"rollout.max_turns={max_turns}: at least 1")
-        self.engine, self.tokenizer = engine, tokenizer
-        self.make_environment, self.max_turns = make_environment, max_turns
-
-    @property
-    def version(self) -> int:
-        return self.engine.version
-
-    def sync(self, model, version: int) -> None:
-        self.engine.sync(model, version)
-
-    def close(self) -> None:
-        self.engine.close()
+        super().__init__(engine)
+        self.tokenizer, self.make_environment, self.max_turns = tokenizer, make_environment, max_turns
 
     def generate(
         self, prompts: Sequence[Prompt], examples: list[dict[str, Any]], n: int | list[int], params: SamplingParams

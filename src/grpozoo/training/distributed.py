@@ -31,6 +31,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from grpozoo.generation.engine import EngineWrapper
+
 
 def world_size() -> int:
     """The number of learner processes: 1 without a process group."""
@@ -197,25 +199,12 @@ def barrier() -> None:
         dist.barrier()
 
 
-class GatheringEngine:
+class GatheringEngine(EngineWrapper):
     """An engine's ``generate`` shared out over the learner processes: each samples every N-th prompt,
     then all of them receive every rollout, in the order one process sampling every prompt would
     give (a group per prompt, prompt by prompt), so that rewards, advantages and selector updates
     are the same everywhere. Each process samples with its own random stream, seeded from one draw
     of the shared stream (which so advances alike in every process, and is what a checkpoint keeps)."""
-
-    def __init__(self, engine):
-        self.engine = engine
-
-    @property
-    def version(self) -> int:
-        return self.engine.version
-
-    def sync(self, model, version: int) -> None:
-        self.engine.sync(model, version)
-
-    def close(self) -> None:
-        self.engine.close()
 
     def generate(self, prompts: Sequence, examples: list[dict[str, Any]], n, params):
         from grpozoo.generation.hf import per_prompt_counts
