@@ -83,7 +83,22 @@ def test_a_trajectory_is_the_template_rendering_with_tool_output_masked(tokenize
     assert batch.examples[0]["tool_calls"] == 1 and batch.examples[0]["episode_end"] == ANSWERED
     assert batch.environment_parts["tool_calls"].tolist() == [1.0]
     assert batch.environment_parts[f"ended/{ANSWERED}"].tolist() == [1.0]
-    assert "it is 408" in batch.completions[0] and not bool(batch.truncated[0])
+    assert not bool(batch.truncated[0])
+    # what rewards read is the model's own text; the exchange, tool output included, is a column
+    assert batch.completions[0] == "let me run ```calculator\n12*34\n```\nit is 408"
+    assert "408\n" not in batch.completions[0] and "<u>" not in batch.completions[0]
+    assert batch.examples[0]["trajectory"] == tokenizer.decode(batch.completion_ids[0, :length], skip_special_tokens=True)
+
+
+def test_an_answer_only_a_tool_printed_is_not_the_model_s(tokenizer):
+    """A model that lets the tool print the answer and never says it earns nothing for it: the
+    verifier reads the model's words, not the tool's output."""
+    from grpozoo.rewards.extraction import extract_answer
+
+    turns = ["```calculator\n12*34\n```</s>", "done, all good</s>"]
+    batch, _ = episode(tokenizer, turns, ToolEnvironment(["calculator"]))
+    assert "408" in batch.examples[0]["trajectory"]
+    assert extract_answer(batch.completions[0], "last_number") != "408"
 
 
 def test_the_token_budget_covers_the_whole_trajectory(tokenizer):

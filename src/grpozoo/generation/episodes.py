@@ -5,14 +5,17 @@ prompt's first turn with that engine; then, for each row whose turn ended with a
 token, the row's environment (:mod:`grpozoo.environments`) answers; its message is rendered by the
 tokenizer's chat template exactly as a conversation holding it would be, appended to the row's
 tokens, and the engine continues from the row's exact token ids (never decoded and tokenised
-again), up to ``max_turns`` model turns. The completion of a row is the whole trajectory after the
-prompt; ``tool_mask`` marks the environment's tokens, which are in the sequence (the model reads
+again), up to ``max_turns`` model turns. A row's completion tokens are the whole trajectory after
+the prompt; ``tool_mask`` marks the environment's tokens, which are in the sequence (the model reads
 them) but carry no sampling log-prob and never get loss. ``rollout.max_new_tokens`` bounds the whole
 trajectory: a turn is cut where the budget ends.
 
-Each row reports ``turns``, ``tool_calls`` and ``episode_end`` (why its episode ended: see
-:mod:`grpozoo.environments`) as columns of its task row, which reward functions receive, and as
-``environment_parts``, which the reward stage logs beside its parts.
+A row's completion *text*, which rewards and verifiers read, is the model's own turns only (joined
+by newlines): a tool's output is not the model's answer, and a verifier reading the whole exchange
+would credit an answer the model never gave (the number a tool printed). Each row reports
+``trajectory`` (the whole exchange as text), ``turns``, ``tool_calls`` and ``episode_end`` (why its
+episode ended: see :mod:`grpozoo.environments`) as columns of its task row, which reward functions
+receive, and ``environment_parts``, which the reward stage logs beside its parts.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ class EpisodeEngine(EngineWrapper):
         entropies = None if first.entropies is None else [first.entropies[i, : lengths[i]].tolist() for i in range(rows)]
         from_environment = [[0] * lengths[i] for i in range(rows)]
         last_turn = list(first.completions)
+        said = [[text] for text in first.completions]  # each row's model turns, as text
         cut_short = first.truncated.tolist()  # the budget ended the row's last turn
         environments = [self.make_environment() for _ in range(rows)]
         for environment, example in zip(environments, first.examples, strict=True):
@@ -126,13 +130,15 @@ class EpisodeEngine(EngineWrapper):
                     entropies[i] += (turn.entropies[k, :length].tolist() if turn.entropies is not None
                                      else [0.0] * length)
                 last_turn[i] = self.tokenizer.decode(new, skip_special_tokens=True)
+                said[i].append(last_turn[i])
                 cut_short[i] = bool(turn.truncated[k]) or length < int(turn.completion_mask[k].sum())
                 turns[i] += 1
             active = going_on
-        return self.assemble(first, tokens, logprobs, entropies, from_environment, cut_short, turns, ended, parts)
+        return self.assemble(first, tokens, logprobs, entropies, from_environment, cut_short, turns, ended, parts,
+                             said)
 
     def assemble(self, first: Rollouts, tokens, logprobs, entropies, from_environment, cut_short, turns, ended,
-                 parts) -> Rollouts:
+                 parts, said) -> Rollouts:
         """The episodes as one batch: ``first``'s prompts and groups, the trajectories as completions."""
         rows = first.batch_size
         width = max(1, max(len(t) for t in tokens))
@@ -144,7 +150,8 @@ class EpisodeEngine(EngineWrapper):
         completion_ids = padded(tokens, pad, torch.long)
         mask = padded([[1] * len(t) for t in tokens], 0, torch.long)
         calls = [parts[i].get("tool_calls", 0.0) for i in range(rows)]
-        examples = [{**example, "turns": turns[i], "tool_calls": int(calls[i]), "episode_end": ended[i]}
+        examples = [{**example, "turns": turns[i], "tool_calls": int(calls[i]), "episode_end": ended[i],
+                     "trajectory": self.tokenizer.decode(tokens[i], skip_special_tokens=True)}
                     for i, example in enumerate(first.examples)]
         names = sorted({name for p in parts for name in p} | {"tool_calls"})
         environment_parts = {name: torch.tensor([p.get(name, 0.0) for p in parts]) for name in names}
@@ -159,7 +166,7 @@ class EpisodeEngine(EngineWrapper):
             entropies=None if entropies is None else padded(entropies, 0.0, torch.float),
             tool_mask=padded(from_environment, 0, torch.long),
             truncated=torch.tensor(cut_short, dtype=torch.bool),
-            completions=[self.tokenizer.decode(t, skip_special_tokens=True) for t in tokens],
+            completions=["\n".join(turns_said) for turns_said in said],  # the model's own words
             completion_token_texts=[[self.tokenizer.decode([t]) for t in row] for row in tokens],
             examples=examples,
             environment_parts=environment_parts,

@@ -76,6 +76,8 @@ def sample_record(step: int, batch: Rollouts, i: int) -> dict[str, Any]:
         "advantage": _finite_or_none(batch.advantages[i].mean()) if batch.advantages is not None else None,
         "truncated": bool(batch.truncated[i]),
         **({"hint_level": int(batch.hint_level[i])} if batch.hint_level is not None else {}),
+        # a multi-turn episode: the whole exchange, tool output included (the completion is the model's own text)
+        **({"trajectory": batch.examples[i]["trajectory"]} if "trajectory" in batch.examples[i] else {}),
     }
 
 
