@@ -255,6 +255,9 @@ class TrainConfig(Section):
     steps: int = Field(20, gt=0)
     learning_rate: float = Field(2e-4, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
+    # by name (docs/zoo.md, "Optimizers"): adamw (torch's fused AdamW), lion, lion_constrained, stosignsgd;
+    # its learning rate and weight decay are the two keys above, params its own (betas, …)
+    optimizer: ComponentConfig = ComponentConfig(name="adamw")
     max_grad_norm: float = Field(1.0, gt=0.0)
     lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant"
     warmup_steps: int = Field(0, ge=0)

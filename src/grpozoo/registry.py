@@ -36,6 +36,7 @@ KNOWN_NEEDS = frozenset({"old_logprobs", "ref_logprobs", "entropies", "baseline_
 # Importing these packages registers every built-in component.
 COMPONENT_PACKAGES = (
     "grpozoo.algos", "grpozoo.selectors", "grpozoo.rewards", "grpozoo.recipes", "grpozoo.training.providers",
+    "grpozoo.training.optimizers",
 )
 
 
@@ -138,10 +139,14 @@ class FilterSpec(Spec):
 class RewardSpec(Spec):
     """``reports_timeouts``: the reward can miss samples that run out of time, so its timeout count
     is logged from the first step. ``check(**params)``: run when the rewards are built, before any
-    step, to fail early on what the reward needs from this machine (e.g. the code sandbox)."""
+    step, to fail early on what the reward needs from this machine (e.g. the code sandbox).
+    ``needs_policy``: the reward reads the model being trained (an LLM judge that is the policy's
+    base weights, or the trainer's device): it receives the keyword argument ``policy``, the
+    trainer's :class:`~grpozoo.rewards.combine.PolicyHandle` (``None`` outside a trainer)."""
 
     reports_timeouts: bool = False
     check: Callable[..., None] | None = None
+    needs_policy: bool = False
 
 
 ROLLOUT_SIDE = "rollout"
@@ -332,3 +337,5 @@ selectors: Registry[Callable[..., Any], Spec] = Registry("selector", Spec)
 recipes: Registry[Any, Spec] = Registry("recipe", Spec)
 # on-demand batch fields (the names in KNOWN_NEEDS), each computed by one provider
 providers: Registry[Callable[..., Any], ProviderSpec] = Registry("batch field provider", ProviderSpec)
+# optimisers (train.optimizer), each a torch.optim.Optimizer class built as cls(parameters, lr, weight_decay, **params)
+optimizers: Registry[Callable[..., Any], Spec] = Registry("optimizer", Spec)

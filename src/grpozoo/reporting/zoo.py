@@ -16,6 +16,8 @@ KINDS = (
     ("Policy losses", registry.losses, 4),
     ("Aggregations", registry.aggregations, 3),
     ("KL estimators", registry.kl_estimators, 2),
+    # built as cls(parameters, train.learning_rate, train.weight_decay, **params)
+    ("Optimizers", registry.optimizers, 3),
 )
 # The first citation in a docstring: authors and year (``Yu et al. 2025``, ``Lin & Xu 2025``), then
 # optionally its title in quotes or stars and its arXiv id.

@@ -4,7 +4,7 @@ A reward function has TRL's signature ``fn(completions, prompts, **columns) -> l
 (sync or async); ``None`` means "no opinion" and is left out of the weighted sum.
 """
 
-from grpozoo.rewards import builtin, code  # noqa: F401  (register the built-in rewards and code_tests)
-from grpozoo.rewards.combine import RewardError, RewardModel
+from grpozoo.rewards import builtin, code, model_rewards  # noqa: F401  (register the built-in rewards)
+from grpozoo.rewards.combine import PolicyHandle, RewardError, RewardModel
 
-__all__ = ["RewardError", "RewardModel"]
+__all__ = ["PolicyHandle", "RewardError", "RewardModel"]

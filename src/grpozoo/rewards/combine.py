@@ -10,7 +10,13 @@ A reward with ``timeout_s`` (``RewardConfig``) that has not finished by then sco
 (NaN) for the whole batch, is counted in ``reward/<name>/timeouts`` (samples), and a warning says
 so: never a silent 0 or 1. Its thread cannot be stopped: it runs on in the background and its
 result is dropped (an async reward is cancelled). A reward may also report samples it could not
-score in time itself by returning ``RewardScores(values, timeouts=k)`` (the code sandbox does).
+score in time itself by returning ``RewardScores(values, timeouts=k)`` (the code sandbox does), and
+samples it has no opinion on for a reason worth watching with ``RewardScores(values, missing=k)``
+(an LLM judge whose answer holds no verdict), counted in ``reward/<name>/missing``.
+
+A reward registered with ``needs_policy=True`` reads the model being trained (an LLM judge): the
+trainer hands it over once, with :meth:`RewardModel.give_policy`, and the reward receives it as its
+``policy`` keyword argument (a :class:`PolicyHandle`); no reward has a branch of its own in the trainer.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,17 +52,37 @@ class RewardPart:
     weight: float
     params: dict[str, Any]
     timeout_s: float | None = None
+    needs_policy: bool = False
+
+
+@dataclass(frozen=True)
+class PolicyHandle:
+    """What the trainer hands to the rewards registered with ``needs_policy=True``, as their
+    ``policy`` keyword argument: the model being trained (a peft model under LoRA; under FSDP its
+    whole copy), its tokenizer, the training device (``train.device``) and the checkpoint the policy
+    started from (``model.name``, loaded in ``model.dtype``). A reward reads the model and never
+    trains it: run it under ``torch.no_grad()``, and with its adapters off where it judges as the
+    base model."""
+
+    model: Any
+    tokenizer: Any
+    device: str
+    base: str
+    dtype: str = "float32"
 
 
 class RewardScores(list):
     """A reward's scores (a plain list to every caller) that also says how many of them are
     missing (None) because the sample could not be scored in time; the trainer logs the count as
     ``reward/<name>/timeouts``. Built-in rewards that can time out per sample are registered with
-    ``reports_timeouts=True`` so the metric is logged from the first step."""
+    ``reports_timeouts=True`` so the metric is logged from the first step. ``missing``, where a
+    reward sets it, counts the samples it could not score for another reason (an LLM judge's answer
+    that holds no verdict), logged as ``reward/<name>/missing`` from the first batch it reports."""
 
-    def __init__(self, values=(), timeouts: int = 0):
+    def __init__(self, values=(), timeouts: int = 0, missing: int | None = None):
         super().__init__(values)
         self.timeouts = int(timeouts)
+        self.missing = None if missing is None else int(missing)
 
 
 def load_reward_function(name: str) -> Callable[..., Any]:
@@ -97,6 +123,7 @@ class RewardModel:
                 spec.weight,
                 dict(spec.params),
                 getattr(spec, "timeout_s", None),
+                spec.name in reward_registry and reward_registry.spec(spec.name).needs_policy,
             )
             for spec in specs
         ]
@@ -116,6 +143,13 @@ class RewardModel:
             for p, spec in zip(self.parts, specs, strict=True)
             if p.timeout_s is not None or (spec.name in reward_registry and reward_registry.spec(spec.name).reports_timeouts)
         }
+        self.missing: dict[str, int] = {}  # samples reported missing (RewardScores.missing), per reward
+
+    def give_policy(self, policy: PolicyHandle) -> None:
+        """Hand the model being trained to the rewards registered with ``needs_policy=True``: from
+        now on each receives ``policy`` beside its params (the trainer calls this once its model is
+        loaded; without it such a reward receives its default, ``None``)."""
+        self.parts = [replace(p, params={**p.params, "policy": policy}) if p.needs_policy else p for p in self.parts]
 
     def __call__(
         self, completions: list[str], prompts: list[str], columns: dict[str, list[Any]]
@@ -141,6 +175,9 @@ class RewardModel:
                 continue
             parts[part.name] = self._check(part.name, raw[part.name], size)
             self._count_timeouts(part.name, getattr(raw[part.name], "timeouts", 0))
+            missing = getattr(raw[part.name], "missing", None)
+            if missing is not None:
+                self.missing[part.name] = self.missing.get(part.name, 0) + missing
         total = torch.zeros(size, dtype=torch.float32)
         for part in self.parts:
             values = parts[part.name]
@@ -149,9 +186,12 @@ class RewardModel:
 
     def timeout_metrics(self) -> dict[str, float]:
         """``reward/<name>/timeouts``: samples scored as missing because of a timeout since the last
-        call (one step), for every reward that has a ``timeout_s`` or reports timeouts itself."""
+        call (one step), for every reward that has a ``timeout_s`` or reports timeouts itself; and
+        ``reward/<name>/missing``, the samples a reward reported missing (``RewardScores.missing``)."""
         out = {f"reward/{name}/timeouts": float(count) for name, count in self.timeouts.items()}
+        out.update({f"reward/{name}/missing": float(count) for name, count in self.missing.items()})
         self.timeouts = dict.fromkeys(self.timeouts, 0)
+        self.missing = dict.fromkeys(self.missing, 0)
         return out
 
     def _count_timeouts(self, name: str, count: int) -> None:

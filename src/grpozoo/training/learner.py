@@ -31,6 +31,7 @@ from grpozoo.training import distributed
 from grpozoo.training.components import Components
 from grpozoo.training.forward import completion_logprobs, micro_batches, rows_of, shared_prefix_logprobs
 from grpozoo.training.lora_linear import fused_lora
+from grpozoo.training.optimizers import build_optimizer
 from grpozoo.training.providers import LearnerTools, Providers
 
 # the sampler/learner log-prob gap of the first optimiser iteration, summed over micro-batches
@@ -77,9 +78,9 @@ class Learner:
         self.forward = shared_prefix_logprobs if shared else completion_logprobs
         self.whole_groups = shared or self.loss_spec.whole_groups
         trainable = [p for p in model.parameters() if p.requires_grad]
-        # the fused kernel updates every parameter in one pass: several times faster than foreach on a CPU
-        self.optimizer = torch.optim.AdamW(
-            trainable, lr=train.learning_rate, weight_decay=train.weight_decay, fused=True
+        # by name (grpozoo.training.optimizers); the default, AdamW, is torch's fused kernel
+        self.optimizer = build_optimizer(
+            train.optimizer.name, train.optimizer.params, trainable, train.learning_rate, train.weight_decay
         )
         from transformers import get_scheduler
 

@@ -34,7 +34,7 @@ from grpozoo.generation.episodes import with_tools
 from grpozoo.reporting.loggers import RunLoggers
 from grpozoo.reporting.metrics import append_jsonl, read_jsonl, rewind_jsonl
 from grpozoo.reporting.plots import plot_reward_curve
-from grpozoo.rewards import RewardModel
+from grpozoo.rewards import PolicyHandle, RewardModel
 from grpozoo.rollouts import required
 from grpozoo.tasks import make_task
 from grpozoo.tasks.hints import require_hints
@@ -111,6 +111,9 @@ class Trainer:
         if processes > 1 and cfg.train.distributed == "fsdp":
             self.whole = distributed.WholeCopy(self.model)
             distributed.shard(self.model)
+        # rewards registered with needs_policy (an LLM judge) read the model being trained
+        rewards.give_policy(PolicyHandle(self.model if self.whole is None else self.whole.model, self.tokenizer,
+                                         cfg.train.device, cfg.model.name, cfg.model.dtype))
         owner = weakref.proxy(self)  # no reference cycle: a dropped trainer frees its model at once
         self.learner = Learner(
             self.model, algo, cfg.train, cfg.rollout, components, needs, self.state, reference=reference,
