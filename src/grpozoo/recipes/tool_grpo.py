@@ -10,7 +10,7 @@ TOOL_GRPO = register_recipe(
         name="tool_grpo",
         citation='Li, Zou & Liu 2025, "ToRL: Scaling Tool-Integrated RL" (arXiv:2503.23383)',
         changes="multi-turn rollouts with a python tool run in the sandbox (rollout.tools=[python], 3 turns); "
-        "tool output masked from the loss; on 2-digit multiplication, where running code helps",
+        "tool output masked from the loss",
         config={
             "algorithm": {
                 "advantage": {"name": "grpo", "params": {"scale": "group"}},
@@ -18,11 +18,7 @@ TOOL_GRPO = register_recipe(
                 "aggregation": "token_mean",
             },
             "rollout": {"tools": ["python"], "max_turns": 3, "max_new_tokens": 96},
-            "task": {
-                "name": "products",
-                "params": {"min_digits": 2, "max_digits": 2},
-                "system_prompt": INSTRUCTIONS["python"] + " End with just the final number.",
-            },
+            "task": {"system_prompt": INSTRUCTIONS["python"] + " End with just the final number."},
         },
     )
 )
