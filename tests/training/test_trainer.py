@@ -148,6 +148,8 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_overrides, 
 
     interrupted = make_trainer(tiny_overrides, *steps, f"output_dir={tmp_path / 'interrupted'}")
     original_step = Trainer.train_step
+    # the handler before the run (Python's default, or "ignored" under a launcher that ignores Ctrl-C)
+    handler_before = signal.getsignal(signal.SIGINT)
 
     def ctrl_c_during_step_two(self):
         if self.step == 1:
@@ -160,7 +162,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_overrides, 
     monkeypatch.setattr(Trainer, "train_step", original_step)
     # the step in progress was completed, then saved
     assert (tmp_path / "interrupted" / "checkpoints" / "step-000002").exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler_before  # given back as it was
 
     resumed = make_trainer(tiny_overrides, *steps, f"output_dir={tmp_path / 'interrupted'}",
                            run_dir=tmp_path / "interrupted", resume=True)
