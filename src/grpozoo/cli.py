@@ -1,4 +1,4 @@
-"""``grpozoo train | recipes | docs | eval | arena | serve | export``."""
+"""``grpozoo train | sft | recipes | docs | eval | arena | serve | export``."""
 
 from __future__ import annotations
 
@@ -43,6 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="learner processes on this machine (DDP; gloo on CPUs, NCCL on GPUs), started "
                             "with torchrun; every process samples its share of the prompts (default 1)")
 
+    sft = sub.add_parser(
+        "sft", help="supervised fine-tuning on the task's worked solutions, a model `train --model` starts from",
+        description="Fine-tune on every train row of the task with a worked solution (its prompt, then the "
+                    "solution and EOS), with the run configuration's model, LoRA, learning rate, seed and device "
+                    "(the sft_grpo recipe's unless --recipe names one), evaluating held-out accuracy before and "
+                    "after. OUTPUT/model is a standalone checkpoint (LoRA merged): grpozoo train --recipe sft_grpo "
+                    "--model OUTPUT/model continues with GRPO. Ctrl-C saves what was trained so far.",
+    )
+    _common(sft)
+    sft.add_argument("--epochs", type=int, default=3, help="passes over the demonstrations (default 3)")
+    sft.add_argument("--batch-size", type=int, default=8, metavar="N",
+                     help="demonstrations per optimiser step (default 8)")
+    sft.add_argument("--output", help="output directory (default runs/sft-<task>-<time>)")
+    sft.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     sub.add_parser("recipes", help="list every recipe with its paper and what it changes")
 
     docs = sub.add_parser("docs", help="write the zoo page: every recipe and component with its paper")
@@ -58,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, help="sampling seed (eval.seed)")
     ev.add_argument("--benchmark", metavar="NAME",
                     help="a fixed benchmark instead of the task's held-out split: humaneval (pass@k of its 164 "
-                         "problems, run in the code sandbox) or rg-arithmetic (five reasoning-gym tasks); one "
-                         "sample is greedy, several are sampled unless --temperature is given")
+                         "problems, run in the code sandbox), rg-arithmetic (five reasoning-gym tasks), or a task "
+                         "file's path (every row held out, judged by math-verify: a domain benchmark such as "
+                         "WirelessMathBench-XL); one sample is greedy, several are sampled unless --temperature is given")
     ev.add_argument("--limit", type=int, metavar="M", help="with --benchmark: only the first M problems (of each task)")
     ev.add_argument("--max-new-tokens", type=int, metavar="N",
                     help="with --benchmark: tokens per completion (default: the benchmark's, 512 for humaneval)")
@@ -235,6 +251,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sft(args: argparse.Namespace) -> int:
+    from grpozoo.training.sft import SFTRun, sft_config
+
+    with checking_input():
+        cfg = sft_config(args.config, args.overrides, recipe=args.recipe, model=args.model, task=args.task,
+                         output_dir=args.output)
+        job = SFTRun(cfg, epochs=args.epochs, batch_size=args.batch_size, console=console)
+    try:
+        job.run(show_progress=not args.no_progress)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
 def cmd_recipes(args: argparse.Namespace) -> int:
     from grpozoo.recipes import all_recipes
 
@@ -386,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     quiet_libraries()
-    command = {"train": cmd_train, "recipes": cmd_recipes, "docs": cmd_docs, "eval": cmd_eval,
+    command = {"train": cmd_train, "sft": cmd_sft, "recipes": cmd_recipes, "docs": cmd_docs, "eval": cmd_eval,
                "arena": cmd_arena, "serve": cmd_serve, "export": cmd_export}[args.command]
     try:
         return command(args)

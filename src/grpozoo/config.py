@@ -113,6 +113,23 @@ class RewardConfig(Section):
     timeout_s: float | None = Field(None, gt=0.0)
 
 
+class RethinkConfig(Section):
+    """Forced rethinking (VL-Rethinker): a share ``fraction`` of the completions that ended by
+    themselves get ``trigger`` in place of their end-of-turn token and are continued; off at 0. The
+    trigger's tokens are never learned unless ``learn_trigger``."""
+
+    fraction: float = Field(0.0, ge=0.0, le=1.0)
+    trigger: str = "\nWait, let me double-check that.\n"
+    learn_trigger: bool = False
+
+    @field_validator("trigger")
+    @classmethod
+    def _trigger_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("rollout.rethink.trigger is empty: give the text that starts the rethinking")
+        return value
+
+
 class RolloutConfig(Section):
     prompts_per_step: int = Field(8, gt=0)
     group_size: int = Field(4, gt=0)
@@ -131,6 +148,7 @@ class RolloutConfig(Section):
     tools: list[str] = Field(default_factory=list)
     max_turns: int = Field(1, ge=1)
     tool_timeout_s: float = Field(5.0, gt=0.0)  # one python call's wall and CPU time
+    rethink: RethinkConfig = RethinkConfig()  # forced rethinking of finished completions (off by default)
 
     @model_validator(mode="after")
     def _tools_need_turns(self):
@@ -194,6 +212,20 @@ class KLConfig(Section):
     straight_through: bool = False  # the estimator's value with k2's gradient (unbiased KL gradient)
     target: float | None = Field(None, gt=0.0)  # adaptive coefficient steering the KL to this value
     horizon: int = Field(10, gt=0)  # steps over which the adaptive coefficient reacts
+    # a coefficient on a schedule (GRPO-D): from coef_start at the first step to coef at the last (or at
+    # the end of the first schedule_fraction of the run), linear or cosine; constant: coef throughout
+    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    coef_start: float = Field(0.0, ge=0.0)
+    schedule_fraction: float = Field(1.0, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _one_controller(self) -> KLConfig:
+        if self.schedule != "constant" and self.target is not None:
+            raise ValueError(
+                f"algorithm.kl.schedule={self.schedule!r} and algorithm.kl.target={self.target} both set the KL "
+                f"coefficient: keep one (schedule=constant for the adaptive coefficient, or drop target)"
+            )
+        return self
 
 
 class EntropyConfig(Section):

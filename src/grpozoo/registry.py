@@ -31,12 +31,15 @@ def did_you_mean(name: str, choices: list[str]) -> str:
 
 
 # What the trainer can compute on demand for a component that asks (see docs/components.md).
-KNOWN_NEEDS = frozenset({"old_logprobs", "ref_logprobs", "entropies", "baseline_rewards", "segment_values"})
+KNOWN_NEEDS = frozenset({"old_logprobs", "ref_logprobs", "entropies", "baseline_rewards", "segment_values",
+                         "step_flags", "answer_logprobs", "budget_rewards",
+                         "values", "probe_values",
+                         "demonstrations", "privileged_prompts", "teacher_logprobs", "teacher_entropies"})
 
 # Importing these packages registers every built-in component.
 COMPONENT_PACKAGES = (
     "grpozoo.algos", "grpozoo.selectors", "grpozoo.rewards", "grpozoo.recipes", "grpozoo.training.providers",
-    "grpozoo.training.optimizers",
+    "grpozoo.training.optimizers", "grpozoo.training.critics",
 )
 
 
@@ -101,9 +104,14 @@ class AdvantageSpec(Spec):
     ``β·kl`` is folded into the reward (``algorithm.kl.mode=reward``): ``"returns"``, the per-token
     returns ``G_t = r − β·Σ_{s≥t} kl_s`` ``[B, T]``; ``"sequence"``, the sequence return
     ``r − β·Σ_t kl_t`` ``[B]``; ``None`` (the default), it cannot take one and such a run is refused
-    at start-up."""
+    at start-up.
+
+    ``value_targets(ctx, **params) -> (targets, weights)``: for an estimator over a learned critic
+    (the ``values`` or ``probe_values`` need), what the critic regresses on, once per step: ``[B, T+1]``
+    per state for ``values``, ``[B]`` per row for ``probe_values`` (see ``grpozoo.training.critics``)."""
 
     segment_boundaries: Callable[..., Any] | None = None
+    value_targets: Callable[..., Any] | None = None
     needs_group: bool = True
     kl_in_reward: Literal["returns", "sequence"] | None = None
 

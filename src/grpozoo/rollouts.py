@@ -47,6 +47,13 @@ class Rollouts:
     row_ids: torch.Tensor | None = None  # [B] long, the task row behind each sample (stable across steps)
     baseline_rewards: torch.Tensor | None = None  # [B] reward of a greedy completion of the same prompt
     segment_values: torch.Tensor | None = None  # [B, T+1] Monte-Carlo state values at segment boundaries
+    values: torch.Tensor | None = None  # [B, T+1] a learned critic's V(s_t), s_t = prompt + t completion tokens
+    probe_values: torch.Tensor | None = None  # [B] a learned probe's predicted reward of each whole rollout
+    step_flags: torch.Tensor | None = None  # [B, T] 1.0 on the tokens of steps a critic flagged as wrong
+    answer_logprobs: torch.Tensor | None = None  # [B, T+1] log π(gold answer | prompt, first t tokens,
+    #   answer template) at segment boundaries, NaN elsewhere (a process signal by teacher forcing)
+    budget_rewards: torch.Tensor | None = None  # [B, T+1] reward of the completion cut after t tokens,
+    #   its answer forced (anytime reasoning budgets); NaN where not computed
     token_weights: torch.Tensor | None = None  # [B, T] product of the token-weight components
     completion_token_texts: list[list[str]] | None = None  # [B][L_i] the text of each completion token
     extras: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [B] per-row values an
@@ -58,6 +65,13 @@ class Rollouts:
     #   the sampler's ``sampling_logprobs`` (Guide-GRPO's off-policy ratio)
     tool_mask: torch.Tensor | None = field(default=None, metadata={"fill": 0})  # [B, T] 1 on the tokens
     #   an environment wrote into a multi-turn completion (tool output): in the sequence, never learned
+    demonstration: torch.Tensor | None = field(default=None, metadata={"fill": False})  # [B] bool: the
+    #   completion is the task row's demonstration (worked solution), not a sample (GRAO's reference)
+    privileged_prompts: list[list[int]] | None = None  # [B] token ids of the prompt with the row's
+    #   demonstration in its last user message: a self-teacher's context (SRPO's self-distillation)
+    teacher_logprobs: torch.Tensor | None = None  # [B, T] log-probs of the completion tokens under the
+    #   policy given the privileged prompt (no gradient)
+    teacher_entropies: torch.Tensor | None = None  # [B, T] that teacher's entropy at each token
     environment_parts: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [B] what the
     #   environment of a multi-turn rollout reports (tool calls, why the episode ended), logged as reward parts
     weight_version: torch.Tensor | None = None  # [B] long: the policy version that sampled each row
@@ -73,6 +87,17 @@ class Rollouts:
     @property
     def completion_lengths(self) -> torch.Tensor:
         return self.completion_mask.sum(dim=1)
+
+    @property
+    def own_samples(self) -> torch.Tensor:
+        """``[B]`` bool: the rows the policy sampled from its own prompt (no hint, no demonstration),
+        which the step's reward and accuracy metrics describe."""
+        own = torch.ones(self.batch_size, dtype=torch.bool)
+        if self.hint_level is not None:
+            own &= self.hint_level == 0
+        if self.demonstration is not None:
+            own &= ~self.demonstration.bool()
+        return own
 
     @property
     def action_mask(self) -> torch.Tensor:
@@ -182,7 +207,7 @@ def _cat_padded(values: list[torch.Tensor], name: str) -> torch.Tensor:
     if dims == {1}:
         return torch.cat(values)
     width = max(v.shape[1] for v in values)
-    pad_value = float("nan") if name == "segment_values" else 0
+    pad_value = float("nan") if name in ("segment_values", "answer_logprobs", "budget_rewards") else 0
     padded = []
     for v in values:
         missing = width - v.shape[1]

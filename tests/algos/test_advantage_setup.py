@@ -15,14 +15,16 @@ GROUPED = [n for n in registry.advantages.names() if registry.advantages.spec(n)
 
 
 def test_the_estimators_that_need_no_group_are_the_batch_and_tracker_baselines():
-    assert SINGLE == ["reinforce_pp", "remax", "riskpo", "spo_tracker"]
+    # and the token-level critics (POAD, T-PPO), whose baseline is a learned value, not a group
+    assert SINGLE == ["poad", "reinforce_pp", "remax", "riskpo", "spo_tracker", "t_ppo_egae"]
 
 
 @pytest.mark.parametrize("name", SINGLE)
 def test_an_estimator_that_needs_no_group_learns_from_one_completion_per_prompt(name):
     # eight prompts, one completion each, rewards differing across prompts: a signal remains
     rewards = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    ctx = make_rollouts(rewards, list(range(8)), baseline_rewards=torch.full((8,), 0.5), state={})
+    ctx = make_rollouts(rewards, list(range(8)), baseline_rewards=torch.full((8,), 0.5), state={},
+                        values=torch.full((8, 5), 0.5))  # a critic's V(s_t)
     out = registry.advantages.get(name)(ctx.rewards, ctx.group_ids, ctx)
     out = out if isinstance(out, AdvantageOutput) else AdvantageOutput(out)
     assert out.advantages.abs().sum() > 0.1, out.advantages

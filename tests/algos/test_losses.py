@@ -749,9 +749,11 @@ def test_family_all_zero_mask(name):
 # Two-phase losses: statistics over the whole batch, loss per micro-batch
 
 TWO_PHASE_PARAMS = {
+    "aepo": {"coef": 0.5, "target_entropy": 0.81},  # the batch mean entropy is 0.80, one sub-batch 0.83
     "clip_cov": {"clip_ratio": 0.3, "cov_low": -5.0},
     "dhpo": {"mix": "entropy"},
     "etr": {},
+    "grpo_guard": {},
     "hapo": {},
     "kl_cov": {"kl_ratio": 0.3},
     "r2vpo": {},

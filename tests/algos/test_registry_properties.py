@@ -49,11 +49,19 @@ def full_batch(
         ref_logprobs=ref,
         entropies=entropies,
         baseline_rewards=torch.tensor(baselines if baselines is not None else [0.5] * b),
+        budget_rewards=torch.rand(b, t + 1, generator=gen),  # a forced answer's reward at every cut
+        # a self-teacher's log-probs and entropies, and every third row a demonstration
+        teacher_logprobs=sampling + 0.3 * torch.randn(b, t, generator=gen) * mask,
+        teacher_entropies=torch.rand(b, t, generator=gen) * 2 * mask,
+        demonstration=torch.arange(b) % 3 == 2,
         answers=answers if answers is not None else [["1", "2", None][i % 3] for i in range(b)],
         reward_parts={"task": torch.tensor(rewards), "format": torch.tensor(rewards) * 0.5},
         completion_token_texts=(
             token_texts if token_texts is not None else [[["a", ".", " b", "\n"][j % 4] for j in range(n)] for n in lengths]
         ),
+        step_flags=(torch.rand(b, t, generator=gen) < 0.3).float() * mask,  # a critic's flagged steps
+        values=torch.rand(b, t + 1, generator=gen),  # a learned critic's V(s_t)
+        probe_values=torch.rand(b, generator=gen),  # a learned probe's predicted reward per rollout
         state={},
     )
 
@@ -113,6 +121,8 @@ def _segment_values(name: str, batch) -> torch.Tensor | None:
 def _advantages(name: str, batch):
     fn = registry.advantages.get(name)
     batch.segment_values = _segment_values(name, batch)
+    if "answer_logprobs" in registry.advantages.spec(name).needs:  # log-probabilities at the same boundaries
+        batch.answer_logprobs = _segment_values(name, batch).clamp(min=1e-6).log()
     out = fn(batch.rewards, batch.group_ids, batch)
     return out if isinstance(out, AdvantageOutput) else AdvantageOutput(out)
 

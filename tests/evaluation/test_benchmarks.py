@@ -14,6 +14,7 @@ from grpozoo.evaluation.benchmarks import (
     BENCHMARKS,
     RG_SIZE,
     HumanEvalTask,
+    get_benchmark,
     humaneval_problems,
     humaneval_program,
     pass_at_ks,
@@ -327,6 +328,7 @@ def test_eval_of_the_reasoning_gym_suite_reports_each_task(capsys, tiny_model_di
         (["--benchmark", "humaneavl"], "unknown benchmark 'humaneavl'. Did you mean 'humaneval'?"),
         (["--limit", "3"], "--limit and --max-new-tokens go with --benchmark NAME"),
         (["--benchmark", "humaneval", "--limit", "0"], "--limit 0: give 1 or more"),
+        (["--benchmark", "no/such/bench.jsonl"], "--benchmark no/such/bench.jsonl: no such file"),
     ],
 )
 def test_eval_benchmark_refuses_bad_options(capsys, argv, message):
@@ -354,3 +356,22 @@ def test_the_nonce_travels_outside_the_program():
         compile(program, "<harness>", "exec")
         nonces.append(nonce)
     assert nonces[0] != nonces[1]
+
+
+def test_a_task_file_is_a_benchmark_of_all_its_rows_judged_by_math_verify(capsys, tiny_model_dir, tmp_path):
+    bench = tmp_path / "wireless.jsonl"
+    rows = [{"prompt": f"What is the capacity gain of {k} antennas?", "answer": str(k)} for k in range(1, 6)]
+    bench.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    benchmark = get_benchmark(str(bench))
+    [task] = benchmark.tasks(None, limit=None)
+    assert sorted(r["answer"] for r in task.eval_rows) == ["1", "2", "3", "4", "5"] and not task.train_rows
+    row = next(r for r in task.eval_rows if r["answer"] == "4")
+    assert task.score("so the gain is \\boxed{4}", row) == 1.0 and task.score("\\boxed{5}", row) == 0.0
+    from grpozoo.cli import main
+
+    code = main(["eval", "--model", str(tiny_model_dir), "--benchmark", str(bench), "--limit", "3",
+                 "--max-new-tokens", "4", "--json"])
+    out = capsys.readouterr().out  # the JSON alone: datasets reports its loading on stderr
+    assert code == 0, out
+    result = json.loads(out)
+    assert result["prompts"] == 3 and result["benchmark"] == str(bench) and "arXiv:2509.23219" in result["citation"]

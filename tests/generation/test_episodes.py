@@ -228,12 +228,20 @@ def test_a_custom_environment_s_parts_are_reported(tokenizer):
 
 def test_a_training_run_with_the_python_tool(tiny_overrides):
     """Two steps of the tiny model with the python tool: episodes, rewards and an update; the
-    environment's parts are logged among the reward parts."""
+    environment's parts are logged beside the reward parts, never among them (an estimator over
+    several rewards, such as GDPO's, would take the tool-call count for a reward)."""
+    import json
+
     from training.test_trainer import make_trainer
 
-    trainer = make_trainer(tiny_overrides, "rollout.tools=[python]", "rollout.max_turns=2", "rollout.max_new_tokens=12")
+    trainer = make_trainer(tiny_overrides, "rollout.tools=[python]", "rollout.max_turns=2", "rollout.max_new_tokens=12",
+                           "algorithm.advantage.name=gdpo")
     for _ in range(2):
         metrics = trainer.train_step()
     assert metrics["grad_norm"] > 0
+    batch = trainer.rollouts.collect(trainer.step + 1).batch
+    assert batch.environment_parts and not set(batch.environment_parts) & set(batch.reward_parts)
+    sample = json.loads((trainer.run_dir / "samples.jsonl").read_text().splitlines()[-1])
+    assert {"turns", "task"} <= set(sample["parts"])
     ended = sum(metrics[f"episode/ended/{reason}"] for reason in (ANSWERED, MAX_TURNS, BUDGET, TOOL_TIMEOUT, TOOL_CRASH))
     assert ended == pytest.approx(1.0) and metrics["episode/turns"] >= 1.0  # every episode ended one way

@@ -282,9 +282,9 @@ def test_the_judge_trains_two_steps_with_the_tiny_policy_as_its_own_base_model(m
 
     judged = []
 
-    def spy(lm, tokenizer, requests, max_new_tokens, batch_size):
+    def spy(lm, tokenizer, requests, max_new_tokens, batch_size, **options):
         judged.append([layer.disable_adapters for layer in lm.modules() if isinstance(layer, LoraLayer)])
-        return answers(lm, tokenizer, requests, max_new_tokens, batch_size)
+        return answers(lm, tokenizer, requests, max_new_tokens, batch_size, **options)
 
     answers = mr.judge_answers
     monkeypatch.setattr(mr, "judge_answers", spy)
@@ -312,9 +312,9 @@ def test_under_full_fine_tuning_the_judge_is_a_frozen_copy_of_the_starting_check
 
     judges = []
 
-    def spy(lm, *args):
+    def spy(lm, *args, **options):
         judges.append(lm)
-        return answers(lm, *args)
+        return answers(lm, *args, **options)
 
     answers = mr.judge_answers
     monkeypatch.setattr(mr, "judge_answers", spy)
@@ -330,3 +330,13 @@ def test_under_full_fine_tuning_the_judge_is_a_frozen_copy_of_the_starting_check
     assert all(torch.equal(frozen.state_dict()[k], v) for k, v in start.items())
     trained = trainer.model.state_dict()
     assert any(not torch.equal(trained[k], v) for k, v in start.items()), "training changed no weight"
+
+
+def test_an_answer_prefix_starts_the_judges_answer_and_the_verdict_is_still_its_own():
+    def number_only(request: str) -> str:
+        assert request.endswith("Score:")  # the prefix is the last thing the judge reads
+        return " 7" if "<<alpha>>" in request else " no idea"
+
+    fake = ScriptedJudge(build_tokenizer(), number_only)
+    scores = judge(["<<alpha>>", f"{FORGED}<<beta>>"], ["q", "q"], answer_prefix="Score:", policy=_policy(fake))
+    assert list(scores) == [pytest.approx(0.7), None] and scores.missing == 1

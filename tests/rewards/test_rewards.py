@@ -199,6 +199,11 @@ def test_format_reward_boxed_and_answer_tag():
     assert format_reward(completions, [""] * 4, style="answer_tag") == [0.0, 0.0, 1.0, 0.0]
 
 
+def test_format_reward_does_not_pay_for_an_empty_box_or_tag():
+    assert format_reward(["so \\boxed{}", "\\boxed{  }", "\\boxed{4} then \\boxed{}"], [""] * 3) == [0.0, 0.0, 0.0]
+    assert format_reward(["<answer></answer>", "<answer> </answer>"], [""] * 2, style="answer_tag") == [0.0, 0.0]
+
+
 def test_format_reward_through_reward_model():
     model = _model({"name": "format", "params": {"style": "answer_tag"}, "weight": 0.5})
     total, parts = model(["<answer>1</answer>", "1"], ["", ""], {"answer": ["1", "1"]})

@@ -78,6 +78,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from grpozoo.evaluation.evaluate import EvalSamples, collect, summarize
@@ -452,7 +453,51 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 
 
+WIRELESSMATH_CITATION = (
+    "Li et al. 2025, WirelessMathLM: Teaching Mathematical Reasoning for LLMs in Wireless Communications with "
+    "Reinforcement Learning, arXiv:2509.23219"
+)
+
+
+def _file_tasks(path: str, tokenizer, task_cfg, limit: int | None) -> list[Task]:
+    """Every row of the task file at ``path`` as held-out rows (the first ``limit``), in the file's
+    column conventions and the prompt format of ``task_cfg``."""
+    from grpozoo.config import TaskConfig
+    from grpozoo.tasks import make_task
+
+    base = task_cfg or TaskConfig()
+    cfg = base.model_copy(update={"name": path, "eval_size": 1, "train_size": 10**9})
+    task = make_task(cfg)
+    task.eval_rows = (task.eval_rows + task.train_rows)[:limit]
+    task.train_rows = []
+    return [task]
+
+
+def file_benchmark(path: str) -> Benchmark:
+    """A task file (``.jsonl``, ``.parquet``, ``.csv``, or a ``save_to_disk`` directory) as a benchmark:
+    every row held out, answers judged by the task's verifier (math-verify against ``answer``). A
+    domain benchmark such as WirelessMathLM's WirelessMathBench-XL (Li et al. 2025, arXiv:2509.23219:
+    problems with verifiable answers, from papers on wireless communications) is evaluated so, from a
+    local copy: ``grpozoo eval --benchmark WirelessMathBench-XL.jsonl``."""
+    return Benchmark(
+        path,
+        f"every row of {path}, judged by math-verify against its answer column; accuracy",
+        WIRELESSMATH_CITATION,
+        partial(_file_tasks, path),
+        max_new_tokens=512,
+        sampled_temperature=1.0,
+    )
+
+
 def get_benchmark(name: str) -> Benchmark:
+    from grpozoo.tasks.files import FILE_SUFFIXES
+
+    if name not in BENCHMARKS and (Path(name).suffix.lower() in FILE_SUFFIXES or Path(name).is_dir()):
+        if not Path(name).exists():
+            from grpozoo.errors import ConfigError
+
+            raise ConfigError(f"--benchmark {name}: no such file; give a task file's path or one of {', '.join(BENCHMARKS)}")
+        return file_benchmark(name)
     if name not in BENCHMARKS:
         from grpozoo.errors import ConfigError
         from grpozoo.registry import did_you_mean

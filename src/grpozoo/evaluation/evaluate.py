@@ -72,6 +72,15 @@ class EvalSamples:
             getattr(self, name).extend(getattr(other, name))
 
 
+def accuracy_per_1k_tokens(accuracy: float, mean_length: float) -> float:
+    """Length efficiency: right answers per 1,000 completion tokens, ``1000 · accuracy / mean_length``
+    (NaN without tokens). The trade-off the two-stage recipe of Yoshihara, Yamaguchi & Inoue 2025, "A
+    Practical Two-Stage Recipe for Mathematical LLMs: Maximizing Accuracy with SFT and Efficiency with
+    Reinforcement Learning" (arXiv:2507.08267) measures: its GRPO stage keeps the accuracy of the SFT
+    stage with shorter solutions, which raises this figure."""
+    return 1000.0 * accuracy / mean_length if mean_length > 0 else float("nan")
+
+
 def summarize(s: EvalSamples) -> dict[str, Any]:
     """Every held-out metric of a set of samples (see :func:`evaluate` for what each key means)."""
     n, prompts = s.samples, s.prompts
@@ -87,6 +96,7 @@ def summarize(s: EvalSamples) -> dict[str, Any]:
         "mean_length": sum(s.lengths) / len(s.lengths),
         "truncation_rate": sum(s.truncated) / len(s.truncated),
     }
+    result["accuracy_per_1k_tokens"] = accuracy_per_1k_tokens(accuracy, result["mean_length"])
     ks = powers_of_two_up_to(n)
     for k in ks:
         result[f"pass@{k}"] = sum(pass_at_k(n, c, k) for c in right) / prompts
@@ -142,6 +152,8 @@ def evaluate(
     * ``mean_length``, ``length_p10`` … ``length_p90``, ``length_min``, ``length_max`` (tokens) and
       ``length_histogram`` (``edges``, ``counts``; bins from 0 to ``max_new_tokens``);
     * ``truncation_rate`` — share of samples that hit ``max_new_tokens`` before EOS;
+    * ``accuracy_per_1k_tokens`` — length efficiency, ``1000 · accuracy / mean_length``
+      (:func:`accuracy_per_1k_tokens`);
     * ``mean_entropy`` — mean entropy of the sampling distribution per generated token (nats);
     * ``mean_logprob`` — mean over samples of the per-token log-prob of the sample (the model's
       own confidence in it);

@@ -82,6 +82,9 @@ def eval_table(result: dict[str, Any], title: str) -> Group:
             f"{len(hist['counts'])} bins from 0 to {hist['edges'][-1]:g} tokens",
         )
     table.add_row("truncated", _num(result["truncation_rate"]), "share that hit the token budget before EOS")
+    if "accuracy_per_1k_tokens" in result:
+        table.add_row("accuracy per 1k tokens", _num(result["accuracy_per_1k_tokens"], 2),
+                      "length efficiency: 1000 × accuracy / mean length")
     if "mean_entropy" in result:
         table.add_section()
         table.add_row(

@@ -4,7 +4,16 @@ A reward function has TRL's signature ``fn(completions, prompts, **columns) -> l
 (sync or async); ``None`` means "no opinion" and is left out of the weighted sum.
 """
 
-from grpozoo.rewards import builtin, code, model_rewards  # noqa: F401  (register the built-in rewards)
+# register the built-in rewards (and the process signals' providers)
+from grpozoo.rewards import (  # noqa: F401
+    builtin,
+    code,
+    group_similarity,
+    model_rewards,
+    process,
+    ranking,
+    rubrics,
+)
 from grpozoo.rewards.combine import PolicyHandle, RewardError, RewardModel
 
 __all__ = ["PolicyHandle", "RewardError", "RewardModel"]

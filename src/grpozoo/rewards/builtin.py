@@ -31,4 +31,18 @@ def format_reward(completions, prompts, style: str = "boxed", **columns) -> list
 
 
 # The verifiers, label-free rewards and shaping in their own modules register on import.
-from grpozoo.rewards import label_free, shaping, structured, tools, verifiers  # noqa: E402, F401
+from grpozoo.rewards import (  # noqa: E402, F401
+    consistency,
+    format_diversity,
+    label_free,
+    preference_rewards,
+    safety,
+    shaping,
+    structured,
+    surrogate,
+    sweet_spot,
+    think_or_not,
+    tools,
+    user_feedback,
+    verifiers,
+)

@@ -77,12 +77,17 @@ class RewardScores(list):
     ``reward/<name>/timeouts``. Built-in rewards that can time out per sample are registered with
     ``reports_timeouts=True`` so the metric is logged from the first step. ``missing``, where a
     reward sets it, counts the samples it could not score for another reason (an LLM judge's answer
-    that holds no verdict), logged as ``reward/<name>/missing`` from the first batch it reports."""
+    that holds no verdict), logged as ``reward/<name>/missing`` from the first batch it reports.
+    ``details``: batch-level numbers a reward reports about its own parts (a rubric's share of
+    completions satisfying each item), logged as ``reward/<name>/<key>``."""
 
-    def __init__(self, values=(), timeouts: int = 0, missing: int | None = None):
+    def __init__(
+        self, values=(), timeouts: int = 0, missing: int | None = None, details: dict[str, float] | None = None
+    ):
         super().__init__(values)
         self.timeouts = int(timeouts)
         self.missing = None if missing is None else int(missing)
+        self.details = dict(details or {})
 
 
 def load_reward_function(name: str) -> Callable[..., Any]:
@@ -144,11 +149,14 @@ class RewardModel:
             if p.timeout_s is not None or (spec.name in reward_registry and reward_registry.spec(spec.name).reports_timeouts)
         }
         self.missing: dict[str, int] = {}  # samples reported missing (RewardScores.missing), per reward
+        self.details: dict[str, float] = {}  # the last batch's RewardScores.details, as metric names
+        self.policy: PolicyHandle | None = None  # the model being trained, once give_policy hands it over
 
     def give_policy(self, policy: PolicyHandle) -> None:
         """Hand the model being trained to the rewards registered with ``needs_policy=True``: from
         now on each receives ``policy`` beside its params (the trainer calls this once its model is
         loaded; without it such a reward receives its default, ``None``)."""
+        self.policy = policy
         self.parts = [replace(p, params={**p.params, "policy": policy}) if p.needs_policy else p for p in self.parts]
 
     def __call__(
@@ -178,6 +186,8 @@ class RewardModel:
             missing = getattr(raw[part.name], "missing", None)
             if missing is not None:
                 self.missing[part.name] = self.missing.get(part.name, 0) + missing
+            for key, value in getattr(raw[part.name], "details", {}).items():
+                self.details[f"reward/{part.name}/{key}"] = float(value)
         total = torch.zeros(size, dtype=torch.float32)
         for part in self.parts:
             values = parts[part.name]
@@ -187,9 +197,12 @@ class RewardModel:
     def timeout_metrics(self) -> dict[str, float]:
         """``reward/<name>/timeouts``: samples scored as missing because of a timeout since the last
         call (one step), for every reward that has a ``timeout_s`` or reports timeouts itself; and
-        ``reward/<name>/missing``, the samples a reward reported missing (``RewardScores.missing``)."""
+        ``reward/<name>/missing``, the samples a reward reported missing (``RewardScores.missing``);
+        and the ``details`` rewards reported about the last batch (``reward/<name>/<key>``)."""
         out = {f"reward/{name}/timeouts": float(count) for name, count in self.timeouts.items()}
         out.update({f"reward/{name}/missing": float(count) for name, count in self.missing.items()})
+        out.update(self.details)
+        self.details = {}
         self.timeouts = dict.fromkeys(self.timeouts, 0)
         self.missing = dict.fromkeys(self.missing, 0)
         return out

@@ -28,16 +28,17 @@ def last_boxed(text: str) -> str | None:
 def extract_answer(text: str, style: str) -> str | None:
     """The answer in ``text`` by ``style``: ``last_number``, ``boxed``, ``answer_tag`` or ``full``.
 
-    Returns None when the completion holds no answer in that style.
+    Returns None when the completion holds no answer in that style; an empty ``\\boxed{}`` or
+    ``<answer></answer>`` holds none (a format reward must not pay for the bare tag).
     """
     if style == "last_number":
         numbers = NUMBER.findall(text)
         return numbers[-1].replace(",", "") if numbers else None
     if style == "boxed":
-        return last_boxed(text)
+        return last_boxed(text) or None
     if style == "answer_tag":
         tags = ANSWER_TAG.findall(text)
-        return tags[-1].strip() if tags else None
+        return (tags[-1].strip() or None) if tags else None
     if style == "full":
         return text.strip()
     raise ValueError(f"answer_format {style!r} is not one of last_number, boxed, answer_tag, full")

@@ -227,15 +227,23 @@ def _judge_model(model: str | None, device: str | None, policy: PolicyHandle | N
     return lm, tokenizer, nullcontext
 
 
-def judge_answers(lm, tokenizer, requests: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
+def judge_answers(
+    lm, tokenizer, requests: list[str], max_new_tokens: int, batch_size: int, temperature: float = 0.0,
+    answer_prefix: str = "",
+) -> list[str]:
     """The judge's greedy answers to ``requests`` (each rendered as a user turn with the tokenizer's
     chat template), at most ``max_new_tokens`` tokens each, ``batch_size`` at a time (left-padded):
-    only the generated tokens, decoded; the request itself is cut off."""
+    only the generated tokens, decoded; the request itself is cut off. A positive ``temperature``
+    samples instead (several critiques of one request, drawn from torch's global generator).
+    ``answer_prefix`` starts the judge's answer (e.g. ``"Score:"``: a small judge that would not
+    follow the rubric's format then writes the number next); it is returned before the generated text."""
     from grpozoo.tasks.base import render_prompt
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     rows = [
-        tokenizer(render_prompt(tokenizer, [{"role": "user", "content": r}]), add_special_tokens=False)["input_ids"]
+        tokenizer(render_prompt(tokenizer, [{"role": "user", "content": r}]) + answer_prefix, add_special_tokens=False)[
+            "input_ids"
+        ]
         for r in requests
     ]
     answers: list[str] = []
@@ -245,12 +253,12 @@ def judge_answers(lm, tokenizer, requests: list[str], max_new_tokens: int, batch
         with torch.no_grad():
             for part in _batches(len(rows), batch_size):
                 ids, mask = _padded(rows[part], pad_id, "left", _first_device(lm))
+                sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
                 out = lm.generate(
-                    input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                    pad_token_id=pad_id,
+                    input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, pad_token_id=pad_id, **sampling,
                 )
                 new = out[:, ids.shape[1]:]  # generate returns the request, then the answer
-                answers.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
+                answers.extend(answer_prefix + a for a in tokenizer.batch_decode(new, skip_special_tokens=True))
     finally:
         lm.train(training)
     return answers
@@ -266,6 +274,7 @@ def judge(
     scale: float = 10.0,
     batch_size: int = 8,
     device: str | None = None,
+    answer_prefix: str = "",
     policy: PolicyHandle | None = None,
     **columns: Any,
 ) -> RewardScores:
@@ -284,13 +293,17 @@ def judge(
     policy's own base weights (see :func:`_judge_model`): under LoRA, the trained model with its
     adapters off; under full fine-tuning, a frozen copy of the checkpoint it started from. Give such a
     judge no ``timeout_s``: a reward that times out runs on in the background, here with the trained
-    model's adapters off while the next step learns."""
+    model's adapters off while the next step learns.
+
+    ``answer_prefix`` (e.g. ``"Score:"``) starts the judge's answer for it: a small judge, such as
+    the embedded 135M model, rarely writes the rubric's format by itself (asked for 'Score: 10' or 'Score: 0'
+    on chain_sum completions, it gave no verdict on any of the first 96) but writes a number after it."""
     lm, tokenizer, context = _judge_model(model, device, policy)
     requests = [
         fill_rubric(rubric, {**{k: v[i] for k, v in columns.items()}, "prompt": p, "completion": c})
         for i, (p, c) in enumerate(zip(prompts, completions, strict=True))
     ]
     with context():
-        answers = judge_answers(lm, tokenizer, requests, max_new_tokens, batch_size)
+        answers = judge_answers(lm, tokenizer, requests, max_new_tokens, batch_size, answer_prefix=answer_prefix)
     verdicts = [parse_verdict(a, scale) for a in answers]
     return RewardScores(verdicts, missing=sum(v is None for v in verdicts))

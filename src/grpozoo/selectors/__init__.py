@@ -6,6 +6,7 @@ from grpozoo.selectors.bundles import RiskpoBundleSelector
 from grpozoo.selectors.curriculum import FgExpoSelector
 from grpozoo.selectors.priority import Mmr1VasSelector, SpoPrioritySelector, VadeSelector
 from grpozoo.selectors.replay import SelectiveReplaySelector
+from grpozoo.selectors.staged import StagedCurriculumSelector
 from grpozoo.selectors.uniform import UniformSelector
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "RiskpoBundleSelector",
     "SelectiveReplaySelector",
     "SpoPrioritySelector",
+    "StagedCurriculumSelector",
     "UniformSelector",
     "VadeSelector",
     "XrpoSelector",

@@ -20,7 +20,7 @@ from grpozoo import registry
 from grpozoo.algos import guidance
 from grpozoo.algos.advantages import AdvantageOutput, reward_with_kl
 from grpozoo.algos.aggregation import BatchTotals
-from grpozoo.algos.controllers import adaptive_entropy_coef, adaptive_kl_coef
+from grpozoo.algos.controllers import adaptive_entropy_coef, adaptive_kl_coef, scheduled_coef
 from grpozoo.algos.filters import check_keep
 from grpozoo.algos.kl import straight_through
 from grpozoo.algos.losses import batch_statistics
@@ -29,6 +29,7 @@ from grpozoo.registry import AFTER_ADVANTAGES, LEARNER_SIDE
 from grpozoo.rollouts import Rollouts, required
 from grpozoo.training import distributed
 from grpozoo.training.components import Components
+from grpozoo.training.critics import CriticInputs, check_critic_run, hidden_states
 from grpozoo.training.forward import completion_logprobs, micro_batches, rows_of, shared_prefix_logprobs
 from grpozoo.training.lora_linear import fused_lora
 from grpozoo.training.optimizers import build_optimizer
@@ -95,14 +96,22 @@ class Learner:
         self.loss_module = distributed.wrap(
             distributed.MicroBatchLoss(model, lambda mb, totals, statistics: me.micro_batch_loss(mb, totals, statistics))
         )
+        check_critic_run(needs, algo.advantage.name, distributed.world_size())  # what a learned critic trains on
         tools = LearnerTools(lambda batch: me.policy_logprobs(batch), lambda batch: me.policy_entropies(batch),
-                             lambda batch: me.reference_logprobs(batch))
+                             lambda batch: me.reference_logprobs(batch),
+                             hidden_states=lambda batch: me.policy_hidden_states(batch), advantage=algo.advantage)
         self.providers = Providers(needs, LEARNER_SIDE, tools)
 
     # ----------------------------------------------------------------------------- the learning batch
     def prepare(self, batch: Rollouts) -> Rollouts:
         """The batch that learns from the rollout side's learning ``batch``: the learner's on-demand
-        fields, advantages (set on ``batch`` too), the after-advantages filters, token weights."""
+        fields, advantages (set on ``batch`` too), the after-advantages filters, token weights. A KL
+        coefficient on a schedule (``algorithm.kl.schedule``) takes this step's value first."""
+        kl = self.algo.kl
+        if kl.schedule != "constant":
+            self.state["kl_coef"] = scheduled_coef(
+                batch.step, batch.total_steps, kl.coef_start, kl.coef, kl.schedule, kl.schedule_fraction
+            )
         if batch.batch_size == 0:
             batch.advantages = torch.zeros(0)
             return batch
@@ -339,6 +348,11 @@ class Learner:
     def policy_entropies(self, batch: Rollouts) -> torch.Tensor:
         """The current policy's (tempered) entropy ``[B, T]`` at each completion token, without a graph."""
         return self.logprobs_without_grad(batch, self.model, entropies=True)
+
+    def policy_hidden_states(self, batch: Rollouts) -> CriticInputs:
+        """The current policy's detached last hidden states for a learned critic (no graph)."""
+        with fused_lora(self.model), self.autocast(self.model):
+            return hidden_states(self.model, batch, self.train.micro_batch_tokens)
 
     def reference_logprobs(self, batch: Rollouts) -> torch.Tensor:
         """Under LoRA the reference is the base model with adapters disabled: no second copy."""

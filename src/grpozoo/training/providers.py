@@ -13,7 +13,7 @@ registration order, on the batch about to learn."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,11 +24,14 @@ from grpozoo.algos import guidance
 from grpozoo.algos.groups import group_mean
 from grpozoo.config import AlgorithmConfig, ComponentConfig
 from grpozoo.generation import SamplingParams
+from grpozoo.generation.samples import Prompt
 from grpozoo.registry import LEARNER_SIDE, ROLLOUT_SIDE, AdvantageSpec
+from grpozoo.rewards.combine import PolicyHandle
 from grpozoo.rollouts import Rollouts, required
+from grpozoo.training import demonstrations
 
-# generate(prompts, examples, samples per prompt, sampling) -> the sampled rollouts
-Generate = Callable[[list[str], list[dict], int, SamplingParams], Rollouts]
+# generate(prompts (text, or token ids to continue), examples, samples per prompt, sampling) -> the rollouts
+Generate = Callable[[Sequence[Prompt], list[dict], int, SamplingParams], Rollouts]
 # reward_of(batch, completions or None) -> total reward [B], its named parts, task scores [B]
 RewardOf = Callable[[Rollouts, list[str] | None], tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]]
 # a [B, T] tensor of a batch under a fixed policy (log-probs, entropies), without a graph
@@ -39,7 +42,9 @@ PerToken = Callable[[Rollouts], torch.Tensor]
 class RolloutTools:
     """What rollout-side providers sample and score with: the engine's ``generate``, the rewards'
     ``reward_of``, the ``tokenizer`` that decodes prefixes, the run's ``sampling`` parameters, and
-    the advantage estimator's config and registration (where it wants segment values)."""
+    the advantage estimator's config and registration (where it wants segment values); ``policy``,
+    the model being trained as the rewards receive it (a critic or a teacher-forced forward reads it,
+    never trains it), once the trainer has handed it over."""
 
     generate: Generate
     reward_of: RewardOf
@@ -47,16 +52,22 @@ class RolloutTools:
     sampling: SamplingParams
     advantage: ComponentConfig
     advantage_spec: AdvantageSpec
+    policy: PolicyHandle | None = None
+    messages: Callable[[dict[str, Any]], list[dict[str, str]]] | None = None  # the task's chat messages of a row
 
 
 @dataclass(frozen=True)
 class LearnerTools:
     """The learner's no-grad forwards: the current policy's log-probs and entropies, and the
-    reference policy's log-probs."""
+    reference policy's log-probs; for a learned critic (``grpozoo.training.critics``) the policy's
+    detached hidden states and the advantage estimator's config, whose parameters and registration
+    say how the critic trains."""
 
     policy_logprobs: PerToken
     policy_entropies: PerToken
     reference_logprobs: PerToken
+    hidden_states: Callable[[Rollouts], Any] | None = None
+    advantage: ComponentConfig | None = None
 
 
 def needs_of(algo: AlgorithmConfig) -> set[str]:
@@ -90,6 +101,26 @@ class Providers:
 
 
 # ----------------------------------------------------------------------------- the learner side
+@registry.providers.register("teacher_logprobs", side=LEARNER_SIDE)
+def teacher_logprobs(batch: Rollouts, tools: LearnerTools) -> torch.Tensor:
+    """The completion tokens' log-probs under the policy itself given the privileged prompt (the
+    row's demonstration in its context): a self-teacher (SRPO's self-distillation). A batch without
+    privileged prompts is its own teacher."""
+    return tools.policy_logprobs(_privileged(batch))
+
+
+@registry.providers.register("teacher_entropies", side=LEARNER_SIDE)
+def teacher_entropies(batch: Rollouts, tools: LearnerTools) -> torch.Tensor:
+    """That self-teacher's entropy at each completion token."""
+    return tools.policy_entropies(_privileged(batch))
+
+
+def _privileged(batch: Rollouts) -> Rollouts:
+    if batch.privileged_prompts is None:
+        return batch
+    return demonstrations.with_privileged_prompts(batch, batch.privileged_prompts)
+
+
 @registry.providers.register("old_logprobs", side=LEARNER_SIDE)
 def old_logprobs(batch: Rollouts, tools: LearnerTools) -> torch.Tensor:
     """The policy's log-probs before this step's updates (the sampler's on off-policy hinted rows)."""
@@ -109,6 +140,14 @@ def entropies(batch: Rollouts, tools: LearnerTools) -> torch.Tensor | None:
 
 
 # ----------------------------------------------------------------------------- the rollout side
+@registry.providers.register(demonstrations.PRIVILEGED_PROMPTS, side=ROLLOUT_SIDE)
+def privileged_prompts(batch: Rollouts, tools: RolloutTools) -> list[list[int]]:
+    """Each row's prompt with its task row's demonstration in the last user message, as token ids
+    (:mod:`grpozoo.training.demonstrations`)."""
+    messages = required(tools.messages, "the task's messages", "the privileged_prompts provider")
+    return demonstrations.privileged_prompts(batch, messages, tools.tokenizer)
+
+
 @registry.providers.register("baseline_rewards", side=ROLLOUT_SIDE)
 def greedy_baseline_rewards(batch: Rollouts, tools: RolloutTools) -> torch.Tensor:
     """ReMax's baseline: the reward of one greedy completion per prompt, broadcast to its group."""
@@ -155,4 +194,44 @@ def segment_values(batch: Rollouts, tools: RolloutTools) -> torch.Tensor:
     rewards, _, _ = tools.reward_of(out, completions)
     for k, (i, t) in enumerate(interior):
         values[i, t] = rewards[k * n : (k + 1) * n].mean()
+    return values
+
+
+@registry.providers.register("budget_rewards", side=ROLLOUT_SIDE)
+def budget_rewards(batch: Rollouts, tools: RolloutTools) -> torch.Tensor:
+    """Anytime reasoning's budgeted scores ``[B, T+1]`` (Qi et al. 2025, "Optimizing Anytime Reasoning
+    via Budget Relative Policy Optimization", arXiv:2505.13438): at position ``b`` of each budget
+    the advantage estimator names (``budgets``), the reward of the completion cut after its first
+    ``b`` tokens, its thinking ended by ``end_thinking`` and an answer of up to ``summary_tokens``
+    tokens sampled at ``summary_temperature`` (0: greedy) continuing from the exact token ids; at
+    the completion's own end its reward; NaN elsewhere (and at budgets the completion does not
+    reach: it finished thinking within them)."""
+    from grpozoo.algos.advantages import anytime
+
+    params = tools.advantage.params
+    budgets = anytime.check_budgets(params.get("budgets", anytime.DEFAULT_BUDGETS))
+    end_thinking = str(params.get("end_thinking", anytime.DEFAULT_END_THINKING))
+    summary_tokens = int(params.get("summary_tokens", anytime.DEFAULT_SUMMARY_TOKENS))
+    temperature = float(params.get("summary_temperature", 0.0))
+    rewards = required(batch.rewards, "batch.rewards", "budget_rewards")
+    lengths = batch.completion_lengths
+    values = torch.full((batch.batch_size, batch.completion_ids.shape[1] + 1), float("nan"))
+    values[torch.arange(batch.batch_size), lengths] = rewards.float()
+    cuts = [(i, b) for i in range(batch.batch_size) for b in budgets if b < int(lengths[i])]
+    if not cuts:
+        return values
+    trigger = tools.tokenizer(end_thinking, add_special_tokens=False)["input_ids"]
+    prompts: list[list[int]] = []
+    prefixes: list[str] = []
+    for i, b in cuts:
+        prompt = batch.prompt_ids[i][batch.prompt_mask[i].bool()].tolist()
+        thinking = batch.completion_ids[i, :b].tolist()
+        prompts.append(prompt + thinking + trigger)
+        prefixes.append(tools.tokenizer.decode(thinking, skip_special_tokens=True) + end_thinking)
+    examples = [batch.examples[i] for i, _ in cuts]
+    out = tools.generate(prompts, examples, 1, SamplingParams(summary_tokens, temperature=temperature))
+    completions = [prefix + answer for prefix, answer in zip(prefixes, out.completions, strict=True)]
+    scores, _, _ = tools.reward_of(out, completions)
+    for k, (i, b) in enumerate(cuts):
+        values[i, b] = scores[k]
     return values

@@ -27,6 +27,7 @@ from grpozoo.rewards import RewardModel
 from grpozoo.rollouts import Rollouts, required
 from grpozoo.tasks.base import Task, render_prompt
 from grpozoo.training.components import Components
+from grpozoo.training.demonstrations import Demonstrations
 from grpozoo.training.guided import Guidance
 from grpozoo.training.providers import Providers, RolloutTools
 from grpozoo.training.step_records import reward_columns
@@ -78,7 +79,10 @@ class RolloutSide:
             score=lambda batch: me.score(batch),
         )
         tools = RolloutTools(engine.generate, lambda batch, completions: me.reward_of(batch, completions),
-                             tokenizer, sampling, algo.advantage, components.advantage_spec)
+                             tokenizer, sampling, algo.advantage, components.advantage_spec, rewards.policy,
+                             messages=task.messages)
+        # rows whose completion is the task row's worked solution, for runs that need demonstrations
+        self.demonstrations = Demonstrations(needs, task, tokenizer, score=lambda batch: me.score(batch))
         self.providers = Providers(needs, ROLLOUT_SIDE, tools)
 
     def collect(self, step: int) -> Collected:
@@ -125,6 +129,7 @@ class RolloutSide:
         if self.cfg.algorithm.group_filters:
             metrics["filter/kept_groups"] = count_groups(batch.group_ids, use)
             metrics["filter/sampled_groups"] = count_groups(batch.group_ids, torch.ones_like(use))
+        batch, use = self.demonstrations.append(batch, use)
         rows = use.nonzero().squeeze(1)
         learning = batch if len(rows) == batch.batch_size else batch.select(rows)
         if learning.batch_size:
@@ -166,7 +171,6 @@ class RolloutSide:
     def score(self, batch: Rollouts) -> None:
         batch.answers = [self.task.extract(c) for c in batch.completions]
         batch.rewards, batch.reward_parts, batch.task_scores = self.reward_of(batch)
-        batch.reward_parts.update(batch.environment_parts)  # logged with the parts, not in the reward
 
     def reward_of(
         self, batch: Rollouts, completions: list[str] | None = None

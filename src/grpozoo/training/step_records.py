@@ -72,10 +72,14 @@ def sample_record(step: int, batch: Rollouts, i: int) -> dict[str, Any]:
         "completion": batch.completions[i],
         "answer": batch.examples[i].get("answer"),
         "reward": float(required(batch.rewards, "batch.rewards", "the step's sample record")[i]),
-        "parts": {k: (None if v[i].isnan() else float(v[i])) for k, v in batch.reward_parts.items()},
+        # the reward's parts and what the environment reported (tool calls, turns), never mixed into
+        # reward_parts, which advantage estimators over several rewards read
+        "parts": {k: (None if v[i].isnan() else float(v[i]))
+                  for k, v in {**batch.reward_parts, **batch.environment_parts}.items()},
         "advantage": _finite_or_none(batch.advantages[i].mean()) if batch.advantages is not None else None,
         "truncated": bool(batch.truncated[i]),
         **({"hint_level": int(batch.hint_level[i])} if batch.hint_level is not None else {}),
+        **({"demonstration": True} if batch.demonstration is not None and bool(batch.demonstration[i]) else {}),
         # a multi-turn episode: the whole exchange, tool output included (the completion is the model's own text)
         **({"trajectory": batch.examples[i]["trajectory"]} if "trajectory" in batch.examples[i] else {}),
     }
@@ -125,4 +129,27 @@ def signal_warnings(history: list[dict[str, Any]], max_new_tokens: int) -> list[
             f"weights or another distribution. Check that the server serves model.name in the learner's dtype "
             f"with --logprobs-mode processed_logprobs (grpozoo serve starts it so)"
         )
+    out.extend(rubric_hacking_warnings(history))
     return out
+
+
+def rubric_hacking_warnings(history: list[dict[str, Any]], every: int = 10) -> list[str]:
+    """Every ``every`` steps, the rubric items (``reward/<name>/item_k`` metrics, see the ``rubric``
+    reward) whose satisfied share rose while the verifier's accuracy did not
+    (:func:`grpozoo.rewards.rubrics.rubric_hacking_report`)."""
+    if not history or len(history) % every:
+        return []
+    from grpozoo.rewards.rubrics import rubric_hacking_report
+
+    items = sorted({k for m in history for k in m if k.startswith("reward/") and "/item_" in k})
+    if not items:
+        return []
+    rates = {k: [m.get(k, float("nan")) for m in history] for k in items}
+    suspects = rubric_hacking_report(rates, [m["accuracy"] for m in history])
+    if not suspects:
+        return []
+    listed = ", ".join(f"{s['item']} {float(s['item_change']):+.2f}" for s in suspects)
+    return [
+        f"rubric items rose while the verifier's accuracy did not ({float(suspects[0]['verifier_change']):+.2f}): "
+        f"{listed}. The judge may be rewarding the look of an answer (rubric reward hacking): read samples.jsonl"
+    ]

@@ -31,6 +31,7 @@ from grpozoo.config import LogConfig, RunConfig, save_config
 from grpozoo.errors import ConfigError
 from grpozoo.generation import SamplingParams, make_engine
 from grpozoo.generation.episodes import with_tools
+from grpozoo.generation.rethinking import with_rethinking
 from grpozoo.reporting.loggers import RunLoggers
 from grpozoo.reporting.metrics import append_jsonl, read_jsonl, rewind_jsonl
 from grpozoo.reporting.plots import plot_reward_curve
@@ -130,6 +131,7 @@ class Trainer:
         self.engine = make_engine(cfg.generation, sampling, self.whole_model(), self.tokenizer,
                                   self.run_dir / "engine_weights")
         self.engine = with_tools(self.engine, self.tokenizer, r)  # multi-turn rollouts where tools are named
+        self.engine = with_rethinking(self.engine, self.tokenizer, r, cfg.train.seed)  # where rollout.rethink asks
         if processes > 1:  # each process samples its share of every call's prompts
             self.engine = distributed.GatheringEngine(self.engine)
         self.rollouts = RolloutSide(
@@ -228,13 +230,16 @@ class Trainer:
         # every sampled row's advantage, for the sample log: NaN on the rows that did not learn
         advantages = required(collected.learning.advantages, "advantages", "the sample log")
         batch.advantages = scatter_rows(advantages, collected.rows, batch.batch_size)
-        own = batch if batch.hint_level is None else batch.select(batch.hint_level == 0)  # no hint
+        sampled = batch.own_samples  # no hint, no demonstration
+        own = batch if bool(sampled.all()) else batch.select(sampled)
+        demonstrations = learning_batch.demonstration  # rows that learn, not counted as kept samples
+        learned = learning_batch.batch_size - (int(demonstrations.sum()) if demonstrations is not None else 0)
         completion_tokens = float(batch.completion_mask.sum())
         metrics = {
             "step": self.step,
             **batch_metrics(own, self.rollouts.rewards.parts),
             **self.rollouts.rewards.timeout_metrics(),
-            "kept_fraction": learning_batch.batch_size / own.batch_size,
+            "kept_fraction": learned / own.batch_size,
             **collected.metrics,
             **learn_metrics,
             "lr": self.learner.scheduler.get_last_lr()[0],
