@@ -88,9 +88,9 @@ def test_the_reward_model_is_loaded_once_in_eval_mode_on_the_asked_device(classi
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
         reward_model(COMPLETIONS, PROMPTS, model=str(classifier_dir), device=device)
-        first = mr._loaded("classifier", str(classifier_dir), device)[0]
+        first = mr.loaded_model("classifier", str(classifier_dir), device)[0]
         reward_model(COMPLETIONS, PROMPTS, model=str(classifier_dir), device=device)
-        assert mr._loaded("classifier", str(classifier_dir), device)[0] is first  # cached
+        assert mr.loaded_model("classifier", str(classifier_dir), device)[0] is first  # cached
         assert {p.device.type for p in first.parameters()} == {torch.device(device).type}
         assert not first.training and not any(p.requires_grad for p in first.parameters())
 
@@ -102,7 +102,7 @@ def test_the_device_is_the_param_else_the_trainers_else_the_cpu(monkeypatch, cla
         asked.append(device)
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr(mr, "_loaded", loaded)
+    monkeypatch.setattr(mr, "loaded_model", loaded)
     trainer_on = PolicyHandle(model=None, tokenizer=None, device="cuda:3", base="unused")
     for device, policy in [("cuda:1", trainer_on), (None, trainer_on), (None, None)]:
         with pytest.raises(RuntimeError, match="stop here"):
@@ -262,7 +262,7 @@ def test_a_judge_loaded_from_a_path_answers_greedily_and_deterministically(tiny_
     first = judge(completions, prompts, batch_size=2, device="cpu", **params)
     assert judge(completions, prompts, batch_size=3, device="cpu", **params) == first
     assert len(first) == 3 and first.missing == sum(v is None for v in first)
-    lm, tokenizer = mr._loaded("causal", str(tiny_model_dir), "cpu")
+    lm, tokenizer = mr.loaded_model("causal", str(tiny_model_dir), "cpu")
     answers = mr.judge_answers(lm, tokenizer, ["Rate 5.", "Rate it."], max_new_tokens=5, batch_size=2)
     assert answers == mr.judge_answers(lm, tokenizer, ["Rate 5.", "Rate it."], max_new_tokens=5, batch_size=1)
     assert all(len(a) <= 5 and "Rate" not in a for a in answers)  # the generated text only, not the request
@@ -324,7 +324,7 @@ def test_under_full_fine_tuning_the_judge_is_a_frozen_copy_of_the_starting_check
     )
     trainer.train_step()
     trainer.train_step()
-    frozen, _ = mr._loaded("causal", str(tiny_model_dir), "cpu")
+    frozen, _ = mr.loaded_model("causal", str(tiny_model_dir), "cpu")
     start = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
     assert len(judges) == 2 and all(lm is frozen for lm in judges) and frozen is not trainer.model
     assert all(torch.equal(frozen.state_dict()[k], v) for k, v in start.items())

@@ -19,7 +19,7 @@ from grpozoo.config import ComponentConfig
 from grpozoo.errors import ConfigError
 from grpozoo.generation import SamplingParams
 from grpozoo.rewards import PolicyHandle
-from grpozoo.rewards.model_rewards import _loaded
+from grpozoo.rewards.model_rewards import loaded_model
 from grpozoo.rewards.process import (
     answer_logprobs,
     answer_logprobs_at_boundaries,
@@ -155,7 +155,7 @@ def test_the_step_flags_provider_asks_the_base_model_without_gradients_and_puts_
 
 
 def test_a_critic_with_the_tiny_real_model_gives_reproducible_zero_one_flags(tiny_model_dir):
-    lm, tokenizer = _loaded("causal", str(tiny_model_dir), "cpu")
+    lm, tokenizer = loaded_model("causal", str(tiny_model_dir), "cpu")
     texts = [_texts("two plus three", "is five"), _texts("six")]
     runs = []
     for _ in range(2):
@@ -173,7 +173,7 @@ def test_a_critic_with_the_tiny_real_model_gives_reproducible_zero_one_flags(tin
 
 
 def test_answer_logprobs_are_the_summed_token_logprobs_and_do_not_depend_on_batching(tiny_model_dir):
-    lm, _ = _loaded("causal", str(tiny_model_dir), "cpu")
+    lm, _ = loaded_model("causal", str(tiny_model_dir), "cpu")
     contexts = [[5, 6, 7], [8], [9, 10, 11, 12, 13]]
     answers = [[14, 15], [16], [17, 18, 19]]
     batched = answer_logprobs(lm, contexts, answers, batch_size=3)
@@ -185,7 +185,7 @@ def test_answer_logprobs_are_the_summed_token_logprobs_and_do_not_depend_on_batc
 
 
 def test_the_answer_logprobs_provider_fills_the_boundaries_and_needs_the_gold_answer(tiny_model_dir):
-    lm, tokenizer = _loaded("causal", str(tiny_model_dir), "cpu")
+    lm, tokenizer = loaded_model("causal", str(tiny_model_dir), "cpu")
     texts = [["a", "\n", "b", "c"], ["d", "e"]]
     ids = torch.tensor([[tokenizer.convert_tokens_to_ids("a")] * 4, [tokenizer.convert_tokens_to_ids("a")] * 2 + [0, 0]])
     batch = make_rollouts([1.0, 0.0], lengths=[4, 2], completion_token_texts=texts, completion_ids=ids,

@@ -20,9 +20,10 @@ LOSS_PARAMS = {
     "gspo": ["algorithm.loss.params.eps_low=0.1", "algorithm.loss.params.eps_high=0.1"],
     "gspo_token": ["algorithm.loss.params.eps_low=0.1", "algorithm.loss.params.eps_high=0.1"],
 }
-ESTIMATOR = {"copo": "copo"}  # the copo loss reads the copo estimator's extras
+# the copo loss reads the copo estimator's extras; B-Coder's critic trains on POAD's targets
+ESTIMATOR = {"copo": "copo", "b_coder_bellman": "poad"}
 R2VPO_LAMBDA = 2.0  # a penalty in force, so R²VPO's mean ratio matters
-POLICY_STATISTICS = ["clip_cov", "kl_cov", "r2vpo"]  # their statistics read the current log-probs
+POLICY_STATISTICS = ["clip_cov", "grpo_guard", "kl_cov", "r2vpo"]  # their statistics read the current log-probs
 
 
 def loss_trainer(overrides: list[str], loss: str, num_iterations: int):

@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 
 from grpozoo.algos.masked import keep_real
-from grpozoo.algos.token_weights import _keep_top_fraction, _token_advantages
+from grpozoo.algos.token_weights import keep_top_fraction, token_advantages
 from grpozoo.registry import token_weights
 from grpozoo.rollouts import Rollouts
 
@@ -57,12 +57,12 @@ def capo_curvature_mask(
     if level not in ("token", "sequence"):
         raise ValueError(f"capo_curvature: level={level!r} is not one of 'token', 'sequence'")
     mask = ctx.action_mask.bool()
-    score = logit_fisher_score(_token_advantages(ctx), ctx.sampling_logprobs, mask)
+    score = logit_fisher_score(token_advantages(ctx), ctx.sampling_logprobs, mask)
     candidates = mask
     if level == "sequence":  # one score per sequence [B, 1]; the mask broadcasts over its tokens
         score, candidates = score.sum(dim=1, keepdim=True), mask.any(dim=1, keepdim=True)
     if threshold is not None:
         rejected = score > threshold
     else:
-        rejected = _keep_top_fraction(score, candidates, reject_fraction, "batch").bool()
+        rejected = keep_top_fraction(score, candidates, reject_fraction, "batch").bool()
     return (mask & ~rejected).float()

@@ -59,7 +59,7 @@ def _keep_top_per_row(scores: torch.Tensor, mask: torch.Tensor, fraction: float)
     return (rank < k.unsqueeze(1)) & mask
 
 
-def _keep_top_fraction(
+def keep_top_fraction(
     scores: torch.Tensor, mask: torch.Tensor, fraction: float, scope: Scope
 ) -> torch.Tensor:
     """Float ``[B, T]`` 0/1: the top ``fraction`` of the real tokens by ``scores``, counted over the
@@ -75,7 +75,7 @@ def _keep_top_fraction(
     return keep.float()
 
 
-def _token_advantages(ctx: Rollouts) -> torch.Tensor:
+def token_advantages(ctx: Rollouts) -> torch.Tensor:
     """``ctx.advantages`` as ``[B, T]`` (a sequence advantage repeated over its tokens)."""
     if ctx.advantages is None:
         raise ValueError("this token weighting reads ctx.advantages, which are not set yet")
@@ -99,7 +99,7 @@ def entropy_top_quantile(ctx: Rollouts, fraction: float = 0.2, scope: Scope = "b
     ``1 − fraction`` entropy quantile, which keeps the same tokens when entropies are distinct).
     ``fraction=1`` gives the base loss. Shapes: ``ctx.entropies, ctx.completion_mask [B, T]`` -> ``[B, T]``.
     """
-    return _keep_top_fraction(_entropies_of(ctx), _mask_of(ctx), fraction, scope)
+    return keep_top_fraction(_entropies_of(ctx), _mask_of(ctx), fraction, scope)
 
 
 @token_weights.register("earl", needs={"entropies"})
@@ -113,7 +113,7 @@ def earl_weights(ctx: Rollouts, rho: float = 0.2, scope: Scope = "batch") -> tor
     GUESS: ``rho=0.2`` and the batch-wide (not per-response) quantile.
     Shapes: ``ctx.entropies, ctx.completion_mask [B, T]`` -> ``[B, T]``.
     """
-    return _keep_top_fraction(_entropies_of(ctx), _mask_of(ctx), rho, scope)
+    return keep_top_fraction(_entropies_of(ctx), _mask_of(ctx), rho, scope)
 
 
 # ------------------------------------------------------------------ D³S token level
@@ -169,8 +169,8 @@ def d3s_token_weights(
     _check_fraction("rho_start", rho_start)
     _check_fraction("rho_end", rho_end)
     rho = scheduled_ratio(ctx.step, ctx.total_steps, rho_start, rho_end, schedule)
-    scores = _token_advantages(ctx).detach().abs() * _entropies_of(ctx).detach()
-    return _keep_top_fraction(scores, _mask_of(ctx), rho, scope)
+    scores = token_advantages(ctx).detach().abs() * _entropies_of(ctx).detach()
+    return keep_top_fraction(scores, _mask_of(ctx), rho, scope)
 
 
 # ------------------------------------------------------------------ GTPO conflict tokens
@@ -201,7 +201,7 @@ def _sequence_signs(ctx: Rollouts) -> torch.Tensor:
     estimator handed it on, else ``ctx.advantages`` (summed over real tokens when ``[B, T]``)."""
     adv = ctx.extras.get("gtpo_unshaped_advantage") if ctx.extras else None
     if adv is None:
-        adv = _token_advantages(ctx)
+        adv = token_advantages(ctx)
     if adv.dim() == 2:
         adv = (adv * ctx.completion_mask).sum(dim=1)
     return adv.detach()

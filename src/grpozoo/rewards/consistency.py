@@ -22,7 +22,7 @@ from grpozoo.registry import rewards
 from grpozoo.rewards.combine import PolicyHandle
 from grpozoo.rewards.common import correct_flags, need_column
 from grpozoo.rewards.extraction import extract_answer
-from grpozoo.rewards.model_rewards import _batches, _first_device, _loaded, _padded
+from grpozoo.rewards.model_rewards import batch_slices, first_device, loaded_model, padded_rows
 
 
 def care_bonus(
@@ -72,8 +72,8 @@ def answer_likelihoods(
     lm.eval()
     try:
         with torch.no_grad():
-            for part in _batches(len(rows), batch_size):
-                ids, mask = _padded(rows[part], pad, "right", _first_device(lm))
+            for part in batch_slices(len(rows), batch_size):
+                ids, mask = padded_rows(rows[part], pad, "right", first_device(lm))
                 logp = torch.log_softmax(lm(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
                 for k, (row, start) in enumerate(zip(rows[part], starts[part], strict=True)):
                     if start >= len(row):
@@ -188,7 +188,7 @@ def grpo_care_reward(
 def _reference(model: str | None, device: str | None, policy: PolicyHandle | None, decay: float, step):
     """The reference LM and its tokenizer: a frozen checkpoint (``model``), else the EMA of the policy."""
     if model is not None:
-        return _loaded("causal", model, device or (policy.device if policy is not None else "cpu"))
+        return loaded_model("causal", model, device or (policy.device if policy is not None else "cpu"))
     if policy is None:
         raise ValueError(
             "reward 'grpo_care' has no reference model: outside the trainer give it one, params: {model: PATH}"

@@ -36,7 +36,7 @@ _LOADED: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
 _LOADING = threading.Lock()
 
 
-def _loaded(kind: str, path: str, device: str, dtype: str = "float32") -> tuple[Any, Any]:
+def loaded_model(kind: str, path: str, device: str, dtype: str = "float32") -> tuple[Any, Any]:
     """The model (``kind``: ``"classifier"`` or ``"causal"``) at ``path`` on ``device``, in eval mode
     with gradients off, and its tokenizer; loaded on first use and kept."""
     from grpozoo.training.model import DTYPES, resolve_model
@@ -64,7 +64,7 @@ def _device(device: str | None, policy: PolicyHandle | None) -> str:
     return device or (policy.device if policy is not None else "cpu")
 
 
-def _padded(rows: list[list[int]], pad_id: int, side: str, device) -> tuple[torch.Tensor, torch.Tensor]:
+def padded_rows(rows: list[list[int]], pad_id: int, side: str, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Token rows padded to one length on ``side`` (``"left"`` or ``"right"``): ids and attention mask."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -76,11 +76,11 @@ def _padded(rows: list[list[int]], pad_id: int, side: str, device) -> tuple[torc
     return ids.to(device), mask.to(device)
 
 
-def _batches(n: int, size: int) -> Iterator[slice]:
+def batch_slices(n: int, size: int) -> Iterator[slice]:
     return (slice(start, min(start + size, n)) for start in range(0, n, size))
 
 
-def _first_device(model) -> torch.device:
+def first_device(model) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
 
@@ -130,15 +130,15 @@ def reward_model(
     (:func:`render_pair`); ``batch_size`` pairs go through one forward (right-padded, so the scores do
     not depend on the batching), in eval mode without gradients, on ``device`` (default: the
     trainer's ``train.device``). The model is loaded once per path and device."""
-    classifier, tokenizer = _loaded("classifier", model, _device(device, policy))
+    classifier, tokenizer = loaded_model("classifier", model, _device(device, policy))
     labels = classifier.config.num_labels
     if not 0 <= label < labels:
         raise ConfigError(f"reward 'reward_model': label={label}, but {model!r} has {labels} label(s)")
     rows = [render_pair(tokenizer, p, c) for p, c in zip(prompts, completions, strict=True)]
     scores: list[float] = []
     with torch.no_grad():
-        for part in _batches(len(rows), batch_size):
-            ids, mask = _padded(rows[part], tokenizer.pad_token_id, "right", _first_device(classifier))
+        for part in batch_slices(len(rows), batch_size):
+            ids, mask = padded_rows(rows[part], tokenizer.pad_token_id, "right", first_device(classifier))
             logits = classifier(input_ids=ids, attention_mask=mask).logits
             scores.extend(logits[:, label].float().tolist())
     return scores
@@ -205,7 +205,7 @@ def _check_judge(
         resolve_model(model)
 
 
-def _judge_model(model: str | None, device: str | None, policy: PolicyHandle | None) -> tuple[Any, Any, Callable[[], Any]]:
+def judge_model(model: str | None, device: str | None, policy: PolicyHandle | None) -> tuple[Any, Any, Callable[[], Any]]:
     """The judge LM, its tokenizer and the context to run it in. ``model`` given: that checkpoint.
     Otherwise the policy's base weights: under LoRA the trained model itself with its adapters
     disabled (no second copy); under full fine-tuning, where the policy's own weights move, a frozen
@@ -214,7 +214,7 @@ def _judge_model(model: str | None, device: str | None, policy: PolicyHandle | N
     from grpozoo.modeling import is_lora_model
 
     if model is not None:
-        lm, tokenizer = _loaded("causal", model, _device(device, policy))
+        lm, tokenizer = loaded_model("causal", model, _device(device, policy))
         return lm, tokenizer, nullcontext
     if policy is None:
         raise ConfigError(
@@ -223,7 +223,7 @@ def _judge_model(model: str | None, device: str | None, policy: PolicyHandle | N
         )
     if is_lora_model(policy.model):
         return policy.model, policy.tokenizer, policy.model.disable_adapter
-    lm, tokenizer = _loaded("causal", policy.base, _device(device, policy), policy.dtype)
+    lm, tokenizer = loaded_model("causal", policy.base, _device(device, policy), policy.dtype)
     return lm, tokenizer, nullcontext
 
 
@@ -251,8 +251,8 @@ def judge_answers(
     lm.eval()
     try:
         with torch.no_grad():
-            for part in _batches(len(rows), batch_size):
-                ids, mask = _padded(rows[part], pad_id, "left", _first_device(lm))
+            for part in batch_slices(len(rows), batch_size):
+                ids, mask = padded_rows(rows[part], pad_id, "left", first_device(lm))
                 sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
                 out = lm.generate(
                     input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, pad_token_id=pad_id, **sampling,
@@ -290,7 +290,7 @@ def judge(
     score in range is ``None`` (no opinion), counted in ``reward/judge/missing``, never a 0.
 
     The judge is ``model`` (a causal LM checkpoint, on ``device`` or the trainer's), by default the
-    policy's own base weights (see :func:`_judge_model`): under LoRA, the trained model with its
+    policy's own base weights (see :func:`judge_model`): under LoRA, the trained model with its
     adapters off; under full fine-tuning, a frozen copy of the checkpoint it started from. Give such a
     judge no ``timeout_s``: a reward that times out runs on in the background, here with the trained
     model's adapters off while the next step learns.
@@ -298,7 +298,7 @@ def judge(
     ``answer_prefix`` (e.g. ``"Score:"``) starts the judge's answer for it: a small judge, such as
     the embedded 135M model, rarely writes the rubric's format by itself (asked for 'Score: 10' or 'Score: 0'
     on chain_sum completions, it gave no verdict on any of the first 96) but writes a number after it."""
-    lm, tokenizer, context = _judge_model(model, device, policy)
+    lm, tokenizer, context = judge_model(model, device, policy)
     requests = [
         fill_rubric(rubric, {**{k: v[i] for k, v in columns.items()}, "prompt": p, "completion": c})
         for i, (p, c) in enumerate(zip(prompts, completions, strict=True))

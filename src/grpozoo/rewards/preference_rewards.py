@@ -18,7 +18,7 @@ import torch
 from grpozoo.registry import rewards
 from grpozoo.rewards.combine import PolicyHandle
 from grpozoo.rewards.common import groups_of, need_column
-from grpozoo.rewards.model_rewards import _judge_model, fill_rubric, judge_answers
+from grpozoo.rewards.model_rewards import fill_rubric, judge_answers, judge_model
 from grpozoo.rewards.safety import call_reward
 
 
@@ -127,7 +127,7 @@ def pref_grpo_reward(
         def matrix(indices: list[int]) -> torch.Tensor:
             return score_preferences(scores[indices], tie_margin)
     elif preference == "judge":
-        lm, tokenizer, context = _judge_model(model, device, policy)
+        lm, tokenizer, context = judge_model(model, device, policy)
 
         def ask(requests: list[str]) -> list[str]:
             with context():

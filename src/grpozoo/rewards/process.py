@@ -34,12 +34,12 @@ from grpozoo import registry
 from grpozoo.errors import ConfigError
 from grpozoo.registry import ROLLOUT_SIDE, rewards
 from grpozoo.rewards.model_rewards import (
-    _batches,
-    _first_device,
-    _judge_model,
-    _padded,
+    batch_slices,
     fill_rubric,
+    first_device,
     judge_answers,
+    judge_model,
+    padded_rows,
 )
 from grpozoo.rollouts import Rollouts, required
 
@@ -216,7 +216,7 @@ def step_flags(batch: Rollouts, tools: RolloutTools) -> torch.Tensor:
     is ``critic_model`` or the policy's base weights (as the ``judge`` reward's). The critiques are
     sampled under a generator seeded by ``seed`` and the step, so a run is reproducible."""
     params = _capo_critic_params(**_estimator_params(tools))
-    lm, tokenizer, context = _judge_model(params.pop("model"), None, _require_policy(tools, "step_flags"))
+    lm, tokenizer, context = judge_model(params.pop("model"), None, _require_policy(tools, "step_flags"))
     seed = params.pop("seed")
     columns = {k: [e.get(k) for e in batch.examples] for k in batch.examples[0] if k not in ("prompt", "messages")}
     with torch.random.fork_rng(devices=[]), context():
@@ -241,8 +241,8 @@ def answer_logprobs(lm, contexts: Sequence[Sequence[int]], answers: Sequence[Seq
     lm.eval()
     try:
         with torch.no_grad():
-            for part in _batches(len(rows), batch_size):
-                ids, mask = _padded(rows[part], 0, "right", _first_device(lm))
+            for part in batch_slices(len(rows), batch_size):
+                ids, mask = padded_rows(rows[part], 0, "right", first_device(lm))
                 logits = lm(input_ids=ids, attention_mask=mask).logits
                 for j, (c, a) in enumerate(zip(contexts[part], answers[part], strict=True)):
                     # only the positions that predict the answer's tokens are normalised

@@ -25,7 +25,7 @@ import torch
 from grpozoo.errors import ConfigError
 from grpozoo.registry import rewards
 from grpozoo.rewards.combine import PolicyHandle
-from grpozoo.rewards.model_rewards import _batches, _first_device, _padded, render_pair, reward_model
+from grpozoo.rewards.model_rewards import batch_slices, first_device, padded_rows, render_pair, reward_model
 
 HEAD_FILE = "feedback_head.json"
 _FITTING = threading.Lock()
@@ -85,8 +85,8 @@ def pair_features(classifier, tokenizer, prompts: Sequence[str], completions: Se
     out = []
     try:
         with torch.no_grad():
-            for part in _batches(len(rows), batch_size):
-                ids, mask = _padded(rows[part], tokenizer.pad_token_id, "right", _first_device(classifier))
+            for part in batch_slices(len(rows), batch_size):
+                ids, mask = padded_rows(rows[part], tokenizer.pad_token_id, "right", first_device(classifier))
                 out.append(classifier(input_ids=ids, attention_mask=mask).logits.double().cpu())
     finally:
         classifier.score = head

@@ -86,7 +86,7 @@ def fit(trainer: Trainer, show_progress: bool = True) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     if cfg.eval.at_start and trainer.step == 0:
         summary["eval_start"] = trainer.evaluate()
-        say(console, f"held-out accuracy before training: {_fmt_eval(summary['eval_start'])}")
+        say(console, f"held-out accuracy before training: {format_eval(summary['eval_start'])}")
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("step {task.completed}/{task.total}"),
         TextColumn("reward {task.fields[reward]}"), TextColumn("acc {task.fields[accuracy]}"),
@@ -113,7 +113,7 @@ def fit(trainer: Trainer, show_progress: bool = True) -> dict[str, Any]:
         trainer.save()
     if cfg.eval.at_end:
         summary["eval_end"] = trainer.evaluate()
-        say(console, f"held-out accuracy after training:  {_fmt_eval(summary['eval_end'])}")
+        say(console, f"held-out accuracy after training:  {format_eval(summary['eval_end'])}")
         trainer.plot()
     trainer.loggers.close()
     trainer.engine.close()
@@ -121,6 +121,6 @@ def fit(trainer: Trainer, show_progress: bool = True) -> dict[str, Any]:
     return summary
 
 
-def _fmt_eval(result: dict[str, Any]) -> str:
+def format_eval(result: dict[str, Any]) -> str:
     return (f"{result['accuracy']:.3f} ± {result['accuracy_stderr']:.3f} "
             f"({result['prompts']} prompts × {result['samples_per_prompt']} samples)")

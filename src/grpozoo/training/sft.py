@@ -229,12 +229,12 @@ class SFTRun:
     def evaluate(self, stage: str, step: int) -> dict[str, Any]:
         from grpozoo.evaluation import evaluate_held_out
         from grpozoo.reporting.metrics import append_jsonl
-        from grpozoo.training.fit import _fmt_eval
+        from grpozoo.training.fit import format_eval
 
         self.model.eval()
         result = {"stage": stage, "step": step, **evaluate_held_out(self.model, self.tokenizer, self.task, self.cfg)}
         append_jsonl(self.output / "sft_eval.jsonl", result)
-        say(self.console, f"held-out accuracy {stage} SFT: {_fmt_eval(result)}; mean length "
+        say(self.console, f"held-out accuracy {stage} SFT: {format_eval(result)}; mean length "
                           f"{result['mean_length']:.1f} tokens, {result['accuracy_per_1k_tokens']:.2f} per 1k tokens")
         return result
 

@@ -26,7 +26,7 @@ from grpozoo.registry import losses
 from grpozoo.rollouts import Rollouts
 
 
-class _Groups:
+class Groups:
     """Dense group index of each row and the group-relative labels of a (whole-group) batch."""
 
     def __init__(self, ctx: Rollouts, advantages: torch.Tensor, mask: torch.Tensor):
@@ -67,7 +67,7 @@ def _kl_to_old(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor) -
     return keep_real(kl_k3(old_logp, logp), mask)
 
 
-def _diagnostics(score: torch.Tensor, groups: _Groups, kl: torch.Tensor, mask: torch.Tensor) -> dict:
+def _diagnostics(score: torch.Tensor, groups: Groups, kl: torch.Tensor, mask: torch.Tensor) -> dict:
     return {
         "score": on_tokens(score.detach(), mask),
         "valid_group_fraction": on_tokens(groups.valid.to(score.dtype), mask),
@@ -100,7 +100,7 @@ def real_loss(
     """
     log_ratio = token_log_ratio(logp, old_logp, mask)
     score = row_mean(log_ratio, mask)
-    groups = _Groups(ctx, advantages, mask)
+    groups = Groups(ctx, advantages, mask)
     z = score / tau
     loss_q = groups.logsumexp(z, groups.negative, anchor=True) + groups.logsumexp(
         -z, groups.positive, anchor=True
@@ -131,7 +131,7 @@ def real_bce_loss(
     """
     log_ratio = token_log_ratio(logp, old_logp, mask)
     score = row_mean(log_ratio, mask)
-    groups = _Groups(ctx, advantages, mask)
+    groups = Groups(ctx, advantages, mask)
     bce = F.binary_cross_entropy_with_logits(score / tau, groups.positive.to(score.dtype), reduction="none")
     bce = torch.where(groups.valid, bce, torch.zeros_like(bce))
     return on_tokens(bce, mask), _diagnostics(score, groups, _kl_to_old(logp, old_logp, mask), mask)
@@ -178,7 +178,7 @@ def disco_loss(
     else:
         raise ValueError(f"disco: score={score!r} is not 'logL' or 'Lratio'")
     t = tau if tau is not None else (10.0 if score == "logL" else 1.0)
-    groups = _Groups(ctx, advantages, mask)
+    groups = Groups(ctx, advantages, mask)
     pos, neg = groups.positive.to(s.dtype), groups.negative.to(s.dtype)
     n_pos, n_neg = groups.sum(pos), groups.sum(neg)
     mean_pos = groups.sum(s * pos) / n_pos.clamp(min=1)

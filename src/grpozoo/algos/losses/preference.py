@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from grpozoo.algos.kl import kl_k3
 from grpozoo.algos.losses import broadcast_advantages, require_field, sequence_advantages
-from grpozoo.algos.losses.classification import _Groups
+from grpozoo.algos.losses.classification import Groups
 from grpozoo.algos.losses.clipped import clipped_surrogate
 from grpozoo.algos.losses.sequence import segment_mean, subsentence_ids
 from grpozoo.algos.masked import keep_real, mask_outputs, on_tokens, row_mean, token_log_ratio
@@ -109,15 +109,15 @@ def preference_pairs(
     return PreferencePairs(winner, loser, dense_groups[winner])
 
 
-def _labelled_groups(ctx: Rollouts, advantages: torch.Tensor, mask: torch.Tensor) -> tuple[_Groups, torch.Tensor]:
+def _labelled_groups(ctx: Rollouts, advantages: torch.Tensor, mask: torch.Tensor) -> tuple[Groups, torch.Tensor]:
     """The batch's groups and the rewards that rank their rows (``ctx.rewards``, else the row-mean
     advantage), ``[B]`` float64 on the mask's device."""
-    groups = _Groups(ctx, advantages, mask)
+    groups = Groups(ctx, advantages, mask)
     rewards = sequence_advantages(advantages, mask).detach() if ctx.rewards is None else ctx.rewards
     return groups, rewards.to(device=mask.device, dtype=torch.float64)
 
 
-def _pair_mean_per_group(values: torch.Tensor, pairs: PreferencePairs, groups: _Groups) -> torch.Tensor:
+def _pair_mean_per_group(values: torch.Tensor, pairs: PreferencePairs, groups: Groups) -> torch.Tensor:
     """Mean of per-pair ``values [P]`` over each group's pairs -> ``[n]`` (0 for a group without)."""
     total = values.new_zeros(groups.n).scatter_add(0, pairs.group, values)
     count = values.new_zeros(groups.n).scatter_add(0, pairs.group, torch.ones_like(values))
@@ -127,7 +127,7 @@ def _pair_mean_per_group(values: torch.Tensor, pairs: PreferencePairs, groups: _
 def _group_outputs(
     loss_q: torch.Tensor,
     pairs: PreferencePairs,
-    groups: _Groups,
+    groups: Groups,
     mask: torch.Tensor,
     margin: torch.Tensor,
     extra: dict[str, torch.Tensor] | None = None,
