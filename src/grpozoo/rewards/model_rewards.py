@@ -274,7 +274,7 @@ def judge(
     scale: float = 10.0,
     batch_size: int = 8,
     device: str | None = None,
-    answer_prefix: str = "",
+    answer_prefix: str = "Score:",
     policy: PolicyHandle | None = None,
     **columns: Any,
 ) -> RewardScores:
@@ -295,8 +295,8 @@ def judge(
     judge no ``timeout_s``: a reward that times out runs on in the background, here with the trained
     model's adapters off while the next step learns.
 
-    ``answer_prefix`` (e.g. ``"Score:"``) starts the judge's answer for it: a small judge, such as
-    the embedded 135M model, rarely writes the rubric's format by itself (asked for 'Score: 10' or 'Score: 0'
+    ``answer_prefix`` (default ``"Score:"``; ``""`` leaves the whole answer to the judge) starts the
+    judge's answer for it: a small judge, such as the embedded 135M model, rarely writes the rubric's format by itself (asked for 'Score: 10' or 'Score: 0'
     on chain_sum completions, it gave no verdict on any of the first 96) but writes a number after it."""
     lm, tokenizer, context = judge_model(model, device, policy)
     requests = [
