@@ -63,6 +63,19 @@ def test_a_pair_is_rendered_with_the_reward_models_chat_template_or_plainly_with
     assert tokenizer.decode(render_pair(tokenizer, "Q?", "A.")) == "Q?A."
 
 
+def test_the_prompts_chat_messages_are_rendered_once_in_the_reward_models_template(classifier_dir):
+    tokenizer = build_tokenizer()
+    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "Q?"}]
+    assert tokenizer.decode(render_pair(tokenizer, "<u>Q?</s><a>", "A.", messages)) == "<s>S</s><u>Q?</s><a>A.</s>"
+    # the trainer's prompts carry the policy's template: the messages keep it out of the reward model's input
+    templated = [f"<u>{p}</s><a>" for p in PROMPTS]
+    turns = [[{"role": "user", "content": p}] for p in PROMPTS]
+    scored = reward_model(COMPLETIONS, templated, model=str(classifier_dir), prompt_messages=turns, device="cpu")
+    assert scored == pytest.approx(_reference_scores(classifier_dir, 0), abs=1e-5)
+    twice = reward_model(COMPLETIONS, templated, model=str(classifier_dir), device="cpu")
+    assert twice != pytest.approx(scored, abs=1e-5)
+
+
 @pytest.mark.parametrize("label", [0, 2])
 def test_reward_model_scores_are_the_label_logit_whatever_the_batching(classifier_dir, label):
     reference = _reference_scores(classifier_dir, label)

@@ -206,3 +206,18 @@ def test_the_sampler_draws_from_the_updated_weights(tiny_overrides, lora):
         metrics = trainer.train_step()
         assert metrics["grad_norm"] > 0
         assert metrics["sampler/logprob_diff_max"] < 1e-4, metrics["step"]
+
+
+def test_rewards_receive_each_prompts_chat_messages_before_the_template(tiny_overrides):
+    seen = {}
+
+    def spy(completions, prompts, prompt_messages, **columns):
+        seen.update(prompts=prompts, messages=prompt_messages)
+        return [0.0] * len(completions)
+
+    trainer = make_trainer(tiny_overrides, "rewards=[{name: task}, {name: spy}]", reward_functions={"spy": spy})
+    trainer.train_step()
+    assert len(seen["messages"]) == len(seen["prompts"])
+    for text, messages in zip(seen["prompts"], seen["messages"], strict=True):
+        assert messages[-1]["role"] == "user" and messages[-1]["content"] in text
+        assert text == trainer.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -101,12 +101,15 @@ def _check_reward_model(model: str | None = None, label: int = 0, batch_size: in
         raise ConfigError(f"reward 'reward_model': label={label} must be >= 0 and batch_size={batch_size} >= 1")
 
 
-def render_pair(tokenizer, prompt: str, completion: str) -> list[int]:
-    """The token ids a reward model reads: the exchange in its tokenizer's chat template (the prompt
-    as the user's turn, the completion as the assistant's), or ``prompt + completion`` without one."""
+def render_pair(
+    tokenizer, prompt: str, completion: str, messages: list[dict[str, str]] | None = None
+) -> list[int]:
+    """The token ids a reward model reads: the exchange in its tokenizer's chat template (the prompt's
+    chat ``messages`` where known, else the prompt as the user's turn; the completion as the
+    assistant's), or ``prompt + completion`` without one."""
     if getattr(tokenizer, "chat_template", None):
-        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
-        text = tokenizer.apply_chat_template(messages, tokenize=False)
+        turns = list(messages) if messages else [{"role": "user", "content": prompt}]
+        text = tokenizer.apply_chat_template([*turns, {"role": "assistant", "content": completion}], tokenize=False)
     else:
         text = prompt + completion
     return tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -121,20 +124,23 @@ def reward_model(
     batch_size: int = 8,
     device: str | None = None,
     policy: PolicyHandle | None = None,
+    prompt_messages: list[list[dict[str, str]]] | None = None,
     **columns: Any,
 ) -> list[float]:
     """A learned reward model's score ``[B]`` of each (prompt, completion): the logit of class
     ``label`` of the ``AutoModelForSequenceClassification`` checkpoint at ``model``, as in RLHF
     (Ouyang et al. 2022, "Training language models to follow instructions with human feedback",
     arXiv:2203.02155). The pair is rendered with the reward model's own chat template
-    (:func:`render_pair`); ``batch_size`` pairs go through one forward (right-padded, so the scores do
+    (:func:`render_pair`), from the prompt's chat messages (``prompt_messages``, which the trainer
+    gives) rather than the policy's templated prompt text, which would be templated twice; ``batch_size`` pairs go through one forward (right-padded, so the scores do
     not depend on the batching), in eval mode without gradients, on ``device`` (default: the
     trainer's ``train.device``). The model is loaded once per path and device."""
     classifier, tokenizer = loaded_model("classifier", model, _device(device, policy))
     labels = classifier.config.num_labels
     if not 0 <= label < labels:
         raise ConfigError(f"reward 'reward_model': label={label}, but {model!r} has {labels} label(s)")
-    rows = [render_pair(tokenizer, p, c) for p, c in zip(prompts, completions, strict=True)]
+    turns = prompt_messages if prompt_messages is not None else [None] * len(prompts)
+    rows = [render_pair(tokenizer, p, c, m) for p, c, m in zip(prompts, completions, turns, strict=True)]
     scores: list[float] = []
     with torch.no_grad():
         for part in batch_slices(len(rows), batch_size):

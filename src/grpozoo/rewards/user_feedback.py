@@ -183,5 +183,6 @@ def user_feedback_reward(
         if not (where / HEAD_FILE).exists():
             train_feedback_model(str(data), origin, where, l2, run_on, batch_size)
     bias = float(json.loads((where / HEAD_FILE).read_text())["bias"])
-    scores = reward_model(completions, prompts, model=str(where), label=0, batch_size=batch_size, device=run_on)
+    scores = reward_model(completions, prompts, model=str(where), label=0, batch_size=batch_size, device=run_on,
+                          prompt_messages=columns.get("prompt_messages"))
     return torch.sigmoid(torch.tensor(scores, dtype=torch.float64) + bias).tolist()

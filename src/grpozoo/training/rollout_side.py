@@ -181,5 +181,6 @@ class RolloutSide:
         task_scores = torch.tensor(
             [self.task.score(c, r) for c, r in zip(completions, batch.examples, strict=True)]
         )
-        rewards, parts = self.rewards(completions, batch.prompts, reward_columns(batch, task_scores))
+        messages = [self.task.messages(row) for row in batch.examples]
+        rewards, parts = self.rewards(completions, batch.prompts, reward_columns(batch, task_scores, messages))
         return rewards, parts, task_scores

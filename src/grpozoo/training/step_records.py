@@ -17,12 +17,18 @@ SAMPLER_GAP_WARNING = 0.05  # nats a token: float32 engines agree to ~1e-5, bflo
 SIGNAL_PATIENCE = 3  # steps in a row before warning
 
 
-def reward_columns(batch: Rollouts, task_scores: torch.Tensor) -> dict[str, list[Any]]:
+def reward_columns(
+    batch: Rollouts, task_scores: torch.Tensor, prompt_messages: list[list[dict[str, str]]] | None = None
+) -> dict[str, list[Any]]:
     """The keyword arguments every reward function receives besides ``completions`` and ``prompts``:
     the task row's columns (``answer``, …), the task's verifier score, and per-sample facts about
     the rollout (its group, length in tokens, truncation, mean sampling log-prob, extracted answer)
-    and the training step, so group-level and length-aware rewards need nothing else."""
+    and the training step, so group-level and length-aware rewards need nothing else; with
+    ``prompt_messages``, the chat messages of each prompt before any chat template (``prompts`` are
+    the text the policy read, its template applied), for a reward model with a template of its own."""
     columns: dict[str, list[Any]] = {"task_score": task_scores.tolist()}
+    if prompt_messages is not None:
+        columns["prompt_messages"] = prompt_messages
     for key in batch.examples[0]:
         if key not in ("prompt", "messages") and all(key in e for e in batch.examples):
             columns[key] = [e[key] for e in batch.examples]
