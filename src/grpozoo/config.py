@@ -130,6 +130,19 @@ class RethinkConfig(Section):
         return value
 
 
+class SoftThinkingConfig(Section):
+    """SofT-GRPO's soft-thinking rollouts (Zheng and Lee 2025, arXiv:2511.06411): the first ``tokens``
+    completion positions of every row are soft steps, each reading the mixture ``Σ_k y_k·e_k``,
+    ``y = softmax((ℓ + g)/tau)`` over the ``top_k`` most likely tokens with Gumbel noise ``g``; off at 0.
+
+    GUESS: a fixed number of soft steps at the start of the completion stands for the thinking part
+    (the paper thinks softly until its end-of-thinking tag); ``tau = 0.1`` and ``top_k = 15``."""
+
+    tokens: int = Field(0, ge=0)
+    tau: float = Field(0.1, gt=0.0)
+    top_k: int = Field(15, gt=0)
+
+
 class RolloutConfig(Section):
     prompts_per_step: int = Field(8, gt=0)
     group_size: int = Field(4, gt=0)
@@ -149,6 +162,7 @@ class RolloutConfig(Section):
     max_turns: int = Field(1, ge=1)
     tool_timeout_s: float = Field(5.0, gt=0.0)  # one python call's wall and CPU time
     rethink: RethinkConfig = RethinkConfig()  # forced rethinking of finished completions (off by default)
+    soft_thinking: SoftThinkingConfig = SoftThinkingConfig()  # SofT-GRPO's soft steps (off by default)
 
     @model_validator(mode="after")
     def _tools_need_turns(self):
@@ -160,6 +174,9 @@ class RolloutConfig(Section):
         if self.tools and self.max_turns < 2:
             raise ValueError(f"rollout.tools={self.tools} with rollout.max_turns={self.max_turns}: a tool's output "
                              f"would never be read; set rollout.max_turns to 2 or more")
+        if self.soft_thinking.tokens and (self.tools or self.rethink.fraction > 0):
+            raise ValueError("rollout.soft_thinking.tokens > 0 with rollout.tools or rollout.rethink: a continued "
+                             "row would start with soft steps again; use soft thinking on its own")
         if self.max_turns > 1 and not self.tools:
             raise ValueError(f"rollout.max_turns={self.max_turns} without rollout.tools: nothing answers the model "
                              f"between turns; name the tools (e.g. rollout.tools=[python])")

@@ -74,6 +74,15 @@ class Rollouts:
     teacher_entropies: torch.Tensor | None = None  # [B, T] that teacher's entropy at each token
     environment_parts: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [B] what the
     #   environment of a multi-turn rollout reports (tool calls, why the episode ended), logged as reward parts
+    soft_mask: torch.Tensor | None = field(default=None, metadata={"fill": 0})  # [B, T] 1 on the soft
+    #   steps of a soft-thinking rollout (SofT-GRPO): the model read a mixture of the k token embeddings
+    #   soft_ids [B, T, k] with weights soft_weights [B, T, k]; the step's action is the Gumbel noise
+    #   soft_noise [B, T, k] on the sampler's log-probs soft_logprobs [B, T, k] of those tokens
+    #   (grpozoo.generation.soft_engine); completion_ids holds the Gumbel-max token there
+    soft_ids: torch.Tensor | None = None
+    soft_weights: torch.Tensor | None = None
+    soft_noise: torch.Tensor | None = None
+    soft_logprobs: torch.Tensor | None = None
     weight_version: torch.Tensor | None = None  # [B] long: the policy version that sampled each row
     #   (the number of optimiser steps whose weights the engine had when it sampled)
     step: int = 0  # the training step this batch belongs to (1-based)

@@ -11,7 +11,7 @@ import torch
 
 from grpozoo.generation.decoders import decoding_linears
 from grpozoo.generation.samples import Prompt, left_padded, prompt_texts, prompt_token_ids
-from grpozoo.generation.sampling import sample_tokens
+from grpozoo.generation.sampling import SampledTokens, sample_tokens
 from grpozoo.modeling import adapters_folded
 from grpozoo.rollouts import Rollouts
 
@@ -74,6 +74,16 @@ class HFGenerator:
     def close(self) -> None:
         pass
 
+    def sample(
+        self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, counts: list[int], params: SamplingParams
+    ) -> SampledTokens:
+        """The token loop: ``counts[i]`` completions of the left-padded prompt ``prompt_ids[i]``."""
+        return sample_tokens(
+            self.model, prompt_ids, prompt_mask, counts, params.max_new_tokens, self.eos_ids,
+            self.tokenizer.pad_token_id, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
+            min_new_tokens=params.min_new_tokens,
+        )
+
     @torch.no_grad()
     def generate(
         self, prompts: Sequence[Prompt], examples: list[dict[str, Any]], n: int | list[int], params: SamplingParams
@@ -90,19 +100,7 @@ class HFGenerator:
         self.model.eval()
         # LoRA: one matmul a layer while sampling; decoding steps' few rows: a faster weight layout
         with adapters_folded(self.model), decoding_linears(self.model):
-            sampled = sample_tokens(
-                self.model,
-                encoded["input_ids"].to(device),
-                encoded["attention_mask"].to(device),
-                counts,
-                params.max_new_tokens,
-                self.eos_ids,
-                self.tokenizer.pad_token_id,
-                temperature=params.temperature,
-                top_p=params.top_p,
-                top_k=params.top_k,
-                min_new_tokens=params.min_new_tokens,
-            )
+            sampled = self.sample(encoded["input_ids"].to(device), encoded["attention_mask"].to(device), counts, params)
         self.model.train(was_training)
         mask, truncated = completion_mask_and_truncation(sampled.ids, self.eos_ids)
         completion_ids = sampled.ids.masked_fill(mask == 0, self.tokenizer.pad_token_id)

@@ -79,13 +79,16 @@ def sample_tokens(
     top_p: float = 1.0,
     top_k: int = 0,
     min_new_tokens: int = 0,
+    decoder=None,
 ) -> SampledTokens:
     """Sample ``counts[i]`` completions of the left-padded prompt ``prompt_ids[i]`` (``[P, L]``,
-    mask ``[P, L]``), at most ``max_new_tokens`` each; ``temperature`` 0 is greedy decoding."""
+    mask ``[P, L]``), at most ``max_new_tokens`` each; ``temperature`` 0 is greedy decoding.
+    ``decoder``: the model side to use instead of :func:`decoder_for`'s (one that continues rows
+    already under way, e.g. after soft-thinking steps)."""
     device = prompt_ids.device
     group = torch.repeat_interleave(torch.arange(len(counts), device=device), torch.tensor(counts, device=device))
     rows = len(group)
-    decoder = decoder_for(model)
+    decoder = decoder_for(model) if decoder is None else decoder
     logits = decoder.prefill(prompt_ids, prompt_mask, max_new_tokens)[group]
     decoder.keep(group)  # each row continues from its prompt's keys and values
 

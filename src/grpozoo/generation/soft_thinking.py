@@ -10,9 +10,13 @@ soft step is the noise: the same mixture under other logits ``ℓ'`` needs the n
 log-density of ``g'`` minus that of ``g`` (:func:`soft_step_log_ratio`), which a GRPO-style clipped
 ratio then uses.
 
-Only the pure functions live here. Not wired: the engines do not sample soft steps (feeding
-``inputs_embeds`` through the thinking part), rollouts carry no noise or soft-step mask, and the
-learner does not score soft steps with :func:`soft_step_log_ratio`; a SofT-GRPO run needs all three.
+The pure functions live here. They are wired with ``rollout.soft_thinking.tokens > 0`` (the
+``soft_grpo`` recipe): :class:`grpozoo.generation.soft_engine.SoftThinkingGenerator` samples the
+first ``tokens`` completion positions of every row as soft steps and records, per soft step, the
+top-k ids, mixture weights, noise and log-probs (``Rollouts.soft_*``);
+:func:`grpozoo.training.soft_forward.soft_completion_logprobs` feeds the recorded mixtures back in
+the learning forward and scores each soft step with :func:`soft_step_logprob`, whose difference
+under the new and old log-probs is :func:`soft_step_log_ratio`.
 Shapes: ``logits [..., V]``, ``embeddings [V, D]``; every function works on any leading shape.
 """
 
@@ -82,3 +86,20 @@ def soft_step_log_ratio(
     shifted = noise + old_logits - new_logits
     terms = (gumbel_log_density(shifted) - gumbel_log_density(noise)) * support.to(noise.dtype)
     return terms.sum(dim=-1)
+
+
+def soft_step_logprob(new_logprobs: torch.Tensor, old_logprobs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """``[...]`` the log-density of a soft step under the policy with ``new_logprobs [..., k]``: the
+    step is the perturbed vector ``ℓ_old + g`` on its ``k`` recorded tokens, and its density under
+    ``ℓ_new`` is ``Σ_k log p(g_k + ℓ_old,k − ℓ_new,k)`` (Gumbel). Under the sampling policy
+    (``new = old``) it is ``Σ_k log p(g_k)`` exactly; the difference of two of these is
+    :func:`soft_step_log_ratio` on the same support. Differentiable in ``new_logprobs``."""
+    return gumbel_log_density(noise + (old_logprobs - new_logprobs)).sum(dim=-1)
+
+
+def mixture_embedding(weights: torch.Tensor, ids: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+    """``Σ_k w_k·e_{ids_k}`` ``[..., D]`` from the weights ``[..., k]`` on the token ids ``[..., k]``
+    and ``embeddings [V, D]``: :func:`soft_embedding` with the weights kept on their support only,
+    the one computation the sampler and the learner both use."""
+    rows = embeddings[ids]  # [..., k, D]
+    return (weights.to(rows.dtype).unsqueeze(-2) @ rows).squeeze(-2)

@@ -21,7 +21,8 @@ def trim_padding(batch: Rollouts) -> Rollouts:
     end = max(int(batch.completion_mask.sum(dim=1).max()), 1)
     batch.prompt_ids, batch.prompt_mask = batch.prompt_ids[:, start:], batch.prompt_mask[:, start:]
     per_token = ("completion_ids", "completion_mask", "sampling_logprobs", "old_logprobs", "ref_logprobs",
-                 "entropies", "token_weights", "tool_mask", "teacher_logprobs", "teacher_entropies")
+                 "entropies", "token_weights", "tool_mask", "teacher_logprobs", "teacher_entropies",
+                 "soft_mask", "soft_ids", "soft_weights", "soft_noise", "soft_logprobs")
     for name in per_token:
         value = getattr(batch, name)
         if value is not None:

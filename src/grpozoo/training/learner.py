@@ -34,6 +34,7 @@ from grpozoo.training.forward import completion_logprobs, micro_batches, rows_of
 from grpozoo.training.lora_linear import fused_lora
 from grpozoo.training.optimizers import build_optimizer
 from grpozoo.training.providers import LearnerTools, Providers
+from grpozoo.training.soft_forward import soft_completion_logprobs
 
 # the sampler/learner log-prob gap of the first optimiser iteration, summed over micro-batches
 GAP_SUM, GAP_TOKENS, GAP_MAX = "sampler_gap_sum", "sampler_gap_tokens", "sampler_gap_max"
@@ -75,8 +76,9 @@ class Learner:
         self.kl_fn = registry.kl_estimators.get(algo.kl.estimator)
         # with shared_prefix each group's prompt runs once, so micro-batches keep groups whole; a
         # loss that needs whole groups gets them either way
-        shared = train.shared_prefix and rollout.group_size > 1
-        self.forward = shared_prefix_logprobs if shared else completion_logprobs
+        soft = rollout.soft_thinking.tokens > 0  # SofT-GRPO: soft steps read their recorded mixtures
+        shared = train.shared_prefix and rollout.group_size > 1 and not soft
+        self.forward = soft_completion_logprobs if soft else shared_prefix_logprobs if shared else completion_logprobs
         self.whole_groups = shared or self.loss_spec.whole_groups
         trainable = [p for p in model.parameters() if p.requires_grad]
         # by name (grpozoo.training.optimizers); the default, AdamW, is torch's fused kernel

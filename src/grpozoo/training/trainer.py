@@ -32,6 +32,7 @@ from grpozoo.errors import ConfigError
 from grpozoo.generation import SamplingParams, make_engine
 from grpozoo.generation.episodes import with_tools
 from grpozoo.generation.rethinking import with_rethinking
+from grpozoo.generation.soft_engine import with_soft_thinking
 from grpozoo.reporting.loggers import RunLoggers
 from grpozoo.reporting.metrics import append_jsonl, read_jsonl, rewind_jsonl
 from grpozoo.reporting.plots import plot_reward_curve
@@ -130,6 +131,7 @@ class Trainer:
             )
         self.engine = make_engine(cfg.generation, sampling, self.whole_model(), self.tokenizer,
                                   self.run_dir / "engine_weights")
+        self.engine = with_soft_thinking(self.engine, r)  # SofT-GRPO's soft steps where rollout.soft_thinking asks
         self.engine = with_tools(self.engine, self.tokenizer, r)  # multi-turn rollouts where tools are named
         self.engine = with_rethinking(self.engine, self.tokenizer, r, cfg.train.seed)  # where rollout.rethink asks
         if processes > 1:  # each process samples its share of every call's prompts
