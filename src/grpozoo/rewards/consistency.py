@@ -22,7 +22,7 @@ from grpozoo.registry import rewards
 from grpozoo.rewards.combine import PolicyHandle
 from grpozoo.rewards.common import correct_flags, need_column
 from grpozoo.rewards.extraction import extract_answer
-from grpozoo.rewards.model_rewards import batch_slices, first_device, loaded_model, padded_rows
+from grpozoo.rewards.model_rewards import loaded_model, teacher_forced_logprobs
 
 
 def care_bonus(
@@ -58,33 +58,15 @@ def answer_likelihoods(
     ``lm``: the length-normalised likelihood of the target's tokens, in (0, 1]. Context and target
     are tokenised apart (no special tokens) and joined; rows are right-padded, so the values do
     not depend on the batching."""
-    rows, starts = [], []
+    heads, tails = [], []
     for context, target in zip(contexts, targets, strict=True):
         head = tokenizer(context, add_special_tokens=False)["input_ids"]
-        tail = tokenizer(target, add_special_tokens=False)["input_ids"]
         if not head:  # the first target token needs something to be predicted from
             head = [tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id]
-        rows.append(head + tail)
-        starts.append(len(head))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    out: list[float] = []
-    training = lm.training
-    lm.eval()
-    try:
-        with torch.no_grad():
-            for part in batch_slices(len(rows), batch_size):
-                ids, mask = padded_rows(rows[part], pad, "right", first_device(lm))
-                logp = torch.log_softmax(lm(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
-                for k, (row, start) in enumerate(zip(rows[part], starts[part], strict=True)):
-                    if start >= len(row):
-                        out.append(float("nan"))
-                        continue
-                    positions = torch.arange(start, len(row), device=logp.device)
-                    taken = logp[k, positions - 1].gather(-1, ids[k, positions].unsqueeze(-1)).squeeze(-1)
-                    out.append(float(taken.mean().exp()))
-    finally:
-        lm.train(training)
-    return out
+        heads.append(head)
+        tails.append(tokenizer(target, add_special_tokens=False)["input_ids"])
+    logps = teacher_forced_logprobs(lm, heads, tails, batch_size)
+    return [float(t.mean().exp()) if len(t) else float("nan") for t in logps]
 
 
 class EmaReference:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -83,6 +83,32 @@ def batch_slices(n: int, size: int) -> Iterator[slice]:
 def first_device(model) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def teacher_forced_logprobs(
+    lm, contexts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]], batch_size: int = 8
+) -> list[torch.Tensor]:
+    """Per-token ``log π(target_t | context, target_<t)`` ``[len(target)]`` of each pair of token-id
+    lists under the causal LM ``lm``, by teacher forcing: ``batch_size`` rows a forward, right-padded
+    (so the values do not depend on the batching), in eval mode without gradients; only the
+    positions that predict a target token are normalised. Each context must hold a token."""
+    rows = [list(c) + list(t) for c, t in zip(contexts, targets, strict=True)]
+    out: list[torch.Tensor] = []
+    training = lm.training
+    lm.eval()
+    try:
+        with torch.no_grad():
+            for part in batch_slices(len(rows), batch_size):
+                ids, mask = padded_rows(rows[part], 0, "right", first_device(lm))
+                logits = lm(input_ids=ids, attention_mask=mask).logits
+                for j, (context, target) in enumerate(zip(contexts[part], targets[part], strict=True)):
+                    start = len(context)
+                    logp = torch.log_softmax(logits[j, start - 1 : start + len(target) - 1].float(), dim=-1)
+                    taken = torch.tensor(list(target), dtype=torch.long, device=logp.device).unsqueeze(1)
+                    out.append(logp.gather(1, taken).squeeze(1).cpu())
+    finally:
+        lm.train(training)
+    return out
 
 
 # ----------------------------------------------------------------------------- reward model

@@ -34,12 +34,10 @@ from grpozoo import registry
 from grpozoo.errors import ConfigError
 from grpozoo.registry import ROLLOUT_SIDE, rewards
 from grpozoo.rewards.model_rewards import (
-    batch_slices,
     fill_rubric,
-    first_device,
     judge_answers,
     judge_model,
-    padded_rows,
+    teacher_forced_logprobs,
 )
 from grpozoo.rollouts import Rollouts, required
 
@@ -233,25 +231,8 @@ def step_flags(batch: Rollouts, tools: RolloutTools) -> torch.Tensor:
 
 def answer_logprobs(lm, contexts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]], batch_size: int = 8) -> list[float]:
     """``log π(answer | context)`` of each pair by teacher forcing: the summed log-probs of the answer
-    tokens after the context tokens, ``batch_size`` rows per forward (right-padded, so the values do
-    not depend on the batching), in eval mode without gradients."""
-    rows = [list(c) + list(a) for c, a in zip(contexts, answers, strict=True)]
-    out: list[float] = []
-    training = lm.training
-    lm.eval()
-    try:
-        with torch.no_grad():
-            for part in batch_slices(len(rows), batch_size):
-                ids, mask = padded_rows(rows[part], 0, "right", first_device(lm))
-                logits = lm(input_ids=ids, attention_mask=mask).logits
-                for j, (c, a) in enumerate(zip(contexts[part], answers[part], strict=True)):
-                    # only the positions that predict the answer's tokens are normalised
-                    logp = torch.log_softmax(logits[j, len(c) - 1 : len(c) + len(a) - 1].float(), dim=-1)
-                    targets = torch.tensor(a, dtype=torch.long, device=logp.device)
-                    out.append(float(logp.gather(1, targets.unsqueeze(1)).sum()))
-    finally:
-        lm.train(training)
-    return out
+    tokens after the context tokens (:func:`~grpozoo.rewards.model_rewards.teacher_forced_logprobs`)."""
+    return [float(t.sum()) for t in teacher_forced_logprobs(lm, contexts, answers, batch_size)]
 
 
 def _vps_params(*, answer_template: str, answer_column: str, forward_batch_size: int, **_: Any) -> tuple[str, str, int]:
