@@ -226,3 +226,16 @@ SOLVERS: dict[str, Callable[[Entry], str]] = {
     "count_bits": solve_count_bits,
     "leg_counting": solve_leg_counting,
 }
+
+
+def how_to_give_solutions(rows: list[dict[str, Any]], hints: bool = False) -> str:
+    """The end of an error for a task whose ``rows`` carry no worked solution: their columns, and
+    the ways to give one (``hints`` too, where hints serve as well)."""
+    columns = sorted({key for row in rows[:50] for key in row})
+    or_hints = " or a 'hints' column" if hints else ""
+    return (
+        f"(its columns: {', '.join(columns) or 'none'}). Give a dataset with a 'solution' column (task.columns "
+        f"maps yours to it, e.g. --set task.columns.solution=reasoning; task.reference_format=gsm8k or boxed "
+        f"takes it from a worked reference answer){or_hints}, or use a "
+        f"reasoning-gym task with worked solutions ({', '.join(sorted(SOLVERS))})"
+    )

@@ -31,6 +31,7 @@ from grpozoo.errors import ConfigError
 from grpozoo.generation.samples import left_padded, prompt_token_ids, rollouts_from_samples
 from grpozoo.rollouts import Rollouts
 from grpozoo.tasks.base import Task, render_prompt
+from grpozoo.tasks.solutions import how_to_give_solutions
 
 DEMONSTRATIONS = "demonstrations"
 PRIVILEGED_PROMPTS = "privileged_prompts"
@@ -58,15 +59,9 @@ def require_demonstrations(task: Task, needs: set[str]) -> None:
     asked = sorted(needs & {DEMONSTRATIONS, PRIVILEGED_PROMPTS})
     if not asked or any(demonstration_text(row) is not None for row in task.train_rows):
         return
-    from grpozoo.tasks.solutions import SOLVERS
-
-    columns = sorted({key for row in task.train_rows[:50] for key in row})
     raise ConfigError(
         f"this run's components read {', '.join(asked)}: a worked solution of each task row, but no train "
-        f"row of task {task.name!r} has one (its columns: {', '.join(columns)}). Give a dataset with a "
-        f"'solution' column (task.columns maps yours to it; task.reference_format=gsm8k or boxed takes it "
-        f"from a worked reference answer) or a 'hints' column, or use a reasoning-gym task with worked "
-        f"solutions ({', '.join(sorted(SOLVERS))})"
+        f"row of task {task.name!r} has one " + how_to_give_solutions(task.train_rows, hints=True)
     )
 
 

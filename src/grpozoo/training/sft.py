@@ -41,6 +41,7 @@ from grpozoo.errors import ConfigError
 from grpozoo.generation.samples import prompt_token_ids, rollouts_from_samples
 from grpozoo.rollouts import Rollouts
 from grpozoo.tasks.base import Task, render_prompt
+from grpozoo.tasks.solutions import how_to_give_solutions
 
 # the recipe whose configuration an SFT run takes when none is named: the GRPO stage that follows
 # it, so both stages evaluate with the same generation budget
@@ -74,15 +75,9 @@ def demonstration_rows(task: Task) -> list[dict[str, Any]]:
     rows = [row for row in task.train_rows if solution_of(row) is not None]
     if rows:
         return rows
-    from grpozoo.tasks.solutions import SOLVERS
-
-    columns = sorted({key for row in task.train_rows[:50] for key in row})
     raise ConfigError(
-        f"grpozoo sft learns from worked solutions, but no train row of task {task.name!r} has one (its "
-        f"columns: {', '.join(columns) or 'none'}). Give a dataset with a 'solution' column (task.columns "
-        f"maps yours to it, e.g. --set task.columns.solution=reasoning; task.reference_format=gsm8k or boxed "
-        f"takes it from a worked reference answer), or a reasoning-gym task with worked solutions "
-        f"({', '.join(sorted(SOLVERS))})"
+        f"grpozoo sft learns from worked solutions, but no train row of task {task.name!r} has one "
+        + how_to_give_solutions(task.train_rows)
     )
 
 
