@@ -175,6 +175,15 @@ class ProviderSpec(Spec):
             raise ValueError(f"provider side {self.side!r} is not one of {ROLLOUT_SIDE!r}, {LEARNER_SIDE!r}")
 
 
+@dataclass(frozen=True)
+class Provided:
+    """What a provider returns when it also reports on its work: the field's ``value`` (a tensor)
+    and ``metrics`` (``{name: number}``, e.g. a learned critic's loss), logged with the step's metrics."""
+
+    value: Any
+    metrics: dict[str, float]
+
+
 S = TypeVar("S", bound=Spec)
 
 

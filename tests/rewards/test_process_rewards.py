@@ -147,8 +147,9 @@ def test_the_step_flags_provider_asks_the_base_model_without_gradients_and_puts_
     lengths = [len(t) for t in texts]
     batch = make_rollouts([1.0, 0.0], lengths=lengths, completion_token_texts=texts)
     policy = PolicyHandle(model=fake, tokenizer=fake.tokenizer, device="cpu", base="unused")
-    flags = step_flags(batch, _tools(policy, "capo", {"critiques": 1, "threshold": 1}))
-    assert flags.shape == batch.completion_mask.shape
+    provided = step_flags(batch, _tools(policy, "capo", {"critiques": 1, "threshold": 1}))
+    flags = provided.value
+    assert flags.shape == batch.completion_mask.shape and provided.metrics == {"capo/unparsed_critiques": 0.0}
     assert flags[0, :2].tolist() == [1.0, 1.0] and flags[0, 2:].sum() == 0 and flags[1].sum() == 0
     assert all(not c["adapters_on"] and not c["training"] and not c["grad"] for c in fake.calls)
     assert fake.adapters_on and fake.training
@@ -248,6 +249,7 @@ def test_the_trainer_fills_the_critics_flags_and_capo_penalises_their_tokens(tin
     penalty = torch.where(learning.task_scores >= 1, 0.2, 0.5)
     expected = (outcome.unsqueeze(1) - penalty.unsqueeze(1) * flags) * learning.completion_mask
     assert torch.allclose(prepared.advantages, expected, atol=1e-6)
+    assert trainer.rollouts.providers.take_metrics() == {"capo/unparsed_critiques": 0.0}  # every critique parsed
 
 
 def test_the_trainer_fills_the_answer_probabilities_at_every_segment_boundary(tiny_overrides):

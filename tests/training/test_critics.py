@@ -1,6 +1,8 @@
 """Learned critics on the tiny model: the hidden states they read, their own optimiser, exact
 resume from a checkpoint, and the refusal of several learner processes."""
 
+import math
+
 import pytest
 import torch
 from training.test_optimizers import trainable_weights, untimed
@@ -46,21 +48,22 @@ def test_a_head_predicts_before_its_update_and_keeps_its_state_in_plain_tensors(
     targets = features @ torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0])
     weights = torch.ones(64)
     state: dict = {}
-    first = train_head(state, "critic/test", features, targets, weights, hidden=0, lr=0.1, probability=False)
+    first, loss = train_head(state, "critic/test", features, targets, weights, hidden=0, lr=0.1, probability=False)
+    assert loss == pytest.approx(float(((first - targets) ** 2).mean()), rel=1e-5)  # the loss before the step
     assert set(state["critic/test"]) == {"head", "optimizer"}
     assert all(isinstance(v, torch.Tensor) for v in state["critic/test"]["head"].values())
     # the head starts from its own seed, whatever the run's random state
     torch.manual_seed(123)
-    assert torch.equal(first, train_head({}, "critic/test", features, targets, weights, 0, 0.1, False))
+    assert torch.equal(first, train_head({}, "critic/test", features, targets, weights, 0, 0.1, False)[0])
     errors = [float(((first - targets) ** 2).mean())]
     for _ in range(60):
-        predictions = train_head(state, "critic/test", features, targets, weights, 0, 0.1, False)
+        predictions, _ = train_head(state, "critic/test", features, targets, weights, 0, 0.1, False)
         errors.append(float(((predictions - targets) ** 2).mean()))
     assert errors[-1] < 0.1 * errors[0]
     # no weight, no step: the head and its AdamW state stay as they are
     before = {k: v.clone() for k, v in state["critic/test"]["head"].items()}
     step = state["critic/test"]["optimizer"]["state"][0]["step"].clone()
-    train_head(state, "critic/test", features, targets, torch.zeros(64), 0, 0.1, False)
+    assert train_head(state, "critic/test", features, targets, torch.zeros(64), 0, 0.1, False)[1] is None
     assert all(torch.equal(before[k], v) for k, v in state["critic/test"]["head"].items())
     assert torch.equal(state["critic/test"]["optimizer"]["state"][0]["step"], step)
 
@@ -84,6 +87,8 @@ def test_a_critic_run_resumed_from_a_checkpoint_continues_exactly(tiny_overrides
     overrides = [o for o in tiny_overrides if not o.startswith("rollout.group_size=")] + CRITIC_RUN
     straight = make_trainer(overrides, f"recipe={recipe}", f"output_dir={tmp_path / 'straight'}")
     expected = [untimed(straight.train_step()) for _ in range(2)]
+    loss_name = {"poad": "critic/loss", "poise": "critic/probe_loss"}[recipe]
+    assert all(math.isfinite(m[loss_name]) for m in expected)  # the critic's own loss is logged each step
 
     run = tmp_path / "stopped"
     stopped = make_trainer(overrides, f"recipe={recipe}", f"output_dir={run}")

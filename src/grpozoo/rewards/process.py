@@ -32,7 +32,7 @@ import torch
 
 from grpozoo import registry
 from grpozoo.errors import ConfigError
-from grpozoo.registry import ROLLOUT_SIDE, rewards
+from grpozoo.registry import ROLLOUT_SIDE, Provided, rewards
 from grpozoo.rewards.model_rewards import (
     fill_rubric,
     judge_answers,
@@ -208,22 +208,23 @@ def _capo_critic_params(
 
 
 @registry.providers.register("step_flags", side=ROLLOUT_SIDE)
-def step_flags(batch: Rollouts, tools: RolloutTools) -> torch.Tensor:
+def step_flags(batch: Rollouts, tools: RolloutTools) -> Provided:
     """CAPO's voted step flags ``[B, T]`` (:func:`critic_flags`), configured by the advantage
     estimator's ``critiques``, ``threshold``, ``critic_*``, ``split`` and ``seed`` params; the critic
     is ``critic_model`` or the policy's base weights (as the ``judge`` reward's). The critiques are
-    sampled under a generator seeded by ``seed`` and the step, so a run is reproducible."""
+    sampled under a generator seeded by ``seed`` and the step, so a run is reproducible. The
+    critiques with no verdict are logged as ``capo/unparsed_critiques``."""
     params = _capo_critic_params(**_estimator_params(tools))
     lm, tokenizer, context = judge_model(params.pop("model"), None, _require_policy(tools, "step_flags"))
     seed = params.pop("seed")
     columns = {k: [e.get(k) for e in batch.examples] for k in batch.examples[0] if k not in ("prompt", "messages")}
     with torch.random.fork_rng(devices=[]), context():
         torch.manual_seed(seed * 1_000_003 + batch.step)
-        flags, _ = critic_flags(lm, tokenizer, batch.prompts, _token_texts(batch, tokenizer), columns, **params)
+        flags, missing = critic_flags(lm, tokenizer, batch.prompts, _token_texts(batch, tokenizer), columns, **params)
     out = torch.zeros(batch.completion_mask.shape)
     for i, row in enumerate(flags):
         out[i, : len(row)] = torch.tensor(row)
-    return out * batch.completion_mask
+    return Provided(out * batch.completion_mask, {"capo/unparsed_critiques": float(missing)})
 
 
 # ----------------------------------------------------------------------------- teacher-forced answer probability

@@ -35,7 +35,7 @@ from torch import nn
 
 from grpozoo import registry
 from grpozoo.errors import ConfigError
-from grpozoo.registry import LEARNER_SIDE
+from grpozoo.registry import LEARNER_SIDE, Provided
 from grpozoo.rollouts import Rollouts, required
 from grpozoo.training.forward import micro_batches
 from grpozoo.training.providers import LearnerTools
@@ -128,9 +128,9 @@ def train_head(
     hidden: int,
     lr: float,
     probability: bool,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, float | None]:
     """The head ``state[key]``'s predictions ``[N]`` for ``features [N, F]`` (detached, before this
-    call's update), then one AdamW step on the weighted mean loss against ``targets [N]``
+    call's update) and its loss (None without a step), then one AdamW step on the weighted mean loss against ``targets [N]``
     (``weights [N]``, 0 = not trained on; no step when all are 0): squared error, or with
     ``probability`` a sigmoid output and binary cross-entropy. The head's parameters and AdamW state
     are read from and written back to ``state[key]`` (plain tensors: checkpointed with the run); the
@@ -150,6 +150,7 @@ def train_head(
     raw = head(features)
     predictions = torch.sigmoid(raw) if probability else raw
     total = weights.sum()
+    trained: float | None = None
     if total > 0:
         if probability:
             losses = nn.functional.binary_cross_entropy_with_logits(raw, targets, reduction="none")
@@ -159,11 +160,12 @@ def train_head(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        trained = float(loss.detach())
     state[key] = {
         "head": {name: value.detach().cpu().clone() for name, value in head.state_dict().items()},
         "optimizer": _to_cpu(copy.deepcopy(optimizer.state_dict())),
     }
-    return predictions.detach()
+    return predictions.detach(), trained
 
 
 def _to_cpu(value: Any) -> Any:
@@ -199,27 +201,34 @@ def _targets(batch: Rollouts, tools: LearnerTools) -> tuple[dict[str, Any], torc
 
 # ----------------------------------------------------------------------------- the providers
 @registry.providers.register("values", side=LEARNER_SIDE)
-def critic_values(batch: Rollouts, tools: LearnerTools) -> torch.Tensor:
-    """A token-level critic's ``V(s_t)`` ``[B, T+1]`` (0 past each row's end state), then its update."""
+def critic_values(batch: Rollouts, tools: LearnerTools) -> Provided:
+    """A token-level critic's ``V(s_t)`` ``[B, T+1]`` (0 past each row's end state), then its update;
+    its loss is logged as ``critic/loss``."""
     params, targets, weights = _targets(batch, tools)
     inputs: CriticInputs = required(tools.hidden_states, "tools.hidden_states", "a learned critic")(batch)
     b, width = inputs.states.shape[:2]
-    values = train_head(batch.state, "critic/values", inputs.states.reshape(b * width, -1), targets.reshape(-1),
-                        weights.reshape(-1), params["critic_hidden"], params["critic_lr"], probability=False)
+    values, loss = train_head(batch.state, "critic/values", inputs.states.reshape(b * width, -1),
+                              targets.reshape(-1), weights.reshape(-1), params["critic_hidden"], params["critic_lr"],
+                              probability=False)
     real = torch.arange(width).unsqueeze(0) <= batch.completion_lengths.unsqueeze(1)
-    return values.reshape(b, width).cpu() * real
+    return Provided(values.reshape(b, width).cpu() * real, _loss_metric("critic/loss", loss))
 
 
 @registry.providers.register("probe_values", side=LEARNER_SIDE)
-def probe_values(batch: Rollouts, tools: LearnerTools) -> torch.Tensor:
+def probe_values(batch: Rollouts, tools: LearnerTools) -> Provided:
     """A probe's predicted P(reward = 1) ``[B]`` of each rollout from its own internal states, then its
-    update (POISE)."""
+    update (POISE); its loss (binary cross-entropy) is logged as ``critic/probe_loss``."""
     params, targets, weights = _targets(batch, tools)
     inputs: CriticInputs = required(tools.hidden_states, "tools.hidden_states", "a learned critic")(batch)
     entropies = batch.entropies if batch.entropies is not None else tools.policy_entropies(batch)
     features = probe_features(inputs, batch.completion_mask, entropies)
-    return train_head(batch.state, "critic/probe_values", features, targets, weights, params["critic_hidden"],
-                      params["critic_lr"], probability=True).cpu()
+    values, loss = train_head(batch.state, "critic/probe_values", features, targets, weights, params["critic_hidden"],
+                              params["critic_lr"], probability=True)
+    return Provided(values.cpu(), _loss_metric("critic/probe_loss", loss))
+
+
+def _loss_metric(name: str, loss: float | None) -> dict[str, float]:
+    return {} if loss is None else {name: loss}
 
 
 def probe_features(inputs: CriticInputs, mask: torch.Tensor, entropies: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ from grpozoo.algos.groups import group_mean
 from grpozoo.config import AlgorithmConfig, ComponentConfig
 from grpozoo.generation import SamplingParams
 from grpozoo.generation.samples import Prompt
-from grpozoo.registry import LEARNER_SIDE, ROLLOUT_SIDE, AdvantageSpec
+from grpozoo.registry import LEARNER_SIDE, ROLLOUT_SIDE, AdvantageSpec, Provided
 from grpozoo.rewards.combine import PolicyHandle
 from grpozoo.rollouts import Rollouts, required
 from grpozoo.training import demonstrations
@@ -85,19 +85,29 @@ def needs_of(algo: AlgorithmConfig) -> set[str]:
 
 class Providers:
     """Fills the fields of ``needs`` whose provider is on ``side`` (``"rollout"`` or ``"learner"``),
-    computed with ``tools``."""
+    computed with ``tools``; keeps what the providers report (:class:`Provided`) until
+    :meth:`take_metrics`."""
 
     def __init__(self, needs: set[str], side: str, tools: RolloutTools | LearnerTools):
         registry.load_components()
         self.fields = [name for name in registry.providers.names_in_order() if name in needs
                        and registry.providers.spec(name).side == side]
         self.tools = tools
+        self.metrics: dict[str, float] = {}
 
     def provide(self, batch: Rollouts) -> None:
         for name in self.fields:
             value = registry.providers.get(name)(batch, self.tools)
+            if isinstance(value, Provided):
+                self.metrics.update(value.metrics)
+                value = value.value
             if value is not None:
                 setattr(batch, name, value)
+
+    def take_metrics(self) -> dict[str, float]:
+        """What the providers reported since the last call (the last report of each name)."""
+        out, self.metrics = self.metrics, {}
+        return out
 
 
 # ----------------------------------------------------------------------------- the learner side

@@ -244,6 +244,8 @@ class Trainer:
             "kept_fraction": learned / own.batch_size,
             **collected.metrics,
             **learn_metrics,
+            **self.rollouts.providers.take_metrics(),  # e.g. a critic's unparseable critiques
+            **self.learner.providers.take_metrics(),  # e.g. a learned critic's loss
             "lr": self.learner.scheduler.get_last_lr()[0],
             "weight_version": self.engine.version,
             "time/generation_s": collected.generation_s,
