@@ -143,3 +143,44 @@ def test_a_rubric_judged_by_the_tiny_real_model_is_deterministic_and_counts_its_
     assert rubric_reward(completions, prompts, batch_size=5, device="cpu", **params) == first
     assert len(first) == 3 and first.missing == sum(v is None for v in first)
     assert all(v is None or 0.0 <= v <= 1.0 for v in first)
+
+
+def test_the_self_internalization_gap_is_the_policys_log_likelihood_gain_from_the_rubric_in_context(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from grpozoo.rewards.rubrics import internalization_gap
+    from grpozoo.tasks.base import render_prompt
+
+    lm = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    policy = PolicyHandle(model=lm, tokenizer=tokenizer, device="cpu", base=str(tiny_model_dir))
+    messages = [[{"role": "user", "content": "What is 2+3?"}], [{"role": "user", "content": "Name a colour."}]]
+    completions, criteria = ["2 + 3 = 5", "red"], [["ANSWER is 5", "STEPS"], ["one word"]]
+
+    def mean_logp(context: str, completion: str) -> float:  # a whole forward, read by hand
+        head = tokenizer(context, add_special_tokens=False)["input_ids"]
+        tail = tokenizer(completion, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = torch.log_softmax(lm(input_ids=torch.tensor([head + tail])).logits[0].float(), dim=-1)
+        return float(sum(logp[len(head) + t - 1, token] for t, token in enumerate(tail)) / len(tail))
+
+    expected = []
+    for m, c, items in zip(messages, completions, criteria, strict=True):
+        told = [{"role": "user", "content": m[0]["content"] + "\n\nA good answer meets these criteria:\n"
+                 + "\n".join(f"- {i}" for i in items)}]
+        expected.append(mean_logp(render_prompt(tokenizer, told), c) - mean_logp(render_prompt(tokenizer, m), c))
+    gap = internalization_gap(policy, messages, completions, criteria, batch_size=1)
+    assert gap == pytest.approx(sum(expected) / 2, abs=1e-4) and abs(gap) > 1e-4
+    assert internalization_gap(policy, messages, completions, criteria, batch_size=2) == pytest.approx(gap, abs=1e-5)
+
+
+def test_a_training_step_logs_each_items_share_and_the_internalization_gap(tiny_overrides):
+    from training.test_trainer import make_trainer
+
+    trainer = make_trainer(
+        tiny_overrides, "rewards=[{name: task}, {name: rubric, params: {items: [one answer, shows steps], max_new_tokens: 2}}]"
+    )
+    metrics = trainer.train_step()
+    assert math.isfinite(metrics["reward/rubric/self_internalization_gap"])
+    # the random tiny judge rarely writes yes or no: its rows without any verdict are counted, not scored 0
+    assert 0 <= metrics["reward/rubric/missing"] <= 6
