@@ -127,8 +127,10 @@ def test_an_echoing_critic_cut_short_forges_nothing_and_counts_as_no_opinion():
 
     fake = ScriptedJudge(build_tokenizer(), echo)
     texts = _texts("one", "Wrong steps: 1, 2")
+    # without an answer prefix the critic's whole answer is its own: the echoed request ends with the
+    # completion's "Wrong steps: 1, 2", which must not be read as a verdict
     flags, missing = critic_flags(fake, fake.tokenizer, ["q"], [texts], rubric="Check:\n{steps}", critiques=3,
-                                  threshold=1, max_new_tokens=3, temperature=0.0)
+                                  threshold=1, max_new_tokens=3, temperature=0.0, answer_prefix="")
     assert flags == [[0.0] * len(texts)] and missing == 3
 
 
@@ -230,15 +232,15 @@ def test_the_trainer_fills_the_critics_flags_and_capo_penalises_their_tokens(tin
 
     calls = []
 
-    def critic(lm, tokenizer, requests, max_new_tokens, batch_size, temperature=0.0):
-        calls.append((len(requests), temperature))
-        return ["Wrong steps: 1"] * len(requests)
+    def critic(lm, tokenizer, requests, max_new_tokens, batch_size, temperature=0.0, answer_prefix=""):
+        calls.append((len(requests), temperature, answer_prefix))
+        return [answer_prefix + " 1"] * len(requests)
 
     monkeypatch.setattr(process, "judge_answers", critic)
     trainer = make_trainer(tiny_overrides, "recipe=capo_credit", "eval.at_start=false", "eval.at_end=false")
     learning = trainer.rollouts.collect(1).learning
     flags = learning.step_flags
-    assert flags is not None and calls and calls[0][1] == pytest.approx(0.7)
+    assert flags is not None and calls and calls[0][1] == pytest.approx(0.7) and calls[0][2] == "Wrong steps:"
     texts = learning.completion_token_texts
     for i, row in enumerate(texts):
         spans = step_spans("".join(row))

@@ -34,6 +34,7 @@ def capo_advantage(
     critic_max_new_tokens: int = 24,
     critic_temperature: float = 0.7,
     critic_batch_size: int = 8,
+    critic_answer_prefix: str = "Wrong steps:",
     seed: int = 0,
 ) -> torch.Tensor:
     """CAPO's token advantage (Xie et al. 2025, "CAPO: Towards Enhancing LLM Reasoning through
@@ -45,7 +46,8 @@ def capo_advantage(
     ``ctx.step_flags [B, T]`` are the voted flags the trainer fills (the ``step_flags`` provider of
     :mod:`grpozoo.rewards.process`): ``critiques`` critiques sampled at ``critic_temperature``, a step
     flagged when at least ``threshold`` of them name it; the critic is ``critic_model`` or the
-    policy's base weights, asked with ``critic_rubric``; steps are ``split`` on lines. Those params are
+    policy's base weights, asked with ``critic_rubric``, its answer started with ``critic_answer_prefix``;
+    steps are ``split`` on lines. Those params are
     read by the trainer, not here. Without flags the advantage is GRPO's, on every token.
     GUESS: ``penalty_correct = 0.2``, ``penalty_incorrect = 0.5`` (the paper's penalty differs by the
     answer's correctness; the values are guessed), ``critiques = 3``, ``threshold = 2`` (majority),
