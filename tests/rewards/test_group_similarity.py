@@ -73,3 +73,18 @@ def test_the_answer_metric_needs_the_extracted_answers_and_compares_them():
     assert rewards == [pytest.approx(0.5), 1.0, 0.0]
     with pytest.raises(ValueError, match="extracted_answer"):
         group_similarity_reward(["x"], ["q"], metric="answer", group_id=[0])
+
+
+def test_the_trainers_columns_reach_it_and_each_step_draws_its_own_comparisons(tiny_overrides):
+    from training.test_trainer import make_trainer
+
+    trainer = make_trainer(tiny_overrides, "recipe=ps_grpo", "rewards=[{name: group_similarity, params: {max_comparisons: 1}}]")
+    metrics = trainer.train_step()
+    assert 0.0 <= metrics["reward/group_similarity"] <= 1.0
+    completions = ["a b", "a c", "b c", "a b c"]
+    draws = {
+        tuple(group_similarity_reward(completions, ["q"] * 4, max_comparisons=1, group_id=[0, 0, 1, 1],
+                                      query_id=["x"] * 4, step=[s] * 4))
+        for s in range(1, 9)
+    }
+    assert len(draws) > 1  # the subsample is drawn anew at each step

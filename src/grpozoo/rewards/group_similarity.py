@@ -87,7 +87,7 @@ def group_similarity_reward(
     seed: int = 0,
     group_id: Sequence[Any] | None = None,
     extracted_answer: Sequence[str | None] | None = None,
-    step: int = 0,
+    step: Sequence[int] | None = None,
     **columns: Any,
 ) -> list[float | None]:
     """PS-GRPO group similarity reward ``[B]`` in [0, 1] (Hamman et al. 2025, "Improving Consistency
@@ -112,7 +112,7 @@ def group_similarity_reward(
         for i in range(size)
     ])
     paraphrase_ids = torch.tensor([labels.setdefault(("paraphrase", g), len(labels)) for g in groups])
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + int(step))
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + (int(step[0]) if step else 0))
     similarity = similarity_matrix(completions, extracted_answer, metric)
     rewards_ = cross_paraphrase_similarity(similarity, paraphrase_ids, query_ids, max_comparisons, generator)
     return [None if r.isnan() else float(r) for r in rewards_]
