@@ -78,6 +78,12 @@ def ndcg_reward(
 
     A document the completion gives no score ranks below every scored one (worst label first among
     the unscored), so leaving documents out never helps; a completion that scores none gets 0."""
+    if relevance is None:
+        raise ValueError(
+            "reward 'ndcg' reads each task row's 'relevance' column (document id -> graded label, e.g. "
+            '{"d1": 3, "d2": 0}), which this task does not have: train on a task file with that column '
+            "(a query and its documents in the prompt), or pass relevance=[...] when calling it directly"
+        )
     labels_column = need_column("ndcg", "relevance", relevance, len(completions))
     out = []
     for completion, row_labels in zip(completions, labels_column, strict=True):
