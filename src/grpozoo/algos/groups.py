@@ -50,9 +50,10 @@ def group_std(values: torch.Tensor, group_ids: torch.Tensor, unbiased: bool = Tr
 
 
 def group_sum(values: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
-    """Sum over each sample's group, broadcast to ``[B]``."""
+    """Sum over each sample's group, broadcast to ``[B]`` (or to ``[B, T]`` for per-token ``values
+    [B, T]``: at each position, the sum over the rows of the group)."""
     dense, n = _dense_ids(group_ids)
-    sums = torch.zeros(n, dtype=torch.float64).scatter_add_(0, dense, values.double())
+    sums = torch.zeros((n, *values.shape[1:]), dtype=torch.float64).index_add_(0, dense, values.double())
     return sums[dense].to(_float_dtype(values))
 
 

@@ -7,15 +7,9 @@ from __future__ import annotations
 
 import torch
 
+from grpozoo.algos.groups import group_sum
 from grpozoo.registry import token_weights
 from grpozoo.rollouts import Rollouts
-
-
-def group_token_sum(values: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
-    """``[B, T]``: at each position, the sum of ``values [B, T]`` over the rows of each row's group."""
-    _, dense = torch.unique(group_ids, return_inverse=True)
-    members = torch.nn.functional.one_hot(dense, int(dense.max()) + 1 if dense.numel() else 0).double()
-    return members @ (members.T @ values.double())
 
 
 @token_weights.register("tw_variance")
@@ -38,9 +32,9 @@ def tw_variance_weights(ctx: Rollouts, min_weight: float = 0.0) -> torch.Tensor:
     mask = ctx.completion_mask.double()
     with torch.no_grad():
         p = ctx.sampling_logprobs.double().exp() * mask
-        count = group_token_sum(mask, ctx.group_ids)
-        mean = group_token_sum(p, ctx.group_ids) / count.clamp(min=1)
-        variance = group_token_sum(mask * (p - mean) ** 2, ctx.group_ids) / count.clamp(min=1)
+        count = group_sum(mask, ctx.group_ids)
+        mean = group_sum(p, ctx.group_ids) / count.clamp(min=1)
+        variance = group_sum(mask * (p - mean) ** 2, ctx.group_ids) / count.clamp(min=1)
         variance = variance * mask
         scale = variance.sum() / mask.sum().clamp(min=1)
         if float(scale) <= 0.0:

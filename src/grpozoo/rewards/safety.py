@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import torch
 
-from grpozoo.algos.groups import group_mean, group_std
+from grpozoo.algos.advantages.group_relative import grpo_advantage
 from grpozoo.errors import ConfigError
 from grpozoo.registry import check_params
 from grpozoo.registry import rewards as reward_registry
@@ -48,7 +48,7 @@ def combine_objectives(
             if kept.any():
                 own = values[k][kept]
                 ids = group_ids[kept]
-                row[kept] = (own - group_mean(own, ids)) / (group_std(own, ids) + eps)
+                row[kept] = grpo_advantage(own, ids, eps=eps)
             rows.append(row)
         values = torch.stack(rows) if rows else values
     elif normalize == "batch":

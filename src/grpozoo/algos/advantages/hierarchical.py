@@ -17,7 +17,6 @@ from __future__ import annotations
 import torch
 
 from grpozoo.algos.advantages.group_relative import grpo_advantage
-from grpozoo.algos.groups import group_mean, group_std
 from grpozoo.registry import advantages
 from grpozoo.rollouts import Rollouts
 
@@ -120,7 +119,7 @@ def m_grpo_advantage(
     if rows.numel() == 0:
         return out.to(rewards.dtype if rewards.is_floating_point() else torch.float32)
     values, ids = sub_reward[rows], group_ids[rows]
-    entry_advantage = (values - group_mean(values, ids)) / (group_std(values, ids) + eps)
+    entry_advantage = grpo_advantage(values, ids, eps=eps)
     for entry, (i, k) in enumerate(zip(rows.tolist(), torch.cat(chosen).tolist(), strict=True)):
         on = parts[i] == k + 1
         out[i, on] += entry_advantage[entry]  # a duplicated sub-trajectory adds its advantage again
